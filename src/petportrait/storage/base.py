@@ -38,10 +38,10 @@ def validate_key(key: str) -> str:
 
 
 def validate_prefix(prefix: str) -> str:
-    """Return the prefix if it is empty or a safe key-like prefix (it may end with '/')."""
+    """Return the prefix if it is empty or a safe key-like prefix (it may end with one '/')."""
     if prefix == "":
         return prefix
-    validate_key(prefix.rstrip("/"))
+    validate_key(prefix.removesuffix("/"))
     return prefix
 
 

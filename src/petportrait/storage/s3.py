@@ -1,0 +1,224 @@
+"""S3BlobStore: blobs as objects in an S3-compatible bucket (AWS, MinIO, Ceph, moto...).
+
+A key maps to the object `prefix + key`. Writes go through boto3's managed transfer, which switches to a
+multipart upload for streams over MULTIPART_THRESHOLD and aborts the upload if the stream fails, so a
+reader sees the old object or the new one, never a part. Lifecycle rules on the bucket are only a
+backstop: the sweeper deletes expired blobs itself.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from petportrait.storage.base import (
+    BlobError,
+    BlobInfo,
+    BlobNotFound,
+    InvalidKey,
+    validate_key,
+    validate_prefix,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+MULTIPART_CHUNK_SIZE = 8 * 1024 * 1024
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_NO_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps a stream to count the bytes that boto3 reads from it (it is read once, front to back)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._stream.read(-1 if size is None else size)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class S3BlobStore:
+    """A BlobStore in an S3 bucket, optionally under a key prefix."""
+
+    name = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        prefix: str = "",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        client: S3Client | None = None,
+    ) -> None:
+        if not bucket:
+            raise ValueError("an S3 bucket name is required")
+        if prefix:
+            validate_key(prefix.strip("/"))
+            prefix = prefix.strip("/") + "/"
+        self.bucket = bucket
+        self.prefix = prefix
+        self.region = region
+        if client is None:
+            config = Config(
+                region_name=region,
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+                # S3-compatible servers on a custom endpoint rarely support virtual-hosted buckets.
+                s3={"addressing_style": "path" if endpoint_url else "auto"},
+            )
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
+        self.client: S3Client = client
+        self._transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=MULTIPART_CHUNK_SIZE,
+            max_concurrency=4,
+        )
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    def _object_key(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def put(self, key: str, stream: BinaryIO) -> int:
+        """Upload the whole stream to key (multipart above 8 MiB); returns the number of bytes written."""
+        object_key = self._object_key(key)
+        reader = _CountingReader(stream)
+        self.client.upload_fileobj(cast(BinaryIO, reader), self.bucket, object_key, Config=self._transfer)
+        return reader.count
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        """Upload bytes to key."""
+        object_key = self._object_key(key)
+        self.client.put_object(Bucket=self.bucket, Key=object_key, Body=data)
+        return len(data)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def open(self, key: str) -> BinaryIO:
+        """The streaming body of the object; the caller closes it."""
+        object_key = self._object_key(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise BlobNotFound(key) from exc
+            raise
+        return cast(BinaryIO, response["Body"])
+
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object."""
+        body = self.open(key)
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        object_key = self._object_key(key)
+        try:
+            return cast(dict[str, Any], self.client.head_object(Bucket=self.bucket, Key=object_key))
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists at key."""
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int:
+        """The size of the object in bytes."""
+        head = self._head(key)
+        if head is None:
+            raise BlobNotFound(key)
+        return int(head["ContentLength"])
+
+    # -- deleting ----------------------------------------------------------------------------------
+
+    def delete(self, key: str) -> bool:
+        """Delete the object; returns whether there was one. Deleting a missing key is not an error."""
+        existed = self._head(key) is not None
+        self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        return existed
+
+    # -- listing -----------------------------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Every object whose key starts with prefix, in key order (S3 lists in UTF-8 byte order)."""
+        validate_prefix(prefix)
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"][len(self.prefix) :]
+                try:
+                    validate_key(key)
+                except InvalidKey:
+                    continue  # an object some other tool wrote, with a name no blob key can have
+                yield BlobInfo(key=key, size=int(item["Size"]), modified_at=item["LastModified"])
+
+    # -- bucket and health -------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise if the bucket cannot be reached (HEAD bucket)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            raise BlobError(f"S3 bucket {self.bucket!r} is not reachable: {_error_code(exc)}") from exc
+
+    def ensure_bucket(self) -> bool:
+        """Create the bucket if it does not exist; returns whether it was created."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as exc:
+            if _error_code(exc) not in _NO_BUCKET_CODES:
+                raise
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self.client.create_bucket(**kwargs)
+        except ClientError as exc:
+            if _error_code(exc) == "BucketAlreadyOwnedByYou":
+                return False  # another process created it between our HEAD and CREATE
+            raise
+        return True
