@@ -1,0 +1,55 @@
+"""Accounts tables: people, their API and session tokens, and sign-in attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from petportrait.db import Base, IdMixin
+
+
+class Role(StrEnum):
+    USER = "user"
+    SUPPORT = "support"
+    MARKETING = "marketing"
+    TRUST_SAFETY = "trust_safety"
+    ADMIN = "admin"
+
+
+class User(IdMixin, Base):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(32), default=Role.USER.value)
+    display_name: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ApiToken(IdMixin, Base):
+    """A bearer token or a web session; only the SHA-256 of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "api" or "session"
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SigninAttempt(IdMixin, Base):
+    """A failed sign-in, kept for throttling."""
+
+    __tablename__ = "signin_attempts"
+    __table_args__ = (Index("ix_signin_attempts_email_at", "email", "at"),)
+
+    email: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime]

@@ -1,0 +1,155 @@
+"""Accounts: sign-up, sign-in with throttling, tokens and sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from petportrait.accounts.models import ApiToken, Role, SigninAttempt, User
+from petportrait.clock import utcnow
+from petportrait.errors import Conflict, TooManyRequests, Unauthorized
+
+# argon2id with the library's defaults (RFC 9106 low-memory profile).
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("petportrait-timing-equaliser")
+TOKEN_PREFIX = "pp_"
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _hasher.hash(password)
+
+
+def hash_token(secret: str) -> str:
+    """The SHA-256 hex digest under which a token secret is stored."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_user(
+    session: Session, *, email: str, password: str, role: Role = Role.USER, display_name: str | None = None
+) -> User:
+    """Create an account; an email already in use is a conflict."""
+    email = email.strip().lower()
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("An account with this email already exists.", code="email_taken")
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        role=role.value,
+        display_name=display_name,
+        created_at=utcnow(),
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("An account with this email already exists.", code="email_taken") from exc
+    return user
+
+
+def authenticate(
+    session: Session, *, email: str, password: str, max_failures: int, window_seconds: float
+) -> User:
+    """Check email and password, refusing after too many recent failures for that email."""
+    email = email.strip().lower()
+    now = utcnow()
+    since = now - timedelta(seconds=window_seconds)
+    failures = session.scalar(
+        select(func.count())
+        .select_from(SigninAttempt)
+        .where(SigninAttempt.email == email, SigninAttempt.at > since)
+    )
+    if (failures or 0) >= max_failures:
+        raise TooManyRequests(
+            "Too many failed sign-in attempts. Wait a few minutes and try again.",
+            code="too_many_signin_attempts",
+            headers={"Retry-After": str(int(window_seconds))},
+        )
+    user = session.scalar(select(User).where(User.email == email, User.deleted_at.is_(None)))
+    ok = False
+    try:
+        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        session.add(SigninAttempt(email=email, at=now))
+        session.commit()
+        raise Unauthorized("The email or password is wrong.", code="invalid_credentials")
+    session.execute(delete(SigninAttempt).where(SigninAttempt.email == email))
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def issue_token(
+    session: Session, *, user: User, kind: str, name: str, lifetime: timedelta
+) -> tuple[str, ApiToken]:
+    """Issue a new token; returns the secret (shown once) and its row."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    token = ApiToken(
+        user_id=user.id,
+        kind=kind,
+        name=name,
+        token_hash=hash_token(secret),
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    session.add(token)
+    session.flush()
+    return secret, token
+
+
+def resolve_token(session: Session, *, secret: str) -> tuple[User, ApiToken] | None:
+    """The live account and token for a secret, or None if wrong, expired or revoked."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 128:
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    now = utcnow()
+    if token is None or token.revoked_at is not None or token.expires_at <= now:
+        return None
+    user = session.get(User, token.user_id)
+    if user is None or user.deleted_at is not None:
+        return None
+    token.last_used_at = now
+    return user, token
+
+
+def list_tokens(session: Session, *, user: User) -> list[ApiToken]:
+    """The person's tokens and sessions, newest first."""
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc())
+        )
+    )
+
+
+def revoke_token(session: Session, *, user: User, token_id: str) -> bool:
+    """Revoke one of the person's tokens; False if it is not theirs."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        return False
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    return True
+
+
+def revoke_all_tokens(session: Session, *, user_id: str) -> int:
+    """Revoke every live token of an account; returns how many."""
+    now = utcnow()
+    tokens = session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    )
+    count = 0
+    for token in tokens:
+        token.revoked_at = now
+        count += 1
+    return count

@@ -1,0 +1,210 @@
+"""Pets and photos: create, list, upload (sanitised, de-duplicated), read and delete."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import BinaryIO
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from petportrait.clock import utcnow
+from petportrait.db import new_id
+from petportrait.errors import Gone, NotFound
+from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
+from petportrait.pets.models import Pet, Photo, Species
+from petportrait.storage.base import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IncomingFile:
+    """One file of an upload request, read up to the size limit (plus one byte to detect overflow)."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one uploaded file."""
+
+    filename: str
+    photo: Photo | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    min_side: int
+    max_pixels: int
+    max_photos: int
+    retention: timedelta
+
+
+def create_pet(session: Session, *, owner_id: str, name: str, species: Species) -> Pet:
+    """Create a pet for its owner."""
+    pet = Pet(owner_id=owner_id, name=name, species=species.value, created_at=utcnow())
+    session.add(pet)
+    session.flush()
+    return pet
+
+
+def list_pets(session: Session, *, owner_id: str) -> list[Pet]:
+    """The owner's pets, oldest first."""
+    return list(session.scalars(select(Pet).where(Pet.owner_id == owner_id).order_by(Pet.created_at, Pet.id)))
+
+
+def get_pet(session: Session, *, owner_id: str, pet_id: str) -> Pet:
+    """The owner's pet; another person's pet is reported as not found."""
+    pet = session.get(Pet, pet_id)
+    if pet is None or pet.owner_id != owner_id:
+        raise NotFound("No such pet.", code="pet_not_found")
+    return pet
+
+
+def live_photos_query(*, now: datetime | None = None) -> Select[Photo]:
+    """A select of photos not yet expired (read-time hiding: expired photos are gone at once)."""
+    return select(Photo).where(Photo.expires_at > (now or utcnow()))
+
+
+def count_live_photos(session: Session, *, pet_id: str) -> int:
+    """How many unexpired photos a pet has."""
+    now = utcnow()
+    return (
+        session.scalar(
+            select(func.count()).select_from(Photo).where(Photo.pet_id == pet_id, Photo.expires_at > now)
+        )
+        or 0
+    )
+
+
+def list_photos(session: Session, *, owner_id: str, pet_id: str) -> list[Photo]:
+    """A pet's unexpired photos, oldest first."""
+    get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    query = live_photos_query().where(Photo.pet_id == pet_id).order_by(Photo.uploaded_at, Photo.id)
+    return list(session.scalars(query))
+
+
+def get_photo(session: Session, *, owner_id: str, photo_id: str) -> Photo:
+    """The owner's photo; 404 for another person's, 410 once expired."""
+    photo = session.get(Photo, photo_id)
+    if photo is None or photo.owner_id != owner_id:
+        raise NotFound("No such photo.", code="photo_not_found")
+    if photo.expires_at <= utcnow():
+        raise Gone(
+            "This photo passed its 30-day retention period and has been deleted.", code="photo_expired"
+        )
+    return photo
+
+
+def photo_key(*, owner_id: str, pet_id: str, photo_id: str, extension: str) -> str:
+    """The blob key of a photo; the 'photos/' prefix carries the photo retention rule."""
+    return f"photos/{owner_id}/{pet_id}/{photo_id}.{extension}"
+
+
+def upload_photos(
+    session: Session, *, blobs: BlobStore, pet: Pet, files: list[IncomingFile], limits: UploadLimits
+) -> list[FileOutcome]:
+    """Sanitise and store each file; each is stored or rejected with a reason, never half-stored."""
+    now = utcnow()
+    existing = list(session.scalars(live_photos_query(now=now).where(Photo.pet_id == pet.id)))
+    hashes = [(p.sha256, p.phash) for p in existing]
+    room = limits.max_photos - len(existing)
+    outcomes: list[FileOutcome] = []
+    written: list[str] = []
+    try:
+        for incoming in files:
+            shown = incoming.filename or ""
+            outcome = FileOutcome(filename=shown)
+            outcomes.append(outcome)
+            try:
+                validate_filename(incoming.filename)
+                if room <= 0:
+                    raise PhotoRejected(
+                        "too_many_photos",
+                        f"A pet can have at most {limits.max_photos} photos; delete some first.",
+                    )
+                clean = sanitize_photo(
+                    incoming.data,
+                    filename=incoming.filename,
+                    content_type=incoming.content_type,
+                    max_bytes=limits.max_bytes,
+                    min_side=limits.min_side,
+                    max_pixels=limits.max_pixels,
+                )
+                for sha, ph in hashes:
+                    if sha == clean.sha256 or is_near_duplicate(ph, clean.phash):
+                        raise PhotoRejected(
+                            "duplicate_photo",
+                            "This photo is the same as, or nearly the same as, one already uploaded.",
+                        )
+            except PhotoRejected as rejected:
+                outcome.code = rejected.code
+                outcome.detail = rejected.detail
+                continue
+            photo = Photo(
+                pet_id=pet.id,
+                owner_id=pet.owner_id,
+                original_filename=shown,
+                content_type=clean.content_type,
+                size=len(clean.data),
+                width=clean.width,
+                height=clean.height,
+                sha256=clean.sha256,
+                phash=clean.phash,
+                uploaded_at=now,
+                expires_at=now + limits.retention,
+            )
+            photo.id = new_id()
+            photo.storage_key = photo_key(
+                owner_id=pet.owner_id, pet_id=pet.id, photo_id=photo.id, extension=clean.extension
+            )
+            blobs.put_bytes(photo.storage_key, clean.data)
+            written.append(photo.storage_key)
+            session.add(photo)
+            outcome.photo = photo
+            hashes.append((clean.sha256, clean.phash))
+            room -= 1
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for key in written:
+            try:
+                blobs.delete(key)
+            except Exception:  # the orphan sweep removes what could not be removed here
+                log.exception("could not remove blob %s after a failed upload", key)
+        raise
+    return outcomes
+
+
+def open_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> tuple[Photo, BinaryIO]:
+    """The owner's photo and a stream of its bytes."""
+    photo = get_photo(session, owner_id=owner_id, photo_id=photo_id)
+    return photo, blobs.open(photo.storage_key)
+
+
+def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> None:
+    """Delete the owner's photo now: blob first, then row."""
+    photo = session.get(Photo, photo_id)
+    if photo is None or photo.owner_id != owner_id:
+        raise NotFound("No such photo.", code="photo_not_found")
+    blobs.delete(photo.storage_key)
+    session.delete(photo)
+    session.flush()
+
+
+def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str) -> None:
+    """Delete the owner's pet and all its photos now."""
+    pet = get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    for photo in session.scalars(select(Photo).where(Photo.pet_id == pet.id)):
+        blobs.delete(photo.storage_key)
+        session.delete(photo)
+    session.delete(pet)
+    session.flush()

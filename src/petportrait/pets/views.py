@@ -1,0 +1,174 @@
+"""Pets API: pets, photo uploads, photo reads and deletes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, File, Response, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from petportrait.errors import InvalidInput
+from petportrait.pets import service
+from petportrait.pets.models import Pet, Photo, Species
+from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult
+from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep
+
+router = APIRouter(tags=["pets"])
+
+
+def pet_out(pet: Pet, photo_count: int = 0) -> PetOut:
+    return PetOut(
+        id=pet.id, name=pet.name, species=pet.species, created_at=pet.created_at, photo_count=photo_count
+    )
+
+
+def photo_out(photo: Photo) -> PhotoOut:
+    return PhotoOut(
+        id=photo.id,
+        pet_id=photo.pet_id,
+        original_filename=photo.original_filename,
+        content_type=photo.content_type,
+        size=photo.size,
+        width=photo.width,
+        height=photo.height,
+        sha256=photo.sha256,
+        uploaded_at=photo.uploaded_at,
+        expires_at=photo.expires_at,
+        content_url=f"/api/v1/photos/{photo.id}/content",
+    )
+
+
+@router.post("/pets", status_code=status.HTTP_201_CREATED, response_model=PetOut)
+def create_pet(body: PetCreate, user: CurrentUser, session: SessionDep) -> PetOut:
+    """Create a pet."""
+    return pet_out(
+        service.create_pet(session, owner_id=user.id, name=body.name, species=Species(body.species))
+    )
+
+
+@router.get("/pets", response_model=list[PetOut])
+def list_pets(user: CurrentUser, session: SessionDep) -> list[PetOut]:
+    """The signed-in person's pets."""
+    return [
+        pet_out(p, service.count_live_photos(session, pet_id=p.id))
+        for p in service.list_pets(session, owner_id=user.id)
+    ]
+
+
+@router.get("/pets/{pet_id}", response_model=PetOut)
+def get_pet(pet_id: str, user: CurrentUser, session: SessionDep) -> PetOut:
+    """One of the signed-in person's pets."""
+    pet = service.get_pet(session, owner_id=user.id, pet_id=pet_id)
+    return pet_out(pet, service.count_live_photos(session, pet_id=pet.id))
+
+
+@router.delete("/pets/{pet_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_pet(pet_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep) -> Response:
+    """Delete a pet and its photos now."""
+    service.delete_pet(session, blobs=blobs, owner_id=user.id, pet_id=pet_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/pets/{pet_id}/photos",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadOut,
+    responses={422: {"description": "Every file was rejected (problem+json with per-file results)"}},
+)
+async def upload_photos(
+    pet_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    blobs: BlobsDep,
+    settings: SettingsDep,
+    files: Annotated[
+        list[UploadFile] | None, File(description="One or more photos (JPEG, PNG, WebP)")
+    ] = None,
+) -> Response:
+    """Upload photos of a pet; each file is stored (sanitised) or rejected with a reason."""
+    pet = await run_in_threadpool(service.get_pet, session, owner_id=user.id, pet_id=pet_id)
+    if not files:
+        raise InvalidInput(
+            "Send one or more files in the multipart field 'files'.", code="no_files", status=400
+        )
+    sec = settings.security
+    incoming = []
+    for upload in files:
+        data = await upload.read(sec.max_upload_bytes + 1)
+        await upload.close()
+        incoming.append(
+            service.IncomingFile(filename=upload.filename, content_type=upload.content_type, data=data)
+        )
+    limits = service.UploadLimits(
+        max_bytes=sec.max_upload_bytes,
+        min_side=sec.min_photo_side,
+        max_pixels=sec.max_photo_pixels,
+        max_photos=sec.max_photos_per_pet,
+        retention=timedelta(days=settings.retention.photo_days),
+    )
+    outcomes = await run_in_threadpool(
+        service.upload_photos, session, blobs=blobs, pet=pet, files=incoming, limits=limits
+    )
+    results = [
+        UploadResult(
+            filename=o.filename,
+            status="stored" if o.photo is not None else "rejected",
+            photo=photo_out(o.photo) if o.photo is not None else None,
+            code=o.code,
+            detail=o.detail,
+        )
+        for o in outcomes
+    ]
+    stored = sum(1 for r in results if r.status == "stored")
+    body = UploadOut(stored=stored, rejected=len(results) - stored, results=results)
+    if stored == 0:
+        codes = {r.code for r in results}
+        code = codes.pop() if len(codes) == 1 else "photos_rejected"
+        detail = results[0].detail if len(results) == 1 else "None of the files could be stored; see results."
+        raise InvalidInput(
+            detail or "rejected", code=code or "photos_rejected", **body.model_dump(mode="json")
+        )
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+
+
+@router.get("/pets/{pet_id}/photos", response_model=list[PhotoOut])
+def list_photos(pet_id: str, user: CurrentUser, session: SessionDep) -> list[PhotoOut]:
+    """A pet's photos that have not expired, each with its deletion date."""
+    return [photo_out(p) for p in service.list_photos(session, owner_id=user.id, pet_id=pet_id)]
+
+
+@router.get("/photos/{photo_id}", response_model=PhotoOut)
+def get_photo(photo_id: str, user: CurrentUser, session: SessionDep) -> PhotoOut:
+    """One photo's details."""
+    return photo_out(service.get_photo(session, owner_id=user.id, photo_id=photo_id))
+
+
+@router.get("/photos/{photo_id}/content", response_class=StreamingResponse)
+def photo_content(
+    photo_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep
+) -> StreamingResponse:
+    """The photo's bytes (as stored: sanitised, without metadata)."""
+    photo, stream = service.open_photo(session, blobs=blobs, owner_id=user.id, photo_id=photo_id)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := stream.read(64 * 1024):
+                yield chunk
+        finally:
+            stream.close()
+
+    return StreamingResponse(
+        chunks(),
+        media_type=photo.content_type,
+        headers={"Content-Length": str(photo.size), "Cache-Control": "private, no-store"},
+    )
+
+
+@router.delete("/photos/{photo_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_photo(photo_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep) -> Response:
+    """Delete a photo now."""
+    service.delete_photo(session, blobs=blobs, owner_id=user.id, photo_id=photo_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

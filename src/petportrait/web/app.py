@@ -1,0 +1,93 @@
+"""The FastAPI application: API under /api/v1, OpenAPI at /api/v1/openapi.json, /healthz."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from petportrait import __version__
+from petportrait.accounts.views import router as accounts_router
+from petportrait.db import make_engine, make_session_factory
+from petportrait.pets.views import router as pets_router
+from petportrait.settings import Settings, get_settings
+from petportrait.storage import create_blob_store
+from petportrait.web.deps import Services, ServicesDep
+from petportrait.web.limits import BodySizeLimit
+from petportrait.web.problems import install_problem_handlers
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+
+
+def build_services(settings: Settings, *, migrate: bool | None = None) -> Services:
+    """Open the database and blob store; migrate SQLite automatically (or when asked)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url, echo=settings.database.echo)
+    if migrate is None:
+        migrate = engine.dialect.name == "sqlite"
+    if migrate:
+        from petportrait.migrate import upgrade
+
+        upgrade(engine)
+    blobs = create_blob_store(settings)
+    return Services(
+        settings=settings, engine=engine, session_factory=make_session_factory(engine), blobs=blobs
+    )
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the app for these settings (or for already-built services)."""
+    settings = services.settings if services is not None else (settings or get_settings())
+    built = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if services is None:
+            built.engine.dispose()
+
+    app = FastAPI(
+        title="petportrait",
+        version=__version__,
+        summary="Pet portraits from a model trained on your own photos; a data policy the code enforces.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = built
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_request_bytes)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(accounts_router)
+    api.include_router(pets_router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz(services: ServicesDep) -> JSONResponse:
+        """Whether the database and the blob store answer."""
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            with services.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True, "backend": services.engine.dialect.name}
+        except Exception as exc:
+            ok = False
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        try:
+            services.blobs.check()
+            checks["storage"] = {"ok": True, "backend": services.blobs.name}
+        except Exception as exc:
+            ok = False
+            checks["storage"] = {"ok": False, "error": type(exc).__name__}
+        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+
+    return app

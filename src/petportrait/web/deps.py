@@ -1,0 +1,128 @@
+"""FastAPI dependencies: the database session, the blob store and the signed-in person."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from petportrait.accounts import service as accounts_service
+from petportrait.accounts.models import ApiToken, Role, User
+from petportrait.errors import NotFound, Unauthorized
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobStore
+
+SESSION_COOKIE = "pp_session"
+
+
+@dataclass
+class Services:
+    """What one running app holds: settings, database, blob store."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    blobs: BlobStore
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    """A session per request, committed when the handler returns without error."""
+    session = services.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_settings_dep(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_blobs(services: ServicesDep) -> BlobStore:
+    return services.blobs
+
+
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+
+
+@dataclass
+class Principal:
+    """The person a request acts for, and the token it came with."""
+
+    user: User
+    token: ApiToken
+
+
+def _secret_from(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
+        return value.strip()
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    """The signed-in person; 401 with a stable code when the token is missing, wrong or expired."""
+    secret = _secret_from(request)
+    if not secret:
+        raise Unauthorized(
+            "Sign in first: send a bearer token from POST /api/v1/auth/token.",
+            code="not_authenticated",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    resolved = accounts_service.resolve_token(session, secret=secret)
+    if resolved is None:
+        raise Unauthorized(
+            "The token is wrong, expired or revoked; sign in again.",
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    user, token = resolved
+    return Principal(user=user, token=token)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_current_user(principal: PrincipalDep) -> User:
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(*roles: Role) -> object:
+    """A dependency that lets only the named roles through (others get 404, as if nothing were there)."""
+
+    allowed = {role.value for role in roles}
+
+    def _check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise NotFound("Nothing here.")
+        return user
+
+    return Depends(_check)

@@ -1,0 +1,120 @@
+"""Shared fixtures: real SQLite (or the PostgreSQL named by PETPORTRAIT__DATABASE__URL), real blob store."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from petportrait.clock import Clock, clock
+from petportrait.models import metadata
+from petportrait.settings import Settings
+from petportrait.web.app import Services, build_services, create_app
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dreambooth-pets"
+PASSWORD = "correct horse battery staple"
+
+
+def pet_photos(name: str) -> list[Path]:
+    """The real photos of one pet of the shared data set, in name order."""
+    folder = DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"test data missing: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Test settings on a fresh data folder; the database URL may come from the environment."""
+    values: dict[str, object] = {
+        "environment": "test",
+        "data_dir": data_dir,
+        "security": {"secret_key": secrets.token_hex(32), "cookie_secure": False},
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("var")
+
+
+@pytest.fixture(scope="session")
+def base_services(session_data_dir: Path) -> Iterator[Services]:
+    """One migrated database for the session; each test starts from empty tables."""
+    settings = make_settings(session_data_dir)
+    if settings.database.url and settings.database.url.startswith("postgresql"):
+        _reset_postgres(settings.database.url)
+    services = build_services(settings, migrate=True)
+    yield services
+    services.engine.dispose()
+
+
+def _reset_postgres(url: str) -> None:
+    """Start the PostgreSQL leg from an empty schema, whatever an earlier run left."""
+    from petportrait.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def _empty_tables(services: Services) -> None:
+    with services.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(text(f'DELETE FROM "{table.name}"'))
+
+
+@pytest.fixture
+def services(base_services: Services, tmp_path: Path) -> Iterator[Services]:
+    """Services on the session database (emptied) and a blob folder of this test's own."""
+    from petportrait.storage.local import LocalBlobStore
+
+    _empty_tables(base_services)
+    settings = base_services.settings.model_copy(update={"data_dir": tmp_path})
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    yield Services(
+        settings=settings,
+        engine=base_services.engine,
+        session_factory=base_services.session_factory,
+        blobs=blobs,
+    )
+    _empty_tables(base_services)
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services=services), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[Clock]:
+    clock.freeze()
+    yield clock
+    clock.unfreeze()
+
+
+def sign_up(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
+    """Create an account and return the headers that authenticate as it."""
+    response = client.post("/api/v1/accounts", json={"email": email, "password": password})
+    assert response.status_code == 201, response.text
+    response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def alice(client: TestClient) -> dict[str, str]:
+    return sign_up(client, "alice@example.com")
+
+
+@pytest.fixture
+def bob(client: TestClient) -> dict[str, str]:
+    return sign_up(client, "bob@example.com")
