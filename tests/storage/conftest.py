@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,3 +120,13 @@ class StreamBroke(OSError):
 def pattern_stream() -> type[PatternStream]:
     """The PatternStream class, for tests that stream big or failing uploads."""
     return PatternStream
+
+
+@pytest.fixture
+def new_s3_store(moto_endpoint: str) -> Callable[..., S3BlobStore]:
+    """Make an S3BlobStore on a new bucket of the moto server: new_s3_store(prefix=..., region=...)."""
+
+    def make(*, prefix: str = "", region: str = "us-east-1") -> S3BlobStore:
+        return make_s3_store(moto_endpoint, prefix=prefix, region=region)
+
+    return make
