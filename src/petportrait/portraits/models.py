@@ -1,0 +1,79 @@
+"""Trained models of a pet (LoRA weights) and the portraits rendered from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from petportrait.db import Base, IdMixin
+
+
+class ModelState(StrEnum):
+    QUEUED = "queued"
+    TRAINING = "training"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RenderState(StrEnum):
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class PetModel(IdMixin, Base):
+    """LoRA weights trained on one pet's photos; kept until expires_at (trained_at + 7 days)."""
+
+    __tablename__ = "pet_models"
+    __table_args__ = (Index("ix_pet_models_expires_at", "expires_at"),)
+
+    pet_id: Mapped[str] = mapped_column(ForeignKey("pets.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=ModelState.QUEUED.value)
+    base_model: Mapped[str] = mapped_column(String(512))
+    is_preview: Mapped[bool] = mapped_column(Boolean, default=False)
+    token: Mapped[str] = mapped_column(String(32))
+    species: Mapped[str] = mapped_column(String(16))
+    photo_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    retrained_from: Mapped[str | None] = mapped_column(String(32), default=None)
+    storage_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    final_loss: Mapped[float | None] = mapped_column(default=None)
+    created_at: Mapped[datetime]
+    trained_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Render(IdMixin, Base):
+    """One rendered portrait; kept until expires_at (rendered_at + 30 days)."""
+
+    __tablename__ = "renders"
+    __table_args__ = (Index("ix_renders_expires_at", "expires_at"),)
+
+    model_id: Mapped[str] = mapped_column(ForeignKey("pet_models.id", ondelete="SET NULL"), nullable=True, index=True)
+    pet_id: Mapped[str] = mapped_column(ForeignKey("pets.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default=RenderState.QUEUED.value)
+    style: Mapped[str | None] = mapped_column(String(64), default=None)
+    prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    is_preview: Mapped[bool] = mapped_column(Boolean, default=False)
+    params: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    storage_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    content_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime]
+    rendered_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
