@@ -251,6 +251,15 @@ def test_a_real_photo_with_orientation_8_comes_out_turned() -> None:
     assert phash_distance(clean.phash, turned.phash) <= 2
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+def test_a_malformed_exif_block_is_dropped_not_fatal() -> None:
+    data = encode(photo(3, (400, 300)), "JPEG")
+    data = insert_jpeg_segment(data, 0xE1, b"Exif\x00\x00MM\x00\x2a\xff\xff\xff\xf0garbage" * 4)
+    clean = sanitize(data)
+    assert (clean.width, clean.height) == (400, 300)
+    assert_no_metadata(clean.data)
+
+
 def test_an_icc_profile_is_applied_to_the_colours_then_dropped() -> None:
     red = Image.new("RGB", (300, 300), (220, 20, 20))
     plain = sanitize(encode(red, "PNG"))

@@ -112,6 +112,7 @@ def sanitize_photo(
 
     with warnings.catch_warnings():
         # Pillow warns (rather than fails) between MAX_IMAGE_PIXELS and twice that; refuse those too.
+        # (catch_warnings swaps a process-wide filter list; at worst a race leaves this filter on.)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open(data, content_type)
         try:
@@ -210,9 +211,10 @@ def _sanitize_opened(image: Image.Image, *, min_side: int, max_pixels: int) -> S
             f"The image is {width}x{height} pixels; its shorter side must be at least {min_side} pixels.",
         )
 
-    rgb = _to_srgb(upright, icc_profile if isinstance(icc_profile, bytes) else None)
-    # A fresh image carries no info dict at all, so nothing (EXIF, XMP, ICC, comment) can leak on save.
-    clean = Image.frombytes("RGB", rgb.size, rgb.tobytes())
+    clean = _to_srgb(upright, icc_profile if isinstance(icc_profile, bytes) else None)
+    # _to_srgb returns a new image; emptying its info dict leaves the encoder nothing to copy over
+    # (Pillow's JPEG writer takes a comment from it), and nothing is passed to save but pixels options.
+    clean.info = {}
     out = io.BytesIO()
     clean.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     encoded = out.getvalue()
