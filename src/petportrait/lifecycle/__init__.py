@@ -1,0 +1,1 @@
+"""Data lifecycle: retention policy, read-time hiding, the sweeper, legal holds, erasure, export, audit."""

@@ -1,0 +1,272 @@
+"""The audit log: append-only, each entry hashing the one before it, so an edit or a removal shows.
+
+Every read of a photo's bytes (with its purpose), every deletion, every staff action, every consent
+change and every legal hold is written here with `record`. Appends are serialised: on PostgreSQL by a
+transaction-scoped advisory lock, on SQLite by the database write lock (taken by a write to the head
+row before anything is read), so concurrent appends from many threads or processes still form one
+line. The lock is held until the caller's transaction ends; keep audited transactions short.
+
+An entry's hash is SHA-256 over the canonical JSON of
+[prev_hash, seq, at, action, actor_id, subject_kind, subject_id, owner_id, purpose, details], and
+`audit_head` names the newest entry, so removing the newest entries shows too. `verify` walks the
+whole chain (`petportrait audit verify`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.orm import Session
+
+from petportrait.clock import utcnow
+from petportrait.lifecycle.models import GENESIS_HASH, AuditEntry, AuditHead
+
+HEAD_ID = 1
+# A fixed key for pg_advisory_xact_lock ("pp-audit" as a 63-bit number).
+_PG_LOCK_KEY = int.from_bytes(b"pp-audit", "big") & 0x7FFF_FFFF_FFFF_FFFF
+_MAX_PROBLEMS = 100
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What one entry says; `record_many` appends several in one lock."""
+
+    action: str
+    actor_id: str | None
+    subject_kind: str | None = None
+    subject_id: str | None = None
+    owner_id: str | None = None
+    purpose: str | None = None
+    details: dict[str, Any] | None = None
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of walking the chain: ok, how many entries, the head, and what is wrong."""
+
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def canonical_details(details: dict[str, Any] | None) -> str:
+    """The details as canonical JSON text (sorted keys, no spaces); datetimes and others become strings."""
+    return json.dumps(details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def entry_hash(
+    *,
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    action: str,
+    actor_id: str | None,
+    subject_kind: str | None,
+    subject_id: str | None,
+    owner_id: str | None,
+    purpose: str | None,
+    details: str,
+) -> str:
+    """The hash of one entry given the previous entry's hash."""
+    payload = json.dumps(
+        [prev_hash, seq, _stamp(at), action, actor_id, subject_kind, subject_id, owner_id, purpose, details],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _lock_head(session: Session) -> tuple[int, str]:
+    """Take the append lock and return the newest entry's (seq, hash)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    else:
+        # A write first, so that SQLite hands this transaction the write lock before anything is read.
+        session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq))
+    row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID)).one_or_none()
+    if row is not None:
+        return int(row[0]), str(row[1])
+    last = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).one_or_none()
+    seq, head = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS_HASH)
+    session.execute(insert(AuditHead).values(id=HEAD_ID, seq=seq, hash=head))
+    return seq, head
+
+
+def record_many(session: Session, events: Sequence[AuditEvent], *, at: datetime | None = None) -> int:
+    """Append several entries in order under one lock; returns the seq of the last (0 if none)."""
+    if not events:
+        return 0
+    at = at or utcnow()
+    seq, prev = _lock_head(session)
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        seq += 1
+        details = canonical_details(event.details)
+        digest = entry_hash(
+            prev_hash=prev,
+            seq=seq,
+            at=at,
+            action=event.action,
+            actor_id=event.actor_id,
+            subject_kind=event.subject_kind,
+            subject_id=event.subject_id,
+            owner_id=event.owner_id,
+            purpose=event.purpose,
+            details=details,
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "action": event.action,
+                "actor_id": event.actor_id,
+                "subject_kind": event.subject_kind,
+                "subject_id": event.subject_id,
+                "owner_id": event.owner_id,
+                "purpose": event.purpose,
+                "details": details,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(AuditEntry), rows[start : start + 5000])
+    session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=seq, hash=prev))
+    return seq
+
+
+def record(
+    session: Session,
+    *,
+    action: str,
+    actor_id: str | None,
+    subject_kind: str | None = None,
+    subject_id: str | None = None,
+    owner_id: str | None = None,
+    purpose: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry to the audit log (in the caller's transaction) and return it."""
+    event = AuditEvent(
+        action=action,
+        actor_id=actor_id,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        owner_id=owner_id,
+        purpose=purpose,
+        details=details,
+    )
+    seq = record_many(session, [event])
+    entry = session.get(AuditEntry, seq)
+    assert entry is not None
+    return entry
+
+
+def iter_entries(session: Session, *, owner_id: str | None = None, batch: int = 5000) -> Iterator[AuditEntry]:
+    """Entries in chain order, optionally only those about one person's data."""
+    after = 0
+    while True:
+        query = select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)
+        if owner_id is not None:
+            query = query.where(AuditEntry.owner_id == owner_id)
+        chunk = list(session.scalars(query))
+        if not chunk:
+            return
+        yield from chunk
+        after = chunk[-1].seq
+
+
+def verify(session: Session) -> VerifyResult:
+    """Walk the chain from the first entry: contiguous seqs, each prev_hash linking, each hash right,
+    and the head naming the last entry."""
+    problems: list[str] = []
+    first_bad: int | None = None
+
+    def problem(seq: int, message: str) -> None:
+        nonlocal first_bad
+        if first_bad is None or seq < first_bad:
+            first_bad = seq
+        if len(problems) < _MAX_PROBLEMS:
+            problems.append(message)
+
+    expected_seq = 1
+    prev = GENESIS_HASH
+    count = 0
+    after = 0
+    columns = (
+        AuditEntry.seq,
+        AuditEntry.at,
+        AuditEntry.action,
+        AuditEntry.actor_id,
+        AuditEntry.subject_kind,
+        AuditEntry.subject_id,
+        AuditEntry.owner_id,
+        AuditEntry.purpose,
+        AuditEntry.details,
+        AuditEntry.prev_hash,
+        AuditEntry.hash,
+    )
+    while True:
+        rows = session.execute(
+            select(*columns).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(10_000)
+        ).all()
+        if not rows:
+            break
+        for seq, at, action, actor, skind, sid, owner, purpose, details, prev_hash, digest in rows:
+            count += 1
+            if seq != expected_seq:
+                problem(seq, f"entries {expected_seq} to {seq - 1} are missing")
+            if prev_hash != prev:
+                problem(seq, f"entry {seq} does not link to the entry before it (prev_hash differs)")
+            recomputed = entry_hash(
+                prev_hash=prev_hash,
+                seq=seq,
+                at=at,
+                action=action,
+                actor_id=actor,
+                subject_kind=skind,
+                subject_id=sid,
+                owner_id=owner,
+                purpose=purpose,
+                details=details,
+            )
+            if recomputed != digest:
+                problem(seq, f"entry {seq} was altered (its hash does not match its content)")
+            prev = digest
+            expected_seq = seq + 1
+        after = rows[-1][0]
+    last_seq = expected_seq - 1
+    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID)).one_or_none()
+    head_seq, head_hash = (int(head[0]), str(head[1])) if head is not None else (0, GENESIS_HASH)
+    if head is None and count:
+        problem(last_seq + 1, "the audit head is missing")
+    elif head is not None and (head_seq != last_seq or head_hash != prev):
+        problem(
+            min(head_seq, last_seq) + 1,
+            f"the head names entry {head_seq} but the chain ends at entry {last_seq}: "
+            "entries were removed from the end, or the head was altered",
+        )
+    return VerifyResult(
+        ok=not problems,
+        entries=count,
+        head_seq=head_seq,
+        head_hash=head_hash,
+        first_bad_seq=first_bad,
+        problems=problems,
+    )

@@ -1,0 +1,115 @@
+"""Lifecycle tables: the audit log and its head, tombstones (deletion receipts), legal holds, sweep runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from petportrait.db import Base, IdMixin
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditEntry(Base):
+    """One entry of the append-only audit log; `hash` covers the entry and the previous entry's hash."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_owner_id_seq", "owner_id", "seq"),
+        Index("ix_audit_log_subject", "subject_kind", "subject_id"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    subject_kind: Mapped[str | None] = mapped_column(String(32), default=None)
+    subject_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    owner_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    purpose: Mapped[str | None] = mapped_column(String(128), default=None)
+    details: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON, hashed as stored
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The single row that names the newest entry; appends lock it, so the chain stays a line."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class DeletionReason(StrEnum):
+    EXPIRED = "expired"
+    OWNER_DELETED = "owner_deleted"
+    ACCOUNT_DELETED = "account_deleted"
+    STAFF_DELETED = "staff_deleted"
+
+
+class Tombstone(Base):
+    """What is left of a deleted item, and the person's deletion receipt for it."""
+
+    __tablename__ = "tombstones"
+    __table_args__ = (
+        Index("ix_tombstones_owner_id_purged_at", "owner_id", "purged_at"),
+        Index("ix_tombstones_storage_key", "storage_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the deleted item's id
+    kind: Mapped[str] = mapped_column(String(32))
+    owner_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime | None] = mapped_column(default=None)  # uploaded/trained/rendered at
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    storage_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    reason: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    purged_at: Mapped[datetime]
+
+
+class HoldScope(StrEnum):
+    ITEM = "item"
+    ACCOUNT = "account"
+
+
+class LegalHold(IdMixin, Base):
+    """A legal hold: suspends deletion of one item or of everything an account holds, until it ends."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (
+        Index("ix_legal_holds_owner_id", "owner_id"),
+        Index("ix_legal_holds_subject", "subject_kind", "subject_id"),
+    )
+
+    scope: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[str] = mapped_column(String(32))
+    subject_kind: Mapped[str | None] = mapped_column(String(32), default=None)
+    subject_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    placed_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    released_at: Mapped[datetime | None] = mapped_column(default=None)
+    released_by: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class SweepRun(IdMixin, Base):
+    """One run of the sweeper: when, how long, how much it removed."""
+
+    __tablename__ = "sweep_runs"
+    __table_args__ = (Index("ix_sweep_runs_started_at", "started_at"),)
+
+    holder: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    purged: Mapped[int] = mapped_column(Integer, default=0)
+    orphans_removed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
