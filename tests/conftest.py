@@ -33,6 +33,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "environment": "test",
         "data_dir": data_dir,
         "security": {"secret_key": secrets.token_hex(32), "cookie_secure": False},
+        "queue": {"embedded_consumer": False},
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -74,16 +75,18 @@ def _empty_tables(services: Services) -> None:
 @pytest.fixture
 def services(base_services: Services, tmp_path: Path) -> Iterator[Services]:
     """Services on the session database (emptied) and a blob folder of this test's own."""
+    from petportrait.jobs.huey_queue import create_queue
     from petportrait.storage.local import LocalBlobStore
 
     _empty_tables(base_services)
-    settings = base_services.settings.model_copy(update={"data_dir": tmp_path})
+    settings = base_services.settings.model_copy(update={"data_dir": tmp_path}, deep=True)
     blobs = LocalBlobStore(tmp_path / "blobs")
     yield Services(
         settings=settings,
         engine=base_services.engine,
         session_factory=base_services.session_factory,
         blobs=blobs,
+        queue=create_queue(settings),
     )
     _empty_tables(base_services)
 

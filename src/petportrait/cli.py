@@ -44,6 +44,25 @@ def serve(
 
 
 @app.command()
+def worker(
+    periodic: Annotated[
+        bool, typer.Option(help="Take part in running periodic tasks (reaper, sweeper)")
+    ] = True,
+) -> None:
+    """Run a job consumer (one job at a time; start one per GPU). SIGTERM finishes the job, twice hands it back."""
+    import logging
+
+    from petportrait.jobs.worker import Consumer
+    from petportrait.web.app import build_services
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    services = build_services(_settings())
+    consumer = Consumer(services, periodic=periodic)
+    consumer.run_forever()
+    services.engine.dispose()
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations up to the newest."""
     from petportrait.db import make_engine

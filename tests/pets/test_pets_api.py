@@ -8,12 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
-from tests.conftest import pet_photos
-from tests.pets.helpers import gps_exif, jpeg_bytes, solid_png
 
 from petportrait.clock import Clock
 from petportrait.pets.models import Photo
 from petportrait.web.app import Services
+from tests.conftest import pet_photos
+from tests.pets.helpers import gps_exif, jpeg_bytes, solid_png
 
 
 def make_pet(client: TestClient, headers: dict[str, str], name: str = "Rex", species: str = "dog") -> str:
@@ -23,10 +23,20 @@ def make_pet(client: TestClient, headers: dict[str, str], name: str = "Rex", spe
 
 
 def upload(client: TestClient, headers: dict[str, str], pet_id: str, *files: tuple[str, bytes, str]):  # type: ignore[no-untyped-def]
+    """POST a multipart body built by hand, so that file names reach the server byte for byte."""
+    boundary = "pp-test-boundary-7d1f"
+    parts = []
+    for name, data, ctype in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n"
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return client.post(
         f"/api/v1/pets/{pet_id}/photos",
-        headers=headers,
-        files=[("files", (name, data, ctype)) for name, data, ctype in files],
+        headers={**headers, "content-type": f"multipart/form-data; boundary={boundary}"},
+        content=body,
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import Select, func, select
@@ -201,10 +203,63 @@ def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id:
 
 
 def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str) -> None:
-    """Delete the owner's pet and all its photos now."""
+    """Delete the owner's pet now, with its photos, models and renders."""
+    from petportrait.portraits import service as portraits_service  # portraits builds on pets
+
     pet = get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    portraits_service.delete_pet_portraits(session, blobs=blobs, owner_id=owner_id, pet_id=pet.id)
     for photo in session.scalars(select(Photo).where(Photo.pet_id == pet.id)):
         blobs.delete(photo.storage_key)
         session.delete(photo)
+    session.flush()
     session.delete(pet)
     session.flush()
+
+
+def read_photos_for_training(
+    session: Session,
+    *,
+    blobs: BlobStore,
+    job_id: str,
+    job_owner_id: str,
+    pet_id: str,
+    photo_ids: list[str],
+    dest: Path,
+) -> list[Path]:
+    """Copy a pet's live photos to `dest` for the training job of that pet's owner, auditing each read.
+
+    This is the only path by which photo bytes reach a training job (the data policy's purpose limit):
+    a job whose owner is not the pet's owner is refused.
+    """
+    from petportrait.lifecycle import audit
+
+    pet = session.get(Pet, pet_id)
+    if pet is None or pet.owner_id != job_owner_id:
+        raise PermissionError(f"job {job_id} may not read photos of pet {pet_id}: not its owner's")
+    dest.mkdir(parents=True, exist_ok=True)
+    now = utcnow()
+    photos = list(
+        session.scalars(
+            live_photos_query(now=now)
+            .where(Photo.pet_id == pet.id, Photo.id.in_(photo_ids))
+            .order_by(Photo.id)
+        )
+    )
+    paths: list[Path] = []
+    for photo in photos:
+        target = dest / f"{photo.id}.{photo.storage_key.rsplit('.', 1)[-1]}"
+        with blobs.open(photo.storage_key) as stream, target.open("wb") as out:
+            shutil.copyfileobj(stream, out)
+        audit.record(
+            session,
+            action="photo.read",
+            actor_id=None,
+            subject_kind="photo",
+            subject_id=photo.id,
+            owner_id=pet.owner_id,
+            purpose="training",
+            details={"job_id": job_id},
+        )
+        paths.append(target)
+    session.commit()
+    return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
@@ -57,7 +58,9 @@ class Render(IdMixin, Base):
     __tablename__ = "renders"
     __table_args__ = (Index("ix_renders_expires_at", "expires_at"),)
 
-    model_id: Mapped[str] = mapped_column(ForeignKey("pet_models.id", ondelete="SET NULL"), nullable=True, index=True)
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("pet_models.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     pet_id: Mapped[str] = mapped_column(ForeignKey("pets.id", ondelete="CASCADE"), index=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     job_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
@@ -69,7 +72,7 @@ class Render(IdMixin, Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     is_preview: Mapped[bool] = mapped_column(Boolean, default=False)
-    params: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     storage_key: Mapped[str | None] = mapped_column(String(512), default=None)
     content_type: Mapped[str | None] = mapped_column(String(64), default=None)
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -14,7 +14,10 @@ from sqlalchemy import text
 from petportrait import __version__
 from petportrait.accounts.views import router as accounts_router
 from petportrait.db import make_engine, make_session_factory
+from petportrait.jobs.huey_queue import create_queue
+from petportrait.jobs.views import router as jobs_router
 from petportrait.pets.views import router as pets_router
+from petportrait.portraits.views import router as portraits_router
 from petportrait.settings import Settings, get_settings
 from petportrait.storage import create_blob_store
 from petportrait.web.deps import Services, ServicesDep
@@ -36,21 +39,44 @@ def build_services(settings: Settings, *, migrate: bool | None = None) -> Servic
 
         upgrade(engine)
     blobs = create_blob_store(settings)
+    queue = create_queue(settings)
     return Services(
-        settings=settings, engine=engine, session_factory=make_session_factory(engine), blobs=blobs
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        blobs=blobs,
+        queue=queue,
     )
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """Build the app for these settings (or for already-built services)."""
+def create_app(
+    settings: Settings | None = None, *, services: Services | None = None, consumer: bool | None = None
+) -> FastAPI:
+    """Build the app for these settings (or for already-built services).
+
+    With `consumer` (default: settings.queue.embedded_consumer) the app runs a job consumer in a thread
+    while it serves, so one machine needs one command.
+    """
     settings = services.settings if services is not None else (settings or get_settings())
     built = services or build_services(settings)
+    run_consumer = settings.queue.embedded_consumer if consumer is None else consumer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if services is None:
-            built.engine.dispose()
+        embedded = None
+        if run_consumer:
+            from petportrait.jobs.worker import Consumer
+
+            embedded = Consumer(built)
+            embedded.start()
+        app.state.consumer = embedded
+        try:
+            yield
+        finally:
+            if embedded is not None:
+                embedded.stop(hand_back=True, timeout=30)
+            if services is None:
+                built.engine.dispose()
 
     app = FastAPI(
         title="petportrait",
@@ -68,6 +94,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(accounts_router)
     api.include_router(pets_router)
+    api.include_router(portraits_router)
+    api.include_router(jobs_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["ops"])

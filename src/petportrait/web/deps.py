@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import ApiToken, Role, User
 from petportrait.errors import NotFound, Unauthorized
+from petportrait.jobs.base import JobQueue
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -21,12 +22,13 @@ SESSION_COOKIE = "pp_session"
 
 @dataclass
 class Services:
-    """What one running app holds: settings, database, blob store."""
+    """What one running app holds: settings, database, blob store, job queue."""
 
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
     blobs: BlobStore
+    queue: JobQueue
 
 
 def get_services(request: Request) -> Services:

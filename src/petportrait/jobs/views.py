@@ -1,0 +1,116 @@
+"""Jobs API: state, live progress as server-sent events, cancellation."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from petportrait.jobs import service
+from petportrait.jobs.models import FINAL_STATES, Job
+from petportrait.jobs.schemas import JobError, JobOut, Progress
+from petportrait.web.deps import CurrentUser, ServicesDep, SessionDep
+
+router = APIRouter(tags=["jobs"])
+POLL_SECONDS = 0.25
+KEEPALIVE_SECONDS = 15.0
+
+
+def job_out(job: Job) -> JobOut:
+    total = job.progress_total or 0
+    step = min(job.progress_step or 0, total) if total else 0
+    fraction = 1.0 if job.state == "succeeded" else (step / total if total else 0.0)
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        state=job.state,
+        target_id=job.target_id,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        progress=Progress(step=step, total=total, fraction=round(fraction, 4), eta_seconds=job.eta_seconds),
+        message=job.message,
+        error=JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None,
+        cancel_requested=job.cancel_requested,
+        waits_for=job.waits_for,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        events_url=f"/api/v1/jobs/{job.id}/events",
+    )
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobOut:
+    """A job's state and progress."""
+    return job_out(service.get_job_for_owner(session, owner_id=user.id, job_id=job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobOut:
+    """Cancel a queued job at once, or ask a running one to stop within a step."""
+    job = service.get_job_for_owner(session, owner_id=user.id, job_id=job_id)
+    service.request_cancel(session, job=job)
+    session.commit()
+    from petportrait.portraits import service as portraits_service
+
+    portraits_service.reflect_job_end(session, job=job)
+    session.commit()
+    return job_out(job)
+
+
+def _sse(event: str, data: dict[str, object]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "progress events, then `end`"}},
+)
+def job_events(
+    job_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> StreamingResponse:
+    """Server-sent events: `progress` (never going backwards), then `end` with the final state."""
+    service.get_job_for_owner(session, owner_id=user.id, job_id=job_id)
+    factory = services.session_factory
+
+    def stream() -> Iterator[bytes]:
+        last_fraction = -1.0
+        last_state = ""
+        last_sent = time.monotonic()
+        yield b"retry: 2000\n\n"
+        while True:
+            with factory() as poll:
+                job = poll.get(Job, job_id)
+                if job is None:
+                    yield _sse("end", {"id": job_id, "state": "deleted"})
+                    return
+                out = job_out(job)
+            data = out.model_dump(mode="json")
+            if out.state in FINAL_STATES:
+                if out.state == "succeeded" and last_fraction < 1.0:
+                    yield _sse("progress", data)
+                yield _sse("end", data)
+                return
+            if out.progress.fraction > last_fraction or out.state != last_state:
+                if (
+                    out.progress.fraction < last_fraction
+                ):  # a retry restarts its steps: never show a step back
+                    data["progress"]["fraction"] = last_fraction
+                last_fraction = max(last_fraction, out.progress.fraction)
+                last_state = out.state
+                last_sent = time.monotonic()
+                yield _sse("progress", data)
+            elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+                last_sent = time.monotonic()
+                yield b": keep-alive\n\n"
+            time.sleep(POLL_SECONDS)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,365 @@
+"""Portraits: train a pet's model, render portraits from it, and read or delete both.
+
+The request side (API) creates rows and jobs; the worker side (`run_train_job`, `run_render_job` in
+portraits/runner.py) fills them in. A model lives 7 days from training, a render 30 days from rendering.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from petportrait.clock import utcnow
+from petportrait.errors import Conflict, Gone, InvalidInput, NotFound
+from petportrait.jobs import service as jobs_service
+from petportrait.jobs.models import FINAL_STATES, Job, JobKind, JobState
+from petportrait.ml.styles import UnknownStyle, get_style
+from petportrait.pets import service as pets_service
+from petportrait.pets.models import Pet
+from petportrait.portraits.models import ModelState, PetModel, Render, RenderState
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobStore
+
+MIN_TRAINING_PHOTOS = 2
+
+
+@dataclass(frozen=True)
+class BaseModelChoice:
+    """Which base model new trainings use, as recorded on the model row."""
+
+    source: str
+    is_preview: bool
+    resolution: int
+
+
+def base_model_choice(settings: Settings) -> BaseModelChoice:
+    """The base model new trainings use: configured, SD 1.5 on a GPU, else the offline preview model."""
+    from petportrait.ml.models import DEFAULT_CUDA_MODEL, pick_device
+    from petportrait.ml.preview import PREVIEW_MODEL_ID, PREVIEW_RESOLUTION
+
+    configured = settings.ml.base_model
+    if configured and configured != PREVIEW_MODEL_ID:
+        resolution = settings.ml.resolution or (1024 if "xl" in configured.lower() else 512)
+        return BaseModelChoice(source=configured, is_preview=False, resolution=resolution)
+    device = pick_device(settings.ml.device)
+    if not configured and not device.startswith("cpu"):
+        return BaseModelChoice(
+            source=DEFAULT_CUDA_MODEL, is_preview=False, resolution=settings.ml.resolution or 512
+        )
+    return BaseModelChoice(source=PREVIEW_MODEL_ID, is_preview=True, resolution=PREVIEW_RESOLUTION)
+
+
+def model_expired(model: PetModel, now: datetime | None = None) -> bool:
+    """Whether a trained model has passed its 7-day period (or had its weights removed)."""
+    return model.expires_at is not None and model.expires_at <= (now or utcnow())
+
+
+def render_expired(render: Render, now: datetime | None = None) -> bool:
+    """Whether a render has passed its 30-day period."""
+    return render.expires_at is not None and render.expires_at <= (now or utcnow())
+
+
+def current_job(session: Session, *, kind: JobKind, target_id: str) -> Job | None:
+    """The newest job of a kind for a target."""
+    return session.scalars(
+        select(Job)
+        .where(Job.kind == kind.value, Job.target_id == target_id)
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def _live_photo_ids(session: Session, *, pet: Pet) -> list[str]:
+    return [p.id for p in pets_service.list_photos(session, owner_id=pet.owner_id, pet_id=pet.id)]
+
+
+def _new_training(
+    session: Session, *, pet: Pet, settings: Settings, retrained_from: str | None
+) -> tuple[PetModel, Job]:
+    photo_ids = _live_photo_ids(session, pet=pet)
+    if len(photo_ids) < MIN_TRAINING_PHOTOS:
+        if retrained_from is not None:
+            raise Gone(
+                "This model passed its 7-day period and the photos it was trained on are gone too "
+                f"(photos are kept 30 days). Upload at least {MIN_TRAINING_PHOTOS} new photos and train again.",
+                code="model_and_photos_expired",
+            )
+        raise InvalidInput(
+            f"Training needs at least {MIN_TRAINING_PHOTOS} photos of the pet; it has {len(photo_ids)}.",
+            code="not_enough_photos",
+        )
+    choice = base_model_choice(settings)
+    model = PetModel(
+        pet_id=pet.id,
+        owner_id=pet.owner_id,
+        state=ModelState.QUEUED.value,
+        base_model=choice.source,
+        is_preview=choice.is_preview,
+        token="sks",
+        species=pet.species,
+        photo_ids=photo_ids,
+        retrained_from=retrained_from,
+        created_at=utcnow(),
+    )
+    session.add(model)
+    session.flush()
+    job = jobs_service.create_job(
+        session,
+        kind=JobKind.TRAIN,
+        owner_id=pet.owner_id,
+        target_id=model.id,
+        max_attempts=settings.queue.max_attempts,
+    )
+    return model, job
+
+
+def request_training(
+    session: Session, *, owner_id: str, pet_id: str, settings: Settings
+) -> tuple[PetModel, Job]:
+    """Queue the training of a new model of the pet from its current photos."""
+    pet = pets_service.get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    busy = session.scalar(
+        select(PetModel.id).where(
+            PetModel.pet_id == pet.id,
+            PetModel.state.in_([ModelState.QUEUED.value, ModelState.TRAINING.value]),
+        )
+    )
+    if busy is not None:
+        raise Conflict(
+            "A model of this pet is already being trained; wait for it or cancel its job.",
+            code="training_in_progress",
+            model_id=busy,
+        )
+    return _new_training(session, pet=pet, settings=settings, retrained_from=None)
+
+
+def get_model(session: Session, *, owner_id: str, model_id: str, allow_expired: bool = False) -> PetModel:
+    """The owner's model; 404 for another person's; 410 once expired (unless allow_expired)."""
+    model = session.get(PetModel, model_id)
+    if model is None or model.owner_id != owner_id:
+        raise NotFound("No such model.", code="model_not_found")
+    if not allow_expired and model_expired(model):
+        raise Gone(
+            "This model passed its 7-day period and its weights were deleted. Asking it for a render trains "
+            "it again from the pet's photos while they exist.",
+            code="model_expired",
+        )
+    return model
+
+
+def list_models(session: Session, *, owner_id: str, pet_id: str) -> list[PetModel]:
+    """A pet's models that have not expired, newest first."""
+    pets_service.get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    now = utcnow()
+    query = (
+        select(PetModel)
+        .where(PetModel.pet_id == pet_id, (PetModel.expires_at.is_(None)) | (PetModel.expires_at > now))
+        .order_by(PetModel.created_at.desc())
+    )
+    return list(session.scalars(query))
+
+
+@dataclass
+class RenderPlan:
+    """What a render request produced."""
+
+    model: PetModel
+    renders: list[Render]
+    job: Job
+    retraining: bool
+    training_job: Job | None
+    notice: str | None
+
+    @property
+    def to_enqueue(self) -> list[str]:
+        first = self.training_job if self.training_job is not None and self.retraining else self.job
+        return [first.id] if first.waits_for is None and first.state == JobState.QUEUED.value else []
+
+
+def request_render(
+    session: Session,
+    *,
+    owner_id: str,
+    model_id: str,
+    style: str | None,
+    prompt: str | None,
+    negative_prompt: str | None,
+    count: int,
+    seed: int | None,
+    width: int | None,
+    height: int | None,
+    steps: int | None,
+    guidance: float | None,
+    settings: Settings,
+) -> RenderPlan:
+    """Queue `count` renders of the model; an expired model is retrained first from the pet's photos."""
+    if style is not None:
+        try:
+            get_style(style)
+        except UnknownStyle as exc:
+            raise InvalidInput(str(exc), code="unknown_style") from exc
+    model = get_model(session, owner_id=owner_id, model_id=model_id, allow_expired=True)
+    pet = pets_service.get_pet(session, owner_id=owner_id, pet_id=model.pet_id)
+    retraining = False
+    training_job: Job | None = None
+    notice: str | None = None
+    if model_expired(model):
+        model, training_job = _new_training(session, pet=pet, settings=settings, retrained_from=model.id)
+        retraining = True
+        notice = (
+            "The model you asked for passed its 7-day period and was deleted, so it is being trained again "
+            "from your pet's photos first; the portraits follow when training ends."
+        )
+    elif model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value):
+        training_job = current_job(session, kind=JobKind.TRAIN, target_id=model.id)
+    elif model.state != ModelState.READY.value:
+        raise Conflict(
+            f"This model cannot render: its training {model.state}. Train a new model of the pet.",
+            code="model_not_ready",
+        )
+    choice_resolution = (
+        base_model_choice(settings).resolution if model.is_preview else (settings.ml.resolution or 512)
+    )
+    base_seed = seed if seed is not None else secrets.randbelow(2**31 - count)
+    now = utcnow()
+    renders = []
+    for position in range(count):
+        render = Render(
+            model_id=model.id,
+            pet_id=model.pet_id,
+            owner_id=owner_id,
+            position=position,
+            state=RenderState.QUEUED.value,
+            style=style,
+            prompt=prompt,
+            seed=(base_seed + position) % (2**31),
+            width=width or choice_resolution,
+            height=height or choice_resolution,
+            is_preview=model.is_preview,
+            params={"negative_prompt": negative_prompt, "steps": steps, "guidance": guidance},
+            created_at=now,
+        )
+        session.add(render)
+        renders.append(render)
+    session.flush()
+    waits_for = (
+        training_job.id if training_job is not None and training_job.state not in FINAL_STATES else None
+    )
+    job = jobs_service.create_job(
+        session,
+        kind=JobKind.RENDER,
+        owner_id=owner_id,
+        target_id=model.id,
+        max_attempts=settings.queue.max_attempts,
+        payload={"render_ids": [r.id for r in renders]},
+        waits_for=waits_for,
+    )
+    for render in renders:
+        render.job_id = job.id
+    session.flush()
+    return RenderPlan(
+        model=model, renders=renders, job=job, retraining=retraining, training_job=training_job, notice=notice
+    )
+
+
+def get_render(session: Session, *, owner_id: str, render_id: str) -> Render:
+    """The owner's render; 404 for another person's; 410 once past its 30 days."""
+    render = session.get(Render, render_id)
+    if render is None or render.owner_id != owner_id:
+        raise NotFound("No such render.", code="render_not_found")
+    if render_expired(render):
+        raise Gone("This portrait passed its 30-day period and was deleted.", code="render_expired")
+    return render
+
+
+def list_renders(session: Session, *, owner_id: str, pet_id: str | None = None) -> list[Render]:
+    """The owner's renders that have not expired, newest first."""
+    now = utcnow()
+    query = select(Render).where(
+        Render.owner_id == owner_id, (Render.expires_at.is_(None)) | (Render.expires_at > now)
+    )
+    if pet_id is not None:
+        query = query.where(Render.pet_id == pet_id)
+    return list(session.scalars(query.order_by(Render.created_at.desc(), Render.position)))
+
+
+def delete_model(session: Session, *, blobs: BlobStore, owner_id: str, model_id: str) -> None:
+    """Delete the owner's model now (weights first, then the row); its renders stay."""
+    model = get_model(session, owner_id=owner_id, model_id=model_id, allow_expired=True)
+    job = current_job(session, kind=JobKind.TRAIN, target_id=model.id)
+    if job is not None and job.state not in FINAL_STATES:
+        jobs_service.request_cancel(session, job=job)
+    if model.storage_key:
+        blobs.delete(model.storage_key)
+    for render in session.scalars(select(Render).where(Render.model_id == model.id)):
+        render.model_id = None  # type: ignore[assignment]
+    session.delete(model)
+    session.flush()
+
+
+def delete_render(session: Session, *, blobs: BlobStore, owner_id: str, render_id: str) -> None:
+    """Delete the owner's render now (image first, then the row)."""
+    render = session.get(Render, render_id)
+    if render is None or render.owner_id != owner_id:
+        raise NotFound("No such render.", code="render_not_found")
+    if render.storage_key:
+        blobs.delete(render.storage_key)
+    session.delete(render)
+    session.flush()
+
+
+def reflect_job_end(session: Session, *, job: Job) -> None:
+    """Carry a job's failure or cancellation onto its model or renders (and onto jobs that waited for it)."""
+    session.refresh(job)
+    jobs = [job]
+    pending = [job.id]
+    while pending:
+        waiters = list(session.scalars(select(Job).where(Job.waits_for.in_(pending))))
+        jobs.extend(waiters)
+        pending = [w.id for w in waiters]
+    for each in jobs:
+        if each.state not in ("failed", "cancelled"):
+            continue
+        if each.kind == JobKind.TRAIN.value:
+            model = session.get(PetModel, each.target_id)
+            if model is not None and model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value):
+                model.state = (
+                    ModelState.FAILED.value if each.state == "failed" else ModelState.CANCELLED.value
+                )
+        else:
+            for render_id in each.payload.get("render_ids", []):
+                render = session.get(Render, str(render_id))
+                if render is not None and render.state in (
+                    RenderState.QUEUED.value,
+                    RenderState.RENDERING.value,
+                ):
+                    render.state = (
+                        RenderState.FAILED.value if each.state == "failed" else RenderState.CANCELLED.value
+                    )
+    session.flush()
+
+
+def expiry_for_model(settings: Settings, trained_at: datetime) -> datetime:
+    """When a model trained at `trained_at` expires."""
+    return trained_at + timedelta(days=settings.retention.model_days)
+
+
+def expiry_for_render(settings: Settings, rendered_at: datetime) -> datetime:
+    """When a render made at `rendered_at` expires."""
+    return rendered_at + timedelta(days=settings.retention.render_days)
+
+
+def delete_pet_portraits(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str) -> None:
+    """Delete every model and render of a pet now (blobs first), cancelling its unfinished jobs."""
+    for model in list(
+        session.scalars(select(PetModel).where(PetModel.pet_id == pet_id, PetModel.owner_id == owner_id))
+    ):
+        delete_model(session, blobs=blobs, owner_id=owner_id, model_id=model.id)
+    for render in list(
+        session.scalars(select(Render).where(Render.pet_id == pet_id, Render.owner_id == owner_id))
+    ):
+        delete_render(session, blobs=blobs, owner_id=owner_id, render_id=render.id)

@@ -1,0 +1,205 @@
+"""Portraits API: train a pet's model, render portraits, read and delete both; list the styles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
+
+from petportrait.errors import ProblemError
+from petportrait.jobs import service as jobs_service
+from petportrait.jobs.models import JobKind
+from petportrait.jobs.views import job_out
+from petportrait.ml.styles import list_styles
+from petportrait.portraits import service
+from petportrait.portraits.models import PetModel, Render, RenderState
+from petportrait.portraits.schemas import (
+    ModelOut,
+    RenderCreate,
+    RenderOut,
+    RenderRequestOut,
+    StyleOut,
+    TrainOut,
+)
+from petportrait.web.deps import BlobsDep, CurrentUser, ServicesDep, SessionDep, SettingsDep
+
+router = APIRouter(tags=["portraits"])
+
+
+def model_out(session: Session, model: PetModel) -> ModelOut:
+    job = service.current_job(session, kind=JobKind.TRAIN, target_id=model.id)
+    return ModelOut(
+        id=model.id,
+        pet_id=model.pet_id,
+        state=model.state,
+        base_model=model.base_model,
+        is_preview=model.is_preview,
+        retrained_from=model.retrained_from,
+        created_at=model.created_at,
+        trained_at=model.trained_at,
+        expires_at=model.expires_at,
+        job_id=job.id if job is not None else None,
+    )
+
+
+def render_out(render: Render) -> RenderOut:
+    return RenderOut(
+        id=render.id,
+        model_id=render.model_id,
+        pet_id=render.pet_id,
+        job_id=render.job_id,
+        state=render.state,
+        style=render.style,
+        prompt=render.prompt,
+        seed=render.seed,
+        width=render.width,
+        height=render.height,
+        is_preview=render.is_preview,
+        params=render.params or {},
+        created_at=render.created_at,
+        rendered_at=render.rendered_at,
+        expires_at=render.expires_at,
+        content_url=f"/api/v1/renders/{render.id}/content",
+    )
+
+
+def _enqueue(services: ServicesDep, session: Session, job_ids: list[str]) -> None:
+    """Send job ids after their rows committed; a failed send is re-sent by the reaper."""
+    for job_id in job_ids:
+        try:
+            services.queue.enqueue(job_id)
+        except Exception:
+            continue
+        jobs_service.mark_enqueued(session, job_ids=[job_id])
+        session.commit()
+
+
+@router.post("/pets/{pet_id}/models", status_code=status.HTTP_202_ACCEPTED, response_model=TrainOut)
+def train_model(
+    pet_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep, services: ServicesDep
+) -> JSONResponse:
+    """Train a model of the pet from its current photos (runs as a job; follow its events)."""
+    model, job = service.request_training(session, owner_id=user.id, pet_id=pet_id, settings=settings)
+    session.commit()
+    _enqueue(services, session, [job.id])
+    body = TrainOut(model=model_out(session, model), job=job_out(job))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.get("/pets/{pet_id}/models", response_model=list[ModelOut])
+def list_models(pet_id: str, user: CurrentUser, session: SessionDep) -> list[ModelOut]:
+    """The pet's models that have not expired."""
+    return [model_out(session, m) for m in service.list_models(session, owner_id=user.id, pet_id=pet_id)]
+
+
+@router.get("/models/{model_id}", response_model=ModelOut)
+def get_model(model_id: str, user: CurrentUser, session: SessionDep) -> ModelOut:
+    """A model's state and when its weights are deleted (`expires_at`, 7 days after training)."""
+    return model_out(session, service.get_model(session, owner_id=user.id, model_id=model_id))
+
+
+@router.delete("/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_model(model_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep) -> Response:
+    """Delete a model's weights now (its renders stay)."""
+    service.delete_model(session, blobs=blobs, owner_id=user.id, model_id=model_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/models/{model_id}/renders", status_code=status.HTTP_202_ACCEPTED, response_model=RenderRequestOut
+)
+def create_renders(
+    model_id: str,
+    body: RenderCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    services: ServicesDep,
+) -> JSONResponse:
+    """Render portraits from a style or a prompt; an expired model is retrained first, and the answer says so."""
+    plan = service.request_render(
+        session,
+        owner_id=user.id,
+        model_id=model_id,
+        style=body.style,
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        count=body.count,
+        seed=body.seed,
+        width=body.width,
+        height=body.height,
+        steps=body.steps,
+        guidance=body.guidance,
+        settings=settings,
+    )
+    session.commit()
+    _enqueue(services, session, plan.to_enqueue)
+    out = RenderRequestOut(
+        model_id=plan.model.id,
+        retraining=plan.retraining,
+        notice=plan.notice,
+        renders=[render_out(r) for r in plan.renders],
+        job=job_out(plan.job),
+        training_job=job_out(plan.training_job) if plan.training_job is not None else None,
+    )
+    return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.get("/renders", response_model=list[RenderOut])
+def list_renders(user: CurrentUser, session: SessionDep, pet_id: str | None = None) -> list[RenderOut]:
+    """The signed-in person's renders that have not expired (optionally of one pet)."""
+    return [render_out(r) for r in service.list_renders(session, owner_id=user.id, pet_id=pet_id)]
+
+
+@router.get("/renders/{render_id}", response_model=RenderOut)
+def get_render(render_id: str, user: CurrentUser, session: SessionDep) -> RenderOut:
+    """A render's state, parameters and when it is deleted (`expires_at`, 30 days after rendering)."""
+    return render_out(service.get_render(session, owner_id=user.id, render_id=render_id))
+
+
+@router.get("/renders/{render_id}/content", response_class=StreamingResponse)
+def render_content(
+    render_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep
+) -> StreamingResponse:
+    """The rendered image (PNG)."""
+    render = service.get_render(session, owner_id=user.id, render_id=render_id)
+    if render.state != RenderState.READY.value or not render.storage_key:
+        raise ProblemError(
+            f"This portrait is not ready yet (it is {render.state}).", code="render_not_ready", status=409
+        )
+    stream = blobs.open(render.storage_key)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := stream.read(64 * 1024):
+                yield chunk
+        finally:
+            stream.close()
+
+    filename = f"portrait-{render.id}.png"
+    return StreamingResponse(
+        chunks(),
+        media_type=render.content_type or "image/png",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+@router.delete("/renders/{render_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_render(render_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep) -> Response:
+    """Delete a render now."""
+    service.delete_render(session, blobs=blobs, owner_id=user.id, render_id=render_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/styles", response_model=list[StyleOut])
+def styles() -> list[StyleOut]:
+    """The style presets."""
+    return [
+        StyleOut(name=s.name, title=s.title, prompt=s.prompt, negative_prompt=s.negative_prompt)
+        for s in list_styles()
+    ]
