@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from sqlalchemy import delete, func, select, update
@@ -33,7 +34,7 @@ def test_entries_link_and_verify(services: Services) -> None:
         entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
         assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
         assert entries[0].prev_hash == "0" * 64
-        assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:], strict=False))
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
         result = audit.verify(session)
     assert result.ok and result.entries == 5 and result.head_seq == 5 and result.head_hash == entries[-1].hash
 

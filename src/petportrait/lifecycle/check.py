@@ -1,0 +1,263 @@
+"""`petportrait retention check`: scan the database and the storage for anything the policy forbids.
+
+Findings (any one makes the check fail):
+- overdue: an item still stored more than one sweep interval after it fell due (expired, or its account
+  deleted), that no legal hold covered during that interval;
+- deleted_early: a tombstone of an item the service deleted as expired before its period had passed;
+- orphan_blob: a blob under an item prefix that no row owns, older than the grace period plus the time the
+  reconciliation may take to come round;
+- tombstone_blob: a blob whose key a tombstone names (the item was deleted; its bytes must be too);
+- missing_blob: a live item whose blob is not in storage;
+- derived_leftover: derived data of a job that ended more than one sweep interval ago;
+- unlisted_blob: a blob under a prefix that the retention policy does not list.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from petportrait.accounts.models import User
+from petportrait.clock import utcnow
+from petportrait.jobs.models import FINAL_STATES, Job
+from petportrait.lifecycle import holds, policy
+from petportrait.lifecycle.models import DeletionReason, Tombstone
+from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobStore
+
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the policy forbids, found."""
+
+    problem: str
+    kind: str
+    item_id: str | None = None
+    owner_id: str | None = None
+    storage_key: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class CheckReport:
+    """The findings of one check, and how much was looked at."""
+
+    checked_at: datetime
+    findings: list[Finding] = field(default_factory=list)
+    rows_checked: int = 0
+    blobs_checked: int = 0
+    tombstones_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def counts(self) -> dict[str, int]:
+        """How many findings of each problem."""
+        return dict(Counter(f.problem for f in self.findings))
+
+
+def run_check(
+    session: Session,
+    blobs: BlobStore,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    reconcile_interval: float = DEFAULT_RECONCILE_SECONDS,
+) -> CheckReport:
+    """Scan rows, tombstones and blobs; see the module docstring for what counts as a finding."""
+    now = now or utcnow()
+    report = CheckReport(checked_at=now)
+    slack = timedelta(seconds=interval(settings))
+    cutoff = now - slack
+    grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
+    orphan_cutoff = now - grace - slack - timedelta(seconds=reconcile_interval)
+
+    owned: dict[str, dict[str, bool]] = {}  # kind -> key -> whether the row is live (not due)
+    for kind, model in policy.ITEM_MODELS.items():
+        owned[kind] = _scan_rows(
+            session, kind, model, now=now, cutoff=cutoff, settings=settings, report=report
+        )
+    _scan_tombstones(session, settings=settings, report=report)
+
+    listed: set[str] = set()
+    derived: dict[str, list[Any]] = {}
+    unowned: dict[str, list[Any]] = {}
+    for info in blobs.list(""):
+        report.blobs_checked += 1
+        listed.add(info.key)
+        spec = policy.kind_for_key(info.key)
+        if spec is None:
+            report.findings.append(
+                Finding(
+                    "unlisted_blob", "?", storage_key=info.key, detail="no retention rule covers this prefix"
+                )
+            )
+        elif spec.name == "derived":
+            derived.setdefault(info.key.split("/")[2] if info.key.count("/") >= 3 else "", []).append(info)
+        elif spec.name in owned and info.key not in owned[spec.name]:
+            unowned.setdefault(spec.name, []).append(info)
+
+    for kind, infos in unowned.items():
+        buried = _tombstoned(session, [info.key for info in infos])
+        for info in infos:
+            if info.key in buried:
+                report.findings.append(
+                    Finding(
+                        "tombstone_blob",
+                        kind,
+                        item_id=buried[info.key],
+                        storage_key=info.key,
+                        detail="the item was deleted but its blob is still stored",
+                    )
+                )
+            elif info.modified_at <= orphan_cutoff:
+                report.findings.append(
+                    Finding(
+                        "orphan_blob",
+                        kind,
+                        storage_key=info.key,
+                        detail=f"no row owns this blob, written {info.modified_at.isoformat()}",
+                    )
+                )
+    for kind, keys in owned.items():
+        for key, live in keys.items():
+            if live and key not in listed:
+                report.findings.append(
+                    Finding(
+                        "missing_blob", kind, storage_key=key, detail="a live item's blob is not in storage"
+                    )
+                )
+    _scan_derived(session, derived, cutoff=cutoff, orphan_cutoff=orphan_cutoff, report=report)
+    return report
+
+
+def _scan_rows(
+    session: Session,
+    kind: str,
+    model: Any,
+    *,
+    now: datetime,
+    cutoff: datetime,
+    settings: Settings,
+    report: CheckReport,
+) -> dict[str, bool]:
+    """Report overdue rows; return every stored key with whether its row is live."""
+    keys: dict[str, bool] = {}
+    due_now = or_(policy.expired_clause(model, now=now, settings=settings), User.deleted_at.is_not(None))
+    rows = session.execute(
+        select(model.storage_key, due_now.label("due")).join(User, User.id == model.owner_id)
+    ).all()
+    for key, due in rows:
+        report.rows_checked += 1
+        if key:
+            keys[key] = not due
+    overdue = session.execute(
+        select(model.id, model.owner_id, model.storage_key, model.expires_at, User.deleted_at)
+        .join(User, User.id == model.owner_id)
+        .where(
+            or_(policy.expired_clause(model, now=cutoff, settings=settings), User.deleted_at <= cutoff),
+            ~holds.held_since_clause(kind, model.id, model.owner_id, since=cutoff, now=now),
+        )
+    ).all()
+    for item_id, owner_id, key, expires_at, deleted_at in overdue:
+        why = f"account deleted at {deleted_at.isoformat()}" if deleted_at else f"expired at {expires_at}"
+        report.findings.append(
+            Finding(
+                "overdue",
+                kind,
+                item_id=item_id,
+                owner_id=owner_id,
+                storage_key=key,
+                detail=f"still stored more than one sweep interval after it fell due ({why})",
+            )
+        )
+    return keys
+
+
+def _scan_tombstones(session: Session, *, settings: Settings, report: CheckReport) -> None:
+    """Report items the sweeper deleted as expired before their period had passed."""
+    report.tombstones_checked = int(session.scalar(select(func.count()).select_from(Tombstone)) or 0)
+    early = session.execute(
+        select(
+            Tombstone.id,
+            Tombstone.kind,
+            Tombstone.owner_id,
+            Tombstone.storage_key,
+            Tombstone.created_at,
+            Tombstone.expires_at,
+            Tombstone.purged_at,
+        ).where(Tombstone.reason == DeletionReason.EXPIRED.value, Tombstone.purged_at < Tombstone.expires_at)
+    ).all()
+    for item_id, kind, owner_id, key, created_at, expires_at, purged_at in early:
+        length = policy.period(kind, settings) if kind in policy.KINDS else None
+        if created_at is not None and length is not None and purged_at >= created_at + length:
+            continue  # a shortened setting made it due before its recorded expiry
+        report.findings.append(
+            Finding(
+                "deleted_early",
+                kind,
+                item_id=item_id,
+                owner_id=owner_id,
+                storage_key=key,
+                detail=f"deleted at {purged_at.isoformat()}, before it expired at {expires_at}",
+            )
+        )
+
+
+def _tombstoned(session: Session, keys: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        for item_id, key in session.execute(
+            select(Tombstone.id, Tombstone.storage_key).where(Tombstone.storage_key.in_(chunk))
+        ):
+            if key is not None:
+                found[key] = item_id
+    return found
+
+
+def _scan_derived(
+    session: Session,
+    derived: dict[str, list[Any]],
+    *,
+    cutoff: datetime,
+    orphan_cutoff: datetime,
+    report: CheckReport,
+) -> None:
+    job_ids = [job_id for job_id in derived if job_id]
+    jobs: dict[str, tuple[str, datetime | None]] = {}
+    for start in range(0, len(job_ids), _IN_CHUNK):
+        chunk = job_ids[start : start + _IN_CHUNK]
+        for job_id, state, finished_at in session.execute(
+            select(Job.id, Job.state, Job.finished_at).where(Job.id.in_(chunk))
+        ):
+            jobs[job_id] = (state, finished_at)
+    for job_id, infos in derived.items():
+        job = jobs.get(job_id)
+        for info in infos:
+            if job is None:
+                if info.modified_at <= orphan_cutoff:
+                    report.findings.append(
+                        Finding(
+                            "orphan_blob", "derived", storage_key=info.key, detail="no job owns this blob"
+                        )
+                    )
+            elif job[0] in FINAL_STATES and (job[1] is None or job[1] <= cutoff):
+                report.findings.append(
+                    Finding(
+                        "derived_leftover",
+                        "derived",
+                        item_id=job_id,
+                        storage_key=info.key,
+                        detail=f"its job ended ({job[0]}) more than one sweep interval ago",
+                    )
+                )

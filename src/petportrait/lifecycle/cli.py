@@ -1,0 +1,176 @@
+"""Lifecycle commands: `retention check|holds|sweep`, `audit verify`, `storage lifecycle [--apply]`.
+
+petportrait/cli.py registers these apps (`app.add_typer(retention_app, name="retention")`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from petportrait.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from petportrait.web.deps import Services
+
+retention_app = typer.Typer(help="Retention: check the policy holds, list legal holds, sweep now.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+storage_app = typer.Typer(help="Blob storage.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic's ValidationError, shown as one clear line
+        typer.echo(f"error: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@contextmanager
+def _services() -> Iterator[Services]:
+    from petportrait.web.app import build_services
+
+    services = build_services(_settings())
+    try:
+        yield services
+    finally:
+        services.engine.dispose()
+
+
+@retention_app.command("check")
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON")] = False,
+    limit: Annotated[int, typer.Option(help="Print at most this many findings")] = 200,
+) -> None:
+    """List every item past its expiry plus one sweep interval, every blob without an owner, every
+    tombstone whose blob still exists (and more, see the docs); exit 1 if there is any."""
+    from petportrait.lifecycle.check import run_check
+
+    with _services() as services, services.session_factory() as session:
+        report = run_check(session, services.blobs, settings=services.settings)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checked_at": report.checked_at.isoformat(),
+                    "rows": report.rows_checked,
+                    "blobs": report.blobs_checked,
+                    "tombstones": report.tombstones_checked,
+                    "counts": report.counts(),
+                    "findings": [f.__dict__ for f in report.findings[:limit]],
+                },
+                indent=2,
+            )
+        )
+    else:
+        typer.echo(
+            f"checked {report.rows_checked} items, {report.blobs_checked} blobs, "
+            f"{report.tombstones_checked} tombstones at {report.checked_at.isoformat()}"
+        )
+        for finding in report.findings[:limit]:
+            subject = finding.item_id or finding.storage_key or ""
+            typer.echo(f"{finding.problem:<16} {finding.kind:<9} {subject}  {finding.detail}")
+        if len(report.findings) > limit:
+            typer.echo(f"... and {len(report.findings) - limit} more")
+        typer.echo("ok: nothing overdue, orphaned or left behind" if report.ok else f"FAILED: {report.counts()}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@retention_app.command("holds")
+def list_holds(
+    show_all: Annotated[bool, typer.Option("--all", help="Include holds that have ended")] = False,
+) -> None:
+    """List legal holds (those in force, or all)."""
+    from petportrait.lifecycle import holds
+
+    with _services() as services, services.session_factory() as session:
+        found = holds.list_holds(session, active_only=not show_all)
+        if not found:
+            typer.echo("no legal holds" + ("" if show_all else " in force"))
+        for hold in found:
+            subject = f"{hold.subject_kind} {hold.subject_id}" if hold.scope == "item" else f"account {hold.owner_id}"
+            state = "active" if holds.is_active(hold) else "ended"
+            typer.echo(
+                f"{hold.id}  {state:<6}  {subject}  until {hold.ends_at.isoformat()}  "
+                f"placed {hold.placed_at.isoformat()} by {hold.placed_by}: {hold.reason}"
+            )
+
+
+def sweep(
+    batch_size: Annotated[int, typer.Option(help="Items per batch")] = 1000,
+    reconcile: Annotated[
+        bool | None, typer.Option("--reconcile/--no-reconcile", help="Force or skip the orphan pass")
+    ] = None,
+) -> None:
+    """Delete everything that has expired now (the periodic sweeper does this every minute)."""
+    from petportrait.lifecycle.sweeper import sweep_once
+
+    with _services() as services:
+        report = sweep_once(
+            services.session_factory,
+            services.blobs,
+            batch_size=batch_size,
+            settings=services.settings,
+            reconcile=reconcile,
+        )
+    if not report.ran:
+        typer.echo("another process is sweeping now; nothing done")
+        return
+    typer.echo(
+        f"purged {report.total_purged} items {report.purged} in {report.duration_seconds:.2f}s; "
+        f"derived {report.derived_removed}, orphans {report.orphans_removed}, "
+        f"tombstoned blobs {report.tombstone_blobs_removed}"
+    )
+    for error in report.errors:
+        typer.echo(f"error: {error}", err=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+retention_app.command("sweep")(sweep)
+
+
+@audit_app.command("verify")
+def verify() -> None:
+    """Walk the audit chain; exit 1 if any entry was edited or removed."""
+    from petportrait.lifecycle import audit
+
+    with _services() as services, services.session_factory() as session:
+        result = audit.verify(session)
+    if result.ok:
+        typer.echo(f"ok: {result.entries} entries, head {result.head_seq} {result.head_hash}")
+        return
+    typer.echo(f"FAILED: the audit log was tampered with from entry {result.first_bad_seq}", err=True)
+    for problem in result.problems:
+        typer.echo(f"  {problem}", err=True)
+    raise typer.Exit(1)
+
+
+@storage_app.command("lifecycle")
+def storage_lifecycle(
+    apply: Annotated[bool, typer.Option("--apply", help="Write the rules to the bucket (else only print)")] = False,
+) -> None:
+    """Print (or with --apply write) the S3 lifecycle rules that back the retention policy up."""
+    from petportrait.lifecycle import s3rules
+    from petportrait.storage import create_blob_store
+    from petportrait.storage.s3 import S3BlobStore
+
+    settings = _settings()
+    if settings.storage.backend != "s3":
+        typer.echo("error: lifecycle rules are for S3 storage (storage.backend is not 's3')", err=True)
+        raise typer.Exit(2)
+    store = create_blob_store(settings)
+    assert isinstance(store, S3BlobStore)
+    if apply:
+        rules = s3rules.apply_rules(store, settings)
+        typer.echo(f"wrote {len(rules)} lifecycle rule(s) to bucket {store.bucket}")
+    else:
+        rules = s3rules.backstop_rules(settings, key_prefix=store.prefix)
+        typer.echo(f"would write to bucket {store.bucket} (use --apply):")
+    typer.echo(json.dumps(rules, indent=2))

@@ -1,0 +1,206 @@
+"""Legal holds: an admin suspends deletion of named items, or of a whole account, with a reason and an end.
+
+A hold is active from when it is placed until `ends_at` or until it is released, whichever is first.
+While it is active neither the sweeper nor a person's own deletion removes what it covers; the items
+stay hidden from the person once expired (a hold keeps data, it does not show it). Placing and
+releasing a hold is audited.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from petportrait.accounts.models import User
+from petportrait.clock import utcnow
+from petportrait.errors import Conflict, InvalidInput, NotFound
+from petportrait.lifecycle import audit, policy
+from petportrait.lifecycle.models import HoldScope, LegalHold, Tombstone
+
+
+class LegalHoldActive(Conflict):
+    """Deletion refused: a legal hold covers the item."""
+
+    code = "legal_hold"
+    title = "Held for legal reasons"
+
+
+def active_at_clause(at: datetime) -> ColumnElement[bool]:
+    """SQL: the holds in force at `at`."""
+    return and_(
+        LegalHold.placed_at <= at,
+        LegalHold.ends_at > at,
+        or_(LegalHold.released_at.is_(None), LegalHold.released_at > at),
+    )
+
+
+def held_clause(kind: str, id_column: Any, owner_column: Any, *, at: datetime) -> ColumnElement[bool]:
+    """SQL: whether a hold in force at `at` covers the row (by its id, or its owner's whole account)."""
+    return exists().where(
+        active_at_clause(at),
+        or_(
+            and_(LegalHold.scope == HoldScope.ACCOUNT.value, LegalHold.owner_id == owner_column),
+            and_(
+                LegalHold.scope == HoldScope.ITEM.value,
+                LegalHold.subject_kind == kind,
+                LegalHold.subject_id == id_column,
+            ),
+        ),
+    )
+
+
+def held_since_clause(
+    kind: str, id_column: Any, owner_column: Any, *, since: datetime, now: datetime
+) -> ColumnElement[bool]:
+    """SQL: whether a hold covered the row at any moment from `since` to `now`."""
+    return exists().where(
+        LegalHold.placed_at <= now,
+        LegalHold.ends_at > since,
+        or_(LegalHold.released_at.is_(None), LegalHold.released_at > since),
+        or_(
+            and_(LegalHold.scope == HoldScope.ACCOUNT.value, LegalHold.owner_id == owner_column),
+            and_(
+                LegalHold.scope == HoldScope.ITEM.value,
+                LegalHold.subject_kind == kind,
+                LegalHold.subject_id == id_column,
+            ),
+        ),
+    )
+
+
+def hold_covering(
+    session: Session, *, kind: str, item_id: str, owner_id: str, now: datetime | None = None
+) -> LegalHold | None:
+    """The hold in force that covers an item, if any."""
+    now = now or utcnow()
+    return session.scalars(
+        select(LegalHold)
+        .where(
+            active_at_clause(now),
+            or_(
+                and_(LegalHold.scope == HoldScope.ACCOUNT.value, LegalHold.owner_id == owner_id),
+                and_(
+                    LegalHold.scope == HoldScope.ITEM.value,
+                    LegalHold.subject_kind == kind,
+                    LegalHold.subject_id == item_id,
+                ),
+            ),
+        )
+        .order_by(LegalHold.placed_at)
+        .limit(1)
+    ).first()
+
+
+def ensure_not_held(session: Session, *, kind: str, item_id: str, owner_id: str) -> None:
+    """Raise 409 `legal_hold` if a hold in force covers the item."""
+    hold = hold_covering(session, kind=kind, item_id=item_id, owner_id=owner_id)
+    if hold is not None:
+        raise LegalHoldActive(
+            "This item is under a legal hold and cannot be deleted now; it will be deleted when the "
+            "hold ends.",
+            hold_ends_at=hold.ends_at.isoformat(),
+        )
+
+
+def place_hold(
+    session: Session,
+    *,
+    scope: HoldScope,
+    reason: str,
+    ends_at: datetime,
+    actor_id: str | None,
+    owner_id: str | None = None,
+    kind: str | None = None,
+    item_id: str | None = None,
+) -> LegalHold:
+    """Place a hold on one item (scope item: kind and item_id) or on an account (scope account: owner_id)."""
+    now = utcnow()
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput("A legal hold needs a reason.", code="hold_reason_required")
+    if ends_at <= now:
+        raise InvalidInput("A legal hold must end in the future.", code="hold_end_in_past")
+    if scope == HoldScope.ITEM:
+        if kind not in policy.ITEM_MODELS or not item_id:
+            raise InvalidInput(
+                f"An item hold names a kind ({', '.join(policy.ITEM_MODELS)}) and an item id.",
+                code="hold_subject_required",
+            )
+        row = session.get(policy.ITEM_MODELS[kind], item_id)
+        if row is None:
+            if session.get(Tombstone, item_id) is not None:
+                raise Conflict("This item was already deleted.", code="already_deleted")
+            raise NotFound("No such item.", code="item_not_found")
+        owner_id = row.owner_id
+    else:
+        if not owner_id or session.get(User, owner_id) is None:
+            raise NotFound("No such account.", code="account_not_found")
+        kind = None
+        item_id = None
+    assert owner_id is not None
+    hold = LegalHold(
+        scope=scope.value,
+        owner_id=owner_id,
+        subject_kind=kind,
+        subject_id=item_id,
+        reason=reason,
+        placed_by=actor_id,
+        placed_at=now,
+        ends_at=ends_at,
+    )
+    session.add(hold)
+    session.flush()
+    audit.record(
+        session,
+        action="hold.placed",
+        actor_id=actor_id,
+        subject_kind=kind or "account",
+        subject_id=item_id or owner_id,
+        owner_id=owner_id,
+        purpose="legal_hold",
+        details={"hold_id": hold.id, "scope": scope.value, "reason": reason, "ends_at": ends_at.isoformat()},
+    )
+    return hold
+
+
+def release_hold(session: Session, *, hold_id: str, actor_id: str | None, note: str = "") -> LegalHold:
+    """End a hold now; what it covered is deleted by the next sweep if its period has passed."""
+    hold = session.get(LegalHold, hold_id)
+    if hold is None:
+        raise NotFound("No such legal hold.", code="hold_not_found")
+    now = utcnow()
+    if hold.released_at is not None or hold.ends_at <= now:
+        raise Conflict("This legal hold has already ended.", code="hold_ended")
+    hold.released_at = now
+    hold.released_by = actor_id
+    session.flush()
+    audit.record(
+        session,
+        action="hold.released",
+        actor_id=actor_id,
+        subject_kind=hold.subject_kind or "account",
+        subject_id=hold.subject_id or hold.owner_id,
+        owner_id=hold.owner_id,
+        purpose="legal_hold",
+        details={"hold_id": hold.id, "note": note},
+    )
+    return hold
+
+
+def list_holds(
+    session: Session, *, active_only: bool = False, now: datetime | None = None
+) -> list[LegalHold]:
+    """Holds, newest first; only those in force when asked."""
+    query = select(LegalHold).order_by(LegalHold.placed_at.desc(), LegalHold.id)
+    if active_only:
+        query = query.where(active_at_clause(now or utcnow()))
+    return list(session.scalars(query))
+
+
+def is_active(hold: LegalHold, now: datetime | None = None) -> bool:
+    """Whether a hold is in force."""
+    now = now or utcnow()
+    return hold.placed_at <= now < hold.ends_at and (hold.released_at is None or hold.released_at > now)

@@ -1,0 +1,70 @@
+"""Lifecycle API shapes: deletion receipts, account erasure, legal holds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DeletionOut(BaseModel):
+    """A deletion receipt: what was deleted, why, and when."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    kind: str
+    reason: str
+    created_at: datetime | None = Field(description="When the item was uploaded, trained or rendered")
+    expires_at: datetime | None
+    purged_at: datetime = Field(description="When its bytes and record were deleted")
+    sha256: str | None
+    size: int | None
+
+
+class ErasureOut(BaseModel):
+    """What deleting the account did now, and what the next sweep removes."""
+
+    user_id: str
+    requested_at: datetime
+    tokens_revoked: int
+    jobs_cancelled: int
+    items_pending: dict[str, int]
+    items_held: int
+    completes_within_seconds: float
+    detail: str
+
+
+class HoldCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["item", "account"]
+    reason: str = Field(min_length=1, max_length=2000)
+    ends_at: datetime
+    kind: str | None = Field(default=None, description="photo, model or render (scope item)")
+    item_id: str | None = Field(default=None, max_length=32)
+    user_id: str | None = Field(default=None, max_length=32, description="the account (scope account)")
+
+
+class HoldRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(default="", max_length=2000)
+
+
+class HoldOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    scope: str
+    owner_id: str
+    subject_kind: str | None
+    subject_id: str | None
+    reason: str
+    placed_by: str | None
+    placed_at: datetime
+    ends_at: datetime
+    released_at: datetime | None
+    released_by: str | None
+    active: bool

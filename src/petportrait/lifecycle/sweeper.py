@@ -1,0 +1,478 @@
+"""The sweeper: deletes what has expired, in batches, under a lease; safe to kill at any point.
+
+One `sweep_once` is the locked unit (schedule it every `interval(settings)` seconds; default one
+minute). It takes the `lifecycle.sweeper` lease, so two processes never sweep at the same time, and:
+
+1. for each kind (renders, models, photos), in batches: selects rows that are due (expired, or of a
+   deleted account) and not under a legal hold; deletes their blobs; then, in one transaction, turns
+   the rows into tombstones and audits each deletion. Killed after the blobs and before the commit,
+   the rows are still due, their blobs are already gone, and the next run finishes them;
+2. removes what is left of deleted accounts once their items are gone (pets, tokens, ended jobs);
+3. removes derived data (`derived/{owner}/{job}/...`) of jobs that have ended;
+4. every `reconcile_interval` seconds, reconciles storage with the database: a blob under an item
+   prefix that no row owns is deleted once older than the grace period (so an upload in flight, whose
+   row is not committed yet, is never touched); a blob whose key a tombstone names is deleted at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, null, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from petportrait.accounts.models import ApiToken, User
+from petportrait.clock import utcnow
+from petportrait.db import session_scope
+from petportrait.jobs.models import FINAL_STATES, Job, Lease
+from petportrait.lifecycle import audit, blobops, holds, policy
+from petportrait.lifecycle.models import DeletionReason, SweepRun, Tombstone
+from petportrait.lifecycle.service import deletion_event, tombstone_values
+from petportrait.pets.models import Pet
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobInfo, BlobStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_LEASE = "lifecycle.sweeper"
+RECONCILE_MARK = "lifecycle.reconcile"
+DEFAULT_RECONCILE_SECONDS = 900.0
+HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+_IN_CHUNK = 500
+
+# A fault hook for tests: called with a stage name ("after_blobs", "before_commit"); raising stops the
+# sweep there, as a kill would.
+Fault = Callable[[str], None]
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    holder: str
+    started_at: datetime
+    ran: bool = True
+    duration_seconds: float = 0.0
+    purged: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    derived_removed: int = 0
+    orphans_removed: int = 0
+    tombstone_blobs_removed: int = 0
+    accounts_cleared: int = 0
+    reconciled: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total_purged(self) -> int:
+        return sum(self.purged.values())
+
+
+def interval(settings: Settings) -> float:
+    """How often to run `sweep_once`, in seconds (settings.retention.sweep_interval_seconds)."""
+    return float(settings.retention.sweep_interval_seconds)
+
+
+# -- the lease ---------------------------------------------------------------------------------------
+
+
+def acquire_lease(
+    session_factory: sessionmaker[Session], *, name: str, holder: str, now: datetime, ttl: timedelta
+) -> bool:
+    """Take or renew a named lease; True if `holder` holds it until now + ttl."""
+    with session_scope(session_factory) as session:
+        result = session.execute(
+            update(Lease)
+            .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at <= now))
+            .values(holder=holder, expires_at=now + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        if session.get(Lease, name) is not None:
+            return False
+    try:
+        with session_scope(session_factory) as session:
+            session.execute(insert(Lease).values(name=name, holder=holder, expires_at=now + ttl))
+    except IntegrityError:
+        return False
+    return True
+
+
+def release_lease(session_factory: sessionmaker[Session], *, name: str, holder: str, now: datetime) -> None:
+    """Give the lease back and note when it last ran."""
+    with session_scope(session_factory) as session:
+        session.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.holder == holder)
+            .values(expires_at=now, last_run_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+# -- the sweep ---------------------------------------------------------------------------------------
+
+
+def sweep_once(
+    session_factory: sessionmaker[Session],
+    blobs: BlobStore,
+    *,
+    now: datetime | None = None,
+    batch_size: int = 1000,
+    settings: Settings,
+    holder: str = HOLDER,
+    reconcile: bool | None = None,
+    reconcile_interval: float = DEFAULT_RECONCILE_SECONDS,
+    fault: Fault | None = None,
+) -> SweepReport:
+    """Sweep everything that is due at `now` (default: the clock), under the sweeper lease.
+
+    Returns a report with ran=False if another process holds the lease. `reconcile` forces (True) or
+    skips (False) the storage reconciliation; by default it runs every `reconcile_interval` seconds.
+    """
+    now = now or utcnow()
+    started = time.perf_counter()
+    report = SweepReport(holder=holder, started_at=now)
+    ttl = timedelta(seconds=max(300.0, 5 * interval(settings)))
+    if not acquire_lease(session_factory, name=SWEEP_LEASE, holder=holder, now=now, ttl=ttl):
+        report.ran = False
+        return report
+    for kind, model in policy.ITEM_MODELS.items():
+        _sweep_kind(
+            session_factory,
+            blobs,
+            kind,
+            model,
+            now=now,
+            settings=settings,
+            batch_size=batch_size,
+            report=report,
+            fault=fault,
+        )
+        acquire_lease(session_factory, name=SWEEP_LEASE, holder=holder, now=now, ttl=ttl)
+    _clear_erased_accounts(session_factory, report=report)
+    grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
+    _sweep_derived(session_factory, blobs, now=now, grace=grace, report=report)
+    if reconcile is None:
+        reconcile = _reconcile_due(session_factory, now=now, every=timedelta(seconds=reconcile_interval))
+    if reconcile:
+        _reconcile(session_factory, blobs, now=now, grace=grace, report=report, fault=fault)
+        _mark_reconciled(session_factory, holder=holder, now=now)
+        report.reconciled = True
+    report.duration_seconds = time.perf_counter() - started
+    _record_run(session_factory, report, now=now)
+    release_lease(session_factory, name=SWEEP_LEASE, holder=holder, now=now)
+    _observe(report)
+    return report
+
+
+def _observe(report: SweepReport) -> None:
+    from petportrait.lifecycle import metrics
+
+    metrics.observe_sweep(report)
+
+
+def _due_rows(
+    session: Session,
+    kind: str,
+    model: Any,
+    *,
+    now: datetime,
+    settings: Settings,
+    limit: int,
+    skip: Sequence[str],
+) -> list[Any]:
+    expired = policy.expired_clause(model, now=now, settings=settings)
+    clock = getattr(model, policy.KINDS[kind].clock)
+    query = (
+        select(
+            model.id,
+            model.owner_id,
+            model.storage_key,
+            model.sha256,
+            getattr(model, "size", null()).label("size"),
+            clock.label("created_at"),
+            model.expires_at,
+            expired.label("expired"),
+        )
+        .join(User, User.id == model.owner_id)
+        .where(
+            or_(expired, User.deleted_at.is_not(None)),
+            ~holds.held_clause(kind, model.id, model.owner_id, at=now),
+        )
+        .limit(limit)
+    )
+    if skip:
+        query = query.where(model.id.not_in(list(skip)))
+    return list(session.execute(query).all())
+
+
+def _sweep_kind(
+    session_factory: sessionmaker[Session],
+    blobs: BlobStore,
+    kind: str,
+    model: Any,
+    *,
+    now: datetime,
+    settings: Settings,
+    batch_size: int,
+    report: SweepReport,
+    fault: Fault | None,
+) -> None:
+    failed: list[str] = []
+    while True:
+        with session_factory() as session:
+            rows = _due_rows(session, kind, model, now=now, settings=settings, limit=batch_size, skip=failed)
+        if not rows:
+            return
+        keys = [row.storage_key for row in rows if row.storage_key]
+        failures = blobops.delete_many(blobs, keys)
+        for key, error in failures.items():
+            report.errors.append(f"{kind}: could not delete blob {key}: {error}")
+        if fault is not None:
+            fault("after_blobs")
+        done = [row for row in rows if not row.storage_key or row.storage_key not in failures]
+        failed.extend(row.id for row in rows if row.storage_key and row.storage_key in failures)
+        if done:
+            try:
+                _bury(session_factory, kind, model, done, now=now, fault=fault)
+            except IntegrityError as exc:  # someone deleted one of these meanwhile; the next run retries
+                report.errors.append(f"{kind}: batch not recorded, will retry: {exc.orig}")
+                return
+            report.purged[kind] = report.purged.get(kind, 0) + len(done)
+            for row in done:
+                reason = _reason(row)
+                report.reasons[reason] = report.reasons.get(reason, 0) + 1
+        if len(rows) < batch_size:
+            return
+
+
+def _reason(row: Any) -> str:
+    return DeletionReason.EXPIRED.value if row.expired else DeletionReason.ACCOUNT_DELETED.value
+
+
+def _bury(
+    session_factory: sessionmaker[Session],
+    kind: str,
+    model: Any,
+    rows: Sequence[Any],
+    *,
+    now: datetime,
+    fault: Fault | None,
+) -> None:
+    """Turn swept rows into tombstones and audit each, in one transaction."""
+    stones = [
+        tombstone_values(
+            kind,
+            item_id=row.id,
+            owner_id=row.owner_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            storage_key=row.storage_key,
+            sha256=row.sha256,
+            size=row.size,
+            reason=_reason(row),
+            actor_id=None,
+            purged_at=now,
+        )
+        for row in rows
+    ]
+    with session_scope(session_factory) as session:
+        session.execute(insert(Tombstone), stones)
+        ids = [row.id for row in rows]
+        for start in range(0, len(ids), _IN_CHUNK):
+            session.execute(
+                delete(model)
+                .where(model.id.in_(ids[start : start + _IN_CHUNK]))
+                .execution_options(synchronize_session=False)
+            )
+        audit.record_many(session, [deletion_event(stone, by="sweeper") for stone in stones], at=now)
+        if fault is not None:
+            fault("before_commit")
+
+
+def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: SweepReport) -> None:
+    """Remove pets, tokens and ended jobs of deleted accounts once nothing of theirs is held."""
+    erased = select(User.id).where(User.deleted_at.is_not(None))
+    with session_scope(session_factory) as session:
+        remaining = [
+            exists().where(model.pet_id == Pet.id)
+            for model in policy.ITEM_MODELS.values()
+            if hasattr(model, "pet_id")
+        ]
+        pets = session.execute(
+            delete(Pet)
+            .where(Pet.owner_id.in_(erased), *(~clause for clause in remaining))
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            delete(ApiToken).where(ApiToken.user_id.in_(erased)).execution_options(synchronize_session=False)
+        )
+        session.execute(
+            delete(Job)
+            .where(Job.owner_id.in_(erased), Job.state.in_(FINAL_STATES))
+            .execution_options(synchronize_session=False)
+        )
+        report.accounts_cleared += int(pets.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _sweep_derived(
+    session_factory: sessionmaker[Session],
+    blobs: BlobStore,
+    *,
+    now: datetime,
+    grace: timedelta,
+    report: SweepReport,
+) -> None:
+    """Delete derived data of jobs that have ended (or that no job row owns, after the grace period)."""
+    by_job: dict[str, list[BlobInfo]] = {}
+    for info in blobs.list(policy.KINDS["derived"].prefix):
+        parts = info.key.split("/")
+        if len(parts) >= 4:
+            by_job.setdefault(parts[2], []).append(info)
+        elif info.modified_at <= now - grace:
+            by_job.setdefault("", []).append(info)
+    if not by_job:
+        return
+    states: dict[str, str] = {}
+    job_ids = [job_id for job_id in by_job if job_id]
+    with session_factory() as session:
+        for start in range(0, len(job_ids), _IN_CHUNK):
+            chunk = job_ids[start : start + _IN_CHUNK]
+            states.update(session.execute(select(Job.id, Job.state).where(Job.id.in_(chunk))).tuples().all())
+    doomed: list[str] = []
+    for job_id, infos in by_job.items():
+        state = states.get(job_id)
+        if state in FINAL_STATES:
+            doomed.extend(info.key for info in infos)
+        elif state is None:
+            doomed.extend(info.key for info in infos if info.modified_at <= now - grace)
+    if not doomed:
+        return
+    failures = blobops.delete_many(blobs, doomed)
+    removed = [key for key in doomed if key not in failures]
+    report.errors.extend(f"derived: could not delete blob {k}: {e}" for k, e in failures.items())
+    report.derived_removed += len(removed)
+    with session_scope(session_factory) as session:
+        audit.record_many(
+            session,
+            [
+                audit.AuditEvent(
+                    action="derived.deleted",
+                    actor_id=None,
+                    subject_kind="job",
+                    subject_id=job_id or None,
+                    purpose="job_ended" if states.get(job_id) else "orphaned",
+                    details={"keys": len([k for k in removed if k.split("/")[2:3] == [job_id]])},
+                )
+                for job_id in sorted({k.split("/")[2] if k.count("/") >= 3 else "" for k in removed})
+            ],
+            at=now,
+        )
+
+
+def _reconcile_due(session_factory: sessionmaker[Session], *, now: datetime, every: timedelta) -> bool:
+    with session_factory() as session:
+        mark = session.get(Lease, RECONCILE_MARK)
+        return mark is None or mark.last_run_at is None or mark.last_run_at <= now - every
+
+
+def _mark_reconciled(session_factory: sessionmaker[Session], *, holder: str, now: datetime) -> None:
+    with session_scope(session_factory) as session:
+        mark = session.get(Lease, RECONCILE_MARK)
+        if mark is None:
+            session.add(Lease(name=RECONCILE_MARK, holder=holder, expires_at=now, last_run_at=now))
+        else:
+            mark.holder, mark.expires_at, mark.last_run_at = holder, now, now
+
+
+def owned_keys(session: Session, model: Any) -> set[str]:
+    """Every storage key that a row of `model` owns."""
+    return set(session.scalars(select(model.storage_key).where(model.storage_key.is_not(None))))
+
+
+def tombstoned_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` that a tombstone names."""
+    found: set[str] = set()
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = list(keys[start : start + _IN_CHUNK])
+        found.update(
+            k
+            for k in session.scalars(select(Tombstone.storage_key).where(Tombstone.storage_key.in_(chunk)))
+            if k
+        )
+    return found
+
+
+def _reconcile(
+    session_factory: sessionmaker[Session],
+    blobs: BlobStore,
+    *,
+    now: datetime,
+    grace: timedelta,
+    report: SweepReport,
+    fault: Fault | None,
+) -> None:
+    """Delete blobs under item prefixes that no row owns: at once if tombstoned, else after the grace."""
+    for kind, model in policy.ITEM_MODELS.items():
+        with session_factory() as session:
+            owned = owned_keys(session, model)
+        unowned = [info for info in blobs.list(policy.KINDS[kind].prefix) if info.key not in owned]
+        if not unowned:
+            continue
+        with session_factory() as session:
+            buried = tombstoned_keys(session, [info.key for info in unowned])
+            stale = [info.key for info in unowned if info.key in buried or info.modified_at <= now - grace]
+            # A row committed since we read the owners keeps its blob.
+            for start in range(0, len(stale), _IN_CHUNK):
+                chunk = stale[start : start + _IN_CHUNK]
+                owned.update(session.scalars(select(model.storage_key).where(model.storage_key.in_(chunk))))
+        stale = [key for key in stale if key not in owned]
+        if not stale:
+            continue
+        failures = blobops.delete_many(blobs, stale)
+        if fault is not None:
+            fault("after_orphans")
+        removed = [key for key in stale if key not in failures]
+        report.errors.extend(f"{kind}: could not delete orphan {k}: {e}" for k, e in failures.items())
+        report.tombstone_blobs_removed += sum(1 for key in removed if key in buried)
+        report.orphans_removed += sum(1 for key in removed if key not in buried)
+        with session_scope(session_factory) as session:
+            audit.record_many(
+                session,
+                [
+                    audit.AuditEvent(
+                        action="blob.deleted",
+                        actor_id=None,
+                        subject_kind=kind,
+                        purpose="tombstoned" if key in buried else "orphaned",
+                        details={"storage_key": key},
+                    )
+                    for key in removed
+                ],
+                at=now,
+            )
+
+
+def _record_run(session_factory: sessionmaker[Session], report: SweepReport, *, now: datetime) -> None:
+    with session_scope(session_factory) as session:
+        session.add(
+            SweepRun(
+                holder=report.holder,
+                started_at=now,
+                finished_at=now + timedelta(seconds=report.duration_seconds),
+                duration_seconds=report.duration_seconds,
+                purged=report.total_purged,
+                orphans_removed=report.orphans_removed + report.tombstone_blobs_removed,
+                errors=len(report.errors),
+            )
+        )
+        session.execute(delete(SweepRun).where(SweepRun.started_at < now - timedelta(days=7)))

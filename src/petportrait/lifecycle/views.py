@@ -1,0 +1,150 @@
+"""Lifecycle API: deletion receipts, delete any item, delete the account, export; legal holds; /metrics."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from petportrait.accounts.models import Role, User
+from petportrait.lifecycle import export, holds, metrics, service
+from petportrait.lifecycle.models import HoldScope, LegalHold
+from petportrait.lifecycle.schemas import DeletionOut, ErasureOut, HoldCreate, HoldOut, HoldRelease
+from petportrait.lifecycle.sweeper import interval
+from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, require_role
+
+router = APIRouter(tags=["your data"])
+admin_router = APIRouter(prefix="/admin", tags=["admin"])
+metrics_router = APIRouter(tags=["ops"])
+
+AdminUser = Annotated[User, require_role(Role.ADMIN)]
+
+
+@router.get("/me/deletions", response_model=list[DeletionOut])
+def my_deletions(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: datetime | None = None,
+) -> list[DeletionOut]:
+    """Deletion receipts: what of yours was deleted, why and when (newest first; page with `before`)."""
+    stones = service.list_deletions(session, owner_id=user.id, limit=limit, before=before)
+    return [DeletionOut.model_validate(s) for s in stones]
+
+
+@router.delete("/me/items/{kind}/{item_id}", response_model=DeletionOut)
+def delete_item(
+    kind: str, item_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep
+) -> DeletionOut:
+    """Delete one of your items (photo, model or render) now; returns its deletion receipt."""
+    stone = service.delete_now(
+        session, blobs=blobs, kind=kind, item_id=item_id, owner_id=user.id, actor_id=user.id
+    )
+    return DeletionOut.model_validate(stone)
+
+
+@router.delete("/me", status_code=status.HTTP_202_ACCEPTED, response_model=ErasureOut)
+def delete_account(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> ErasureOut:
+    """Delete your account: signed out now, jobs cancelled, everything deleted by the next sweep."""
+    summary = service.erase_account(session, user_id=user.id, actor_id=user.id)
+    within = interval(settings)
+    held = (
+        f" {summary.items_held} item(s) are under a legal hold and will be deleted when it ends."
+        if summary.items_held
+        else ""
+    )
+    return ErasureOut(
+        user_id=summary.user_id,
+        requested_at=summary.requested_at,
+        tokens_revoked=summary.tokens_revoked,
+        jobs_cancelled=summary.jobs_cancelled,
+        items_pending=summary.items_pending,
+        items_held=summary.items_held,
+        completes_within_seconds=within,
+        detail=(
+            f"Your account is deleted; its photos, models and portraits go within {within:g} seconds.{held}"
+        ),
+    )
+
+
+@router.post(
+    "/me/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "The ZIP of your data"}},
+)
+def export_my_data(
+    user: CurrentUser, session: SessionDep, blobs: BlobsDep, settings: SettingsDep
+) -> StreamingResponse:
+    """Everything held about you as one ZIP: photos, portraits, metadata, receipts, access log."""
+    spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
+    summary = export.build_export(session, blobs, user_id=user.id, out=spool, settings=settings)
+    session.commit()  # the photo reads are audited before a byte leaves
+    size = spool.tell()
+    spool.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := spool.read(1024 * 1024):
+                yield chunk
+        finally:
+            spool.close()
+
+    stamp = summary.exported_at.strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(
+        chunks(),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="petportrait-export-{stamp}.zip"',
+            "Content-Length": str(size),
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def hold_out(hold: LegalHold) -> HoldOut:
+    return HoldOut.model_validate({**_hold_fields(hold), "active": holds.is_active(hold)})
+
+
+def _hold_fields(hold: LegalHold) -> dict[str, object]:
+    return {name: getattr(hold, name) for name in HoldOut.model_fields if name != "active"}
+
+
+@admin_router.post("/holds", status_code=status.HTTP_201_CREATED, response_model=HoldOut)
+def place_hold(body: HoldCreate, admin: AdminUser, session: SessionDep) -> HoldOut:
+    """Place a legal hold on one item or on a whole account, with a reason and an end date (audited)."""
+    hold = holds.place_hold(
+        session,
+        scope=HoldScope(body.scope),
+        reason=body.reason,
+        ends_at=body.ends_at,
+        actor_id=admin.id,
+        owner_id=body.user_id,
+        kind=body.kind,
+        item_id=body.item_id,
+    )
+    return hold_out(hold)
+
+
+@admin_router.get("/holds", response_model=list[HoldOut])
+def list_holds(admin: AdminUser, session: SessionDep, active: bool = False) -> list[HoldOut]:
+    """Legal holds, newest first (only those in force with ?active=true)."""
+    return [hold_out(h) for h in holds.list_holds(session, active_only=active)]
+
+
+@admin_router.post("/holds/{hold_id}/release", response_model=HoldOut)
+def release_hold(
+    hold_id: str, admin: AdminUser, session: SessionDep, body: HoldRelease | None = None
+) -> HoldOut:
+    """End a legal hold now (audited); what it kept is deleted by the next sweep if its period has passed."""
+    hold = holds.release_hold(session, hold_id=hold_id, actor_id=admin.id, note=body.note if body else "")
+    return hold_out(hold)
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(session: SessionDep, settings: SettingsDep) -> Response:
+    """Prometheus metrics: items by kind and state, oldest overdue item, sweep durations."""
+    return Response(metrics.render(session, settings=settings), media_type=metrics.CONTENT_TYPE)
