@@ -16,6 +16,9 @@ from petportrait.accounts.views import router as accounts_router
 from petportrait.db import make_engine, make_session_factory
 from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.views import router as jobs_router
+from petportrait.lifecycle.views import admin_router as lifecycle_admin_router
+from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_router
+from petportrait.lifecycle.views import router as lifecycle_router
 from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
 from petportrait.settings import Settings, get_settings
@@ -96,7 +99,10 @@ def create_app(
     api.include_router(pets_router)
     api.include_router(portraits_router)
     api.include_router(jobs_router)
+    api.include_router(lifecycle_router)
+    api.include_router(lifecycle_admin_router)
     app.include_router(api)
+    app.include_router(lifecycle_metrics_router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(services: ServicesDep) -> JSONResponse:
