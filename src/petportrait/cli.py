@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from petportrait.lifecycle.cli import audit_app, retention_app, storage_app, sweep
 from petportrait.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -16,6 +17,10 @@ app = typer.Typer(
 )
 admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+app.add_typer(retention_app, name="retention")
+app.add_typer(audit_app, name="audit")
+app.add_typer(storage_app, name="storage")
+app.command("sweep")(sweep)
 
 
 def _settings() -> Settings:
