@@ -17,7 +17,9 @@ from petportrait.settings import Settings, get_settings
 if TYPE_CHECKING:
     from petportrait.web.deps import Services
 
-retention_app = typer.Typer(help="Retention: check the policy holds, list legal holds, sweep now.", no_args_is_help=True)
+retention_app = typer.Typer(
+    help="Retention: check the policy holds, list legal holds, sweep now.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 storage_app = typer.Typer(help="Blob storage.", no_args_is_help=True)
 
@@ -77,7 +79,9 @@ def check(
             typer.echo(f"{finding.problem:<16} {finding.kind:<9} {subject}  {finding.detail}")
         if len(report.findings) > limit:
             typer.echo(f"... and {len(report.findings) - limit} more")
-        typer.echo("ok: nothing overdue, orphaned or left behind" if report.ok else f"FAILED: {report.counts()}")
+        typer.echo(
+            "ok: nothing overdue, orphaned or left behind" if report.ok else f"FAILED: {report.counts()}"
+        )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -94,7 +98,11 @@ def list_holds(
         if not found:
             typer.echo("no legal holds" + ("" if show_all else " in force"))
         for hold in found:
-            subject = f"{hold.subject_kind} {hold.subject_id}" if hold.scope == "item" else f"account {hold.owner_id}"
+            subject = (
+                f"{hold.subject_kind} {hold.subject_id}"
+                if hold.scope == "item"
+                else f"account {hold.owner_id}"
+            )
             state = "active" if holds.is_active(hold) else "ended"
             typer.echo(
                 f"{hold.id}  {state:<6}  {subject}  until {hold.ends_at.isoformat()}  "
@@ -154,7 +162,9 @@ def verify() -> None:
 
 @storage_app.command("lifecycle")
 def storage_lifecycle(
-    apply: Annotated[bool, typer.Option("--apply", help="Write the rules to the bucket (else only print)")] = False,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the rules to the bucket (else only print)")
+    ] = False,
 ) -> None:
     """Print (or with --apply write) the S3 lifecycle rules that back the retention policy up."""
     from petportrait.lifecycle import s3rules

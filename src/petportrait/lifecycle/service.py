@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
-from petportrait.jobs.models import Job, JobState
+from petportrait.jobs import service as jobs_service
+from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.lifecycle import audit, blobops, holds, policy
 from petportrait.lifecycle.models import DeletionReason, Tombstone
 from petportrait.storage.base import BlobStore
@@ -178,20 +179,12 @@ def delete_pet_items(
 
 
 def _cancel_jobs(session: Session, where: Any, *, now: datetime) -> int:
-    """Cancel queued jobs at once and ask running ones to stop; returns how many were touched."""
-    queued = session.execute(
-        update(Job)
-        .where(where, Job.state == JobState.QUEUED.value)
-        .values(state=JobState.CANCELLED.value, cancel_requested=True, finished_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    running = session.execute(
-        update(Job)
-        .where(where, Job.state == JobState.RUNNING.value, Job.cancel_requested.is_(False))
-        .values(cancel_requested=True)
-        .execution_options(synchronize_session=False)
-    )
-    return int(queued.rowcount or 0) + int(running.rowcount or 0)  # type: ignore[attr-defined]
+    """Cancel unfinished jobs (queued ones at once, running ones asked to stop); returns how many."""
+    _ = now
+    pending = list(session.scalars(select(Job).where(where, Job.state.not_in(FINAL_STATES))))
+    for job in pending:
+        jobs_service.request_cancel(session, job=job)
+    return len(pending)
 
 
 @dataclass

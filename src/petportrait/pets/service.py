@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from petportrait.clock import utcnow
 from petportrait.db import new_id
 from petportrait.errors import Gone, NotFound
+from petportrait.lifecycle import service as lifecycle_service
 from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.storage.base import BlobStore
@@ -193,13 +194,10 @@ def open_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: s
 
 
 def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> None:
-    """Delete the owner's photo now: blob first, then row."""
-    photo = session.get(Photo, photo_id)
-    if photo is None or photo.owner_id != owner_id:
-        raise NotFound("No such photo.", code="photo_not_found")
-    blobs.delete(photo.storage_key)
-    session.delete(photo)
-    session.flush()
+    """Delete the owner's photo now: blob first, then a tombstone and receipt (409 under a legal hold)."""
+    lifecycle_service.delete_now(
+        session, blobs=blobs, kind="photo", item_id=photo_id, owner_id=owner_id, actor_id=owner_id
+    )
 
 
 def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str) -> None:
@@ -207,11 +205,10 @@ def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str
     from petportrait.portraits import service as portraits_service  # portraits builds on pets
 
     pet = get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    lifecycle_service.delete_pet_items(
+        session, blobs=blobs, owner_id=owner_id, pet_id=pet.id, actor_id=owner_id
+    )
     portraits_service.delete_pet_portraits(session, blobs=blobs, owner_id=owner_id, pet_id=pet.id)
-    for photo in session.scalars(select(Photo).where(Photo.pet_id == pet.id)):
-        blobs.delete(photo.storage_key)
-        session.delete(photo)
-    session.flush()
     session.delete(pet)
     session.flush()
 

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from petportrait.errors import InvalidInput
+from petportrait.lifecycle import audit
 from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult
@@ -152,6 +153,16 @@ def photo_content(
 ) -> StreamingResponse:
     """The photo's bytes (as stored: sanitised, without metadata)."""
     photo, stream = service.open_photo(session, blobs=blobs, owner_id=user.id, photo_id=photo_id)
+    audit.record(
+        session,
+        action="photo.read",
+        actor_id=user.id,
+        subject_kind="photo",
+        subject_id=photo.id,
+        owner_id=photo.owner_id,
+        purpose="owner_view",
+    )
+    session.commit()  # the read is on record before a byte leaves
 
     def chunks() -> Iterator[bytes]:
         try:
