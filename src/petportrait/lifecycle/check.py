@@ -251,7 +251,7 @@ def _scan_derived(
                             "orphan_blob", "derived", storage_key=info.key, detail="no job owns this blob"
                         )
                     )
-            elif job[0] in FINAL_STATES and (job[1] is None or job[1] <= cutoff):
+            elif job[0] in FINAL_STATES and (job[1] is None or job[1] < cutoff):
                 report.findings.append(
                     Finding(
                         "derived_leftover",
