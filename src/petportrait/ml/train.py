@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from petportrait.ml.models import Family, ModelLoadError, family_of, load_component
+from petportrait.ml.models import Family, family_of, load_component
 from petportrait.ml.photos import CropBox, PhotoError, PreparedPhoto, images_to_tensor, prepare_photos
 from petportrait.ml.preview import PREVIEW_RESOLUTION, is_preview_model
 
@@ -35,7 +35,7 @@ SPECIES = ("dog", "cat", "rabbit", "bird", "other")
 # The word a prompt uses for each species; "other" pets are called a pet.
 CLASS_NOUNS = {"dog": "dog", "cat": "cat", "rabbit": "rabbit", "bird": "bird", "other": "pet"}
 DEFAULT_TOKEN = "sks"
-MIN_PHOTOS = 3
+MIN_PHOTOS = 2
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 LORA_FORMAT = "petportrait-lora/1"
 METADATA_PREFIX = "petportrait."
@@ -223,10 +223,7 @@ def check_spec(spec: TrainSpec) -> ResolvedTrainSpec:
                 "8-bit Adam needs the bitsandbytes package, which is not installed"
             ) from None
 
-    try:
-        family = family_of(spec.base_model)
-    except ModelLoadError as exc:
-        raise InvalidTrainSpec(str(exc)) from None
+    family = family_of(spec.base_model)  # a model that cannot be used raises ModelLoadError
     is_preview = is_preview_model(spec.base_model)
     defaults = FAMILY_DEFAULTS["preview" if is_preview else family]
     resolution = spec.resolution or native_resolution(spec.base_model, family)
