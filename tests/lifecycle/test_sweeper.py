@@ -136,7 +136,7 @@ def test_a_sweep_killed_between_blob_and_row_is_finished_by_the_next(
 
 def test_another_holder_waits_for_the_lease_until_it_expires(services: Services, now: datetime) -> None:
     add_household(services, at=now)
-    ttl = timedelta(seconds=max(300.0, 5 * sweeper.interval(services.settings)))
+    ttl = sweeper.lease_ttl(services.settings)
     died = now + 30 * DAY
     assert sweeper.acquire_lease(
         services.session_factory, name=sweeper.SWEEP_LEASE, holder="dead-process", now=died, ttl=ttl

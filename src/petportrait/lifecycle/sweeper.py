@@ -139,39 +139,92 @@ def sweep_once(
     skips (False) the storage reconciliation; by default it runs every `reconcile_interval` seconds.
     """
     now = now or utcnow()
-    started = time.perf_counter()
     report = SweepReport(holder=holder, started_at=now)
-    ttl = timedelta(seconds=max(300.0, 5 * interval(settings)))
-    if not acquire_lease(session_factory, name=SWEEP_LEASE, holder=holder, now=now, ttl=ttl):
+    lease = _HeldLease(session_factory, holder=holder, now=now, ttl=lease_ttl(settings))
+    if not lease.take():
         report.ran = False
         return report
-    for kind, model in policy.ITEM_MODELS.items():
-        _sweep_kind(
-            session_factory,
-            blobs,
-            kind,
-            model,
-            now=now,
-            settings=settings,
-            batch_size=batch_size,
-            report=report,
-            fault=fault,
-        )
-        acquire_lease(session_factory, name=SWEEP_LEASE, holder=holder, now=now, ttl=ttl)
-    _clear_erased_accounts(session_factory, report=report)
-    grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
-    _sweep_derived(session_factory, blobs, now=now, grace=grace, report=report)
-    if reconcile is None:
-        reconcile = _reconcile_due(session_factory, now=now, every=timedelta(seconds=reconcile_interval))
-    if reconcile:
-        _reconcile(session_factory, blobs, now=now, grace=grace, report=report, fault=fault)
-        _mark_reconciled(session_factory, holder=holder, now=now)
-        report.reconciled = True
-    report.duration_seconds = time.perf_counter() - started
-    _record_run(session_factory, report, now=now)
-    release_lease(session_factory, name=SWEEP_LEASE, holder=holder, now=now)
+    try:
+        for kind, model in policy.ITEM_MODELS.items():
+            _sweep_kind(
+                session_factory,
+                blobs,
+                kind,
+                model,
+                now=now,
+                settings=settings,
+                batch_size=batch_size,
+                report=report,
+                fault=fault,
+                lease=lease,
+            )
+        _clear_erased_accounts(session_factory, report=report)
+        grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
+        _sweep_derived(session_factory, blobs, now=now, grace=grace, report=report)
+        if reconcile is None:
+            reconcile = _reconcile_due(session_factory, now=now, every=timedelta(seconds=reconcile_interval))
+        if reconcile:
+            _reconcile(session_factory, blobs, now=now, grace=grace, report=report, fault=fault, lease=lease)
+            _mark_reconciled(session_factory, holder=holder, now=now)
+            report.reconciled = True
+        report.duration_seconds = lease.elapsed()
+        _record_run(session_factory, report, now=now)
+    except LeaseLost as exc:
+        report.errors.append(str(exc))
+        report.duration_seconds = lease.elapsed()
+        _observe(report)
+        return report
+    except Exception:
+        lease.release()  # an error, not a kill: let the next run start at once
+        raise
+    lease.release()
     _observe(report)
     return report
+
+
+class LeaseLost(Exception):
+    """The sweep ran past its lease and another process took it; this sweep stops."""
+
+
+def lease_ttl(settings: Settings) -> timedelta:
+    """How long the sweeper lease lasts without renewal: two intervals, at least a minute."""
+    return timedelta(seconds=max(60.0, 2 * interval(settings)))
+
+
+class _HeldLease:
+    """The sweeper lease of one sweep: taken at the start, renewed as it goes, given back at the end."""
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], *, holder: str, now: datetime, ttl: timedelta
+    ) -> None:
+        self.session_factory = session_factory
+        self.holder = holder
+        self.start = now
+        self.ttl = ttl
+        self.started = time.perf_counter()
+        self.renewed = self.started
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.elapsed())
+
+    def take(self) -> bool:
+        return acquire_lease(
+            self.session_factory, name=SWEEP_LEASE, holder=self.holder, now=self.now(), ttl=self.ttl
+        )
+
+    def renew(self) -> None:
+        """Renew once a quarter of the lease has passed; raise LeaseLost if another holder has it."""
+        if time.perf_counter() - self.renewed < self.ttl.total_seconds() / 4:
+            return
+        if not self.take():
+            raise LeaseLost(f"the sweeper lease passed to another process after {self.elapsed():.0f}s")
+        self.renewed = time.perf_counter()
+
+    def release(self) -> None:
+        release_lease(self.session_factory, name=SWEEP_LEASE, holder=self.holder, now=self.start)
 
 
 def _observe(report: SweepReport) -> None:
@@ -226,6 +279,7 @@ def _sweep_kind(
     batch_size: int,
     report: SweepReport,
     fault: Fault | None,
+    lease: _HeldLease,
 ) -> None:
     failed: list[str] = []
     while True:
@@ -253,6 +307,7 @@ def _sweep_kind(
                 report.reasons[reason] = report.reasons.get(reason, 0) + 1
         if len(rows) < batch_size:
             return
+        lease.renew()
 
 
 def _reason(row: Any) -> str:
@@ -420,9 +475,11 @@ def _reconcile(
     grace: timedelta,
     report: SweepReport,
     fault: Fault | None,
+    lease: _HeldLease,
 ) -> None:
     """Delete blobs under item prefixes that no row owns: at once if tombstoned, else after the grace."""
     for kind, model in policy.ITEM_MODELS.items():
+        lease.renew()
         with session_factory() as session:
             owned = owned_keys(session, model)
         unowned = [info for info in blobs.list(policy.KINDS[kind].prefix) if info.key not in owned]
