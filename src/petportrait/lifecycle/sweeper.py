@@ -412,10 +412,7 @@ def _sweep_derived(
             doomed.extend(info.key for info in infos if info.modified_at <= now - grace)
     if not doomed:
         return
-    failures = blobops.delete_many(blobs, doomed)
-    removed = [key for key in doomed if key not in failures]
-    report.errors.extend(f"derived: could not delete blob {k}: {e}" for k, e in failures.items())
-    report.derived_removed += len(removed)
+    jobs_of = sorted({key.split("/")[2] if key.count("/") >= 3 else "" for key in doomed})
     with session_scope(session_factory) as session:
         audit.record_many(
             session,
@@ -426,12 +423,15 @@ def _sweep_derived(
                     subject_kind="job",
                     subject_id=job_id or None,
                     purpose="job_ended" if states.get(job_id) else "orphaned",
-                    details={"keys": len([k for k in removed if k.split("/")[2:3] == [job_id]])},
+                    details={"keys": sum(1 for k in doomed if k.split("/")[2:3] == [job_id])},
                 )
-                for job_id in sorted({k.split("/")[2] if k.count("/") >= 3 else "" for k in removed})
+                for job_id in jobs_of
             ],
             at=now,
         )
+    failures = blobops.delete_many(blobs, doomed)
+    report.errors.extend(f"derived: could not delete blob {k}: {e}" for k, e in failures.items())
+    report.derived_removed += sum(1 for key in doomed if key not in failures)
 
 
 def _reconcile_due(session_factory: sessionmaker[Session], *, now: datetime, every: timedelta) -> bool:
@@ -495,13 +495,7 @@ def _reconcile(
         stale = [key for key in stale if key not in owned]
         if not stale:
             continue
-        failures = blobops.delete_many(blobs, stale)
-        if fault is not None:
-            fault("after_orphans")
-        removed = [key for key in stale if key not in failures]
-        report.errors.extend(f"{kind}: could not delete orphan {k}: {e}" for k, e in failures.items())
-        report.tombstone_blobs_removed += sum(1 for key in removed if key in buried)
-        report.orphans_removed += sum(1 for key in removed if key not in buried)
+        # Recorded first: an ownerless blob has no row to bring its deletion back to a later run.
         with session_scope(session_factory) as session:
             audit.record_many(
                 session,
@@ -513,10 +507,17 @@ def _reconcile(
                         purpose="tombstoned" if key in buried else "orphaned",
                         details={"storage_key": key},
                     )
-                    for key in removed
+                    for key in stale
                 ],
                 at=now,
             )
+        failures = blobops.delete_many(blobs, stale)
+        if fault is not None:
+            fault("after_orphans")
+        removed = [key for key in stale if key not in failures]
+        report.errors.extend(f"{kind}: could not delete orphan {k}: {e}" for k, e in failures.items())
+        report.tombstone_blobs_removed += sum(1 for key in removed if key in buried)
+        report.orphans_removed += sum(1 for key in removed if key not in buried)
 
 
 def _record_run(session_factory: sessionmaker[Session], report: SweepReport, *, now: datetime) -> None:
