@@ -21,12 +21,13 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, null, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +49,7 @@ RECONCILE_MARK = "lifecycle.reconcile"
 DEFAULT_RECONCILE_SECONDS = 900.0
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 _IN_CHUNK = 500
+_TOMBSTONES = Tombstone.metadata.tables["tombstones"]  # Core inserts: the fast path for batches
 
 # A fault hook for tests: called with a stage name ("after_blobs", "before_commit"); raising stops the
 # sweep there, as a kill would.
@@ -233,17 +235,35 @@ def _observe(report: SweepReport) -> None:
     metrics.observe_sweep(report)
 
 
+def _phases(kind: str, model: Any, *, now: datetime, settings: Settings) -> list[tuple[str, Any]]:
+    """The conditions that make rows due, each one an index-friendly query of its own.
+
+    Rows expire at `expires_at` (indexed). A row's expires_at was computed from settings that can never
+    exceed the policy, so `clock + period` matters only when a setting has since shortened the period.
+    Rows of deleted accounts are due whatever their expiry.
+    """
+    phases: list[tuple[str, Any]] = [(DeletionReason.EXPIRED.value, model.expires_at <= now)]
+    length, full = policy.period(kind, settings), policy.period(kind)
+    if length is not None and full is not None and length < full:
+        clock = getattr(model, policy.KINDS[kind].clock)
+        phases.append(
+            (DeletionReason.EXPIRED.value, and_(model.expires_at.is_not(None), clock <= now - length))
+        )
+    erased = select(User.id).where(User.deleted_at.is_not(None))
+    phases.append((DeletionReason.ACCOUNT_DELETED.value, model.owner_id.in_(erased)))
+    return phases
+
+
 def _due_rows(
     session: Session,
     kind: str,
     model: Any,
+    condition: Any,
     *,
     now: datetime,
-    settings: Settings,
     limit: int,
-    skip: Sequence[str],
+    skip: Collection[str],
 ) -> list[Any]:
-    expired = policy.expired_clause(model, now=now, settings=settings)
     clock = getattr(model, policy.KINDS[kind].clock)
     query = (
         select(
@@ -254,13 +274,8 @@ def _due_rows(
             getattr(model, "size", null()).label("size"),
             clock.label("created_at"),
             model.expires_at,
-            expired.label("expired"),
         )
-        .join(User, User.id == model.owner_id)
-        .where(
-            or_(expired, User.deleted_at.is_not(None)),
-            ~holds.held_clause(kind, model.id, model.owner_id, at=now),
-        )
+        .where(condition, ~holds.held_clause(kind, model.id, model.owner_id, at=now))
         .limit(limit)
     )
     if skip:
@@ -281,37 +296,71 @@ def _sweep_kind(
     fault: Fault | None,
     lease: _HeldLease,
 ) -> None:
-    failed: list[str] = []
-    while True:
-        with session_factory() as session:
-            rows = _due_rows(session, kind, model, now=now, settings=settings, limit=batch_size, skip=failed)
-        if not rows:
-            return
-        keys = [row.storage_key for row in rows if row.storage_key]
-        failures = blobops.delete_many(blobs, keys)
-        for key, error in failures.items():
-            report.errors.append(f"{kind}: could not delete blob {key}: {error}")
-        if fault is not None:
-            fault("after_blobs")
-        done = [row for row in rows if not row.storage_key or row.storage_key not in failures]
-        failed.extend(row.id for row in rows if row.storage_key and row.storage_key in failures)
-        if done:
-            try:
-                _bury(session_factory, kind, model, done, now=now, fault=fault)
-            except IntegrityError as exc:  # someone deleted one of these meanwhile; the next run retries
-                report.errors.append(f"{kind}: batch not recorded, will retry: {exc.orig}")
-                return
-            report.purged[kind] = report.purged.get(kind, 0) + len(done)
-            for row in done:
-                reason = _reason(row)
-                report.reasons[reason] = report.reasons.get(reason, 0) + 1
-        if len(rows) < batch_size:
-            return
-        lease.renew()
+    """Sweep one kind batch by batch: while one batch is recorded, the next one's blobs are deleted.
 
+    A batch is recorded (tombstones, row deletions, audit) only after all its blobs are gone, and one
+    batch at a time, in order.
+    """
+    failed: set[str] = set()
+    recording: Future[None] | None = None
+    in_flight: list[str] = []
+    recorded: list[tuple[str, int]] = []
 
-def _reason(row: Any) -> str:
-    return DeletionReason.EXPIRED.value if row.expired else DeletionReason.ACCOUNT_DELETED.value
+    def settle() -> bool:
+        """Wait for the batch being recorded; False if it could not be (the next run retries it)."""
+        nonlocal recording, in_flight
+        if recording is None:
+            return True
+        try:
+            recording.result()
+        except IntegrityError as exc:  # someone deleted one of these meanwhile; the next run retries
+            report.errors.append(f"{kind}: batch not recorded, will retry: {exc.orig}")
+            return False
+        finally:
+            recording, in_flight = None, []
+        reason, count = recorded.pop(0)
+        report.purged[kind] = report.purged.get(kind, 0) + count
+        report.reasons[reason] = report.reasons.get(reason, 0) + count
+        return True
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sweeper-record") as recorder:
+        try:
+            for reason, condition in _phases(kind, model, now=now, settings=settings):
+                while True:
+                    with session_factory() as session:
+                        rows = _due_rows(
+                            session,
+                            kind,
+                            model,
+                            condition,
+                            now=now,
+                            limit=batch_size,
+                            skip=failed | set(in_flight),
+                        )
+                    if not rows:
+                        break
+                    failures = blobops.delete_many(
+                        blobs, [row.storage_key for row in rows if row.storage_key]
+                    )
+                    for key, error in failures.items():
+                        report.errors.append(f"{kind}: could not delete blob {key}: {error}")
+                    if fault is not None:
+                        fault("after_blobs")
+                    done = [row for row in rows if not row.storage_key or row.storage_key not in failures]
+                    failed.update(row.id for row in rows if row.storage_key and row.storage_key in failures)
+                    if not settle():
+                        return
+                    if done:
+                        recorded.append((reason, len(done)))
+                        in_flight = [row.id for row in done]
+                        recording = recorder.submit(
+                            _bury, session_factory, kind, model, done, reason=reason, now=now, fault=fault
+                        )
+                    if len(rows) < batch_size:
+                        break
+                    lease.renew()
+        finally:
+            settle()
 
 
 def _bury(
@@ -320,6 +369,7 @@ def _bury(
     model: Any,
     rows: Sequence[Any],
     *,
+    reason: str,
     now: datetime,
     fault: Fault | None,
 ) -> None:
@@ -334,14 +384,14 @@ def _bury(
             storage_key=row.storage_key,
             sha256=row.sha256,
             size=row.size,
-            reason=_reason(row),
+            reason=reason,
             actor_id=None,
             purged_at=now,
         )
         for row in rows
     ]
     with session_scope(session_factory) as session:
-        session.execute(insert(Tombstone), stones)
+        session.connection().execute(insert(_TOMBSTONES), stones)
         ids = [row.id for row in rows]
         for start in range(0, len(ids), _IN_CHUNK):
             session.execute(
