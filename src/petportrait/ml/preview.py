@@ -97,7 +97,7 @@ def build_clip_vocabulary(words: list[str]) -> tuple[dict[str, int], list[str]]:
     return vocab, merges
 
 
-def _build_tokenizer(folder: Path) -> object:
+def build_clip_tokenizer(folder: Path) -> Any:
     """Write a CLIP tokenizer (vocab.json, merges.txt and tokenizer.json) into ``folder`` and load it."""
     from transformers import CLIPTokenizer
 
@@ -116,7 +116,7 @@ def build_preview_pipeline(folder: Path, *, seed: int = 0) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer_dir = folder / "_tokenizer"
-    tokenizer = _build_tokenizer(tokenizer_dir)
+    tokenizer = build_clip_tokenizer(tokenizer_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(  # type: ignore[no-untyped-call]
@@ -143,16 +143,16 @@ def build_preview_pipeline(folder: Path, *, seed: int = 0) -> None:
         )
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
-                vocab_size=len(tokenizer),  # type: ignore[arg-type]
+                vocab_size=len(tokenizer),
                 hidden_size=32,
                 intermediate_size=37,
                 num_attention_heads=4,
                 num_hidden_layers=5,
                 max_position_embeddings=77,
                 projection_dim=32,
-                bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
-                eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
-                pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
             )
         )
     scheduler = PNDMScheduler(  # type: ignore[no-untyped-call]
