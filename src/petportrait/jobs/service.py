@@ -133,7 +133,7 @@ def heartbeat(
 
 
 def assert_owned(session: Session, *, job: Job, worker_id: str) -> None:
-    """Inside the caller's transaction, lock the job row and raise LostJob unless this attempt still owns it."""
+    """In the caller's transaction, lock the job row; LostJob unless this attempt still owns it."""
     result = session.execute(
         update(Job)
         .where(_fence(job, worker_id))
@@ -167,7 +167,7 @@ def finish(
     if message is not None:
         values["message"] = message
     if state == JobState.SUCCEEDED:
-        values["progress_step"] = max(job.progress_total, job.progress_step)
+        values["progress_step"] = Job.progress_total
     session.execute(
         update(Job).where(Job.id == job.id).values(**values).execution_options(synchronize_session=False)
     )
@@ -192,7 +192,10 @@ def _release_waiters(session: Session, *, parent_id: str, parent_state: JobState
             waiter.error_code = (
                 "retraining_failed" if parent_state != JobState.CANCELLED else "retraining_cancelled"
             )
-            waiter.error_message = "The model had to be retrained first, and the retraining did not finish; nothing was rendered."
+            waiter.error_message = (
+                "The model had to be retrained first, and the retraining did not finish; "
+                "nothing was rendered."
+            )
             waiter.finished_at = now
             released.extend(
                 _release_waiters(session, parent_id=waiter.id, parent_state=JobState(waiter.state))
@@ -259,7 +262,7 @@ def find_lost_messages(session: Session, *, now: datetime, resend_after: timedel
 
 
 def requeue_stale(session: Session, *, job: Job, now: datetime) -> bool:
-    """Hand a dead attempt's job back to the queue (attempt + 1), or fail it past the limit; True if requeued."""
+    """Requeue a dead attempt's job (attempt + 1), or fail it past the limit; True if requeued."""
     if job.attempt >= job.max_attempts:
         result = session.execute(
             update(Job)

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from petportrait.jobs import service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.jobs.schemas import JobError, JobOut, Progress
+from petportrait.portraits import service as portraits_service
 from petportrait.web.deps import CurrentUser, ServicesDep, SessionDep
 
 router = APIRouter(tags=["jobs"])
@@ -53,9 +54,6 @@ def cancel_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobOut:
     """Cancel a queued job at once, or ask a running one to stop within a step."""
     job = service.get_job_for_owner(session, owner_id=user.id, job_id=job_id)
     service.request_cancel(session, job=job)
-    session.commit()
-    from petportrait.portraits import service as portraits_service
-
     portraits_service.reflect_job_end(session, job=job)
     session.commit()
     return job_out(job)
@@ -75,6 +73,7 @@ def job_events(
 ) -> StreamingResponse:
     """Server-sent events: `progress` (never going backwards), then `end` with the final state."""
     service.get_job_for_owner(session, owner_id=user.id, job_id=job_id)
+    session.commit()  # hold no transaction open while the stream lasts
     factory = services.session_factory
 
     def stream() -> Iterator[bytes]:

@@ -173,7 +173,7 @@ class Consumer:
                 log.exception("could not enqueue job %s; the reaper will send it again", job_id)
 
     def _periodic_loop(self) -> None:
-        ttl = timedelta(seconds=max(10.0, 3 * self.reaper_interval))
+        ttl = timedelta(seconds=min(10.0, max(2.0, self.settings.queue.stale_after_seconds)))
         while not self._stop.wait(0.25):
             try:
                 with self.services.session_factory() as session:
@@ -201,7 +201,7 @@ class Consumer:
             log.exception("could not release the periodic lease")
 
     def _clean_own_scratch(self) -> None:
-        """Remove scratch folders that dead workers on this machine left (derived data never outlives its job)."""
+        """Remove scratch folders that dead workers here left (derived data never outlives its job)."""
         root = self.ctx.scratch_root.parent
         if root.is_dir():
             for folder in root.iterdir():

@@ -206,7 +206,7 @@ class WorkerContext:
 
 
 def run_job(ctx: WorkerContext, job_id: str) -> str | None:
-    """Claim and run one job; returns its end state (None if it was not claimable). Never raises for job errors."""
+    """Claim and run one job; returns its end state (None if not claimable). Job errors never raise."""
     with ctx.session_factory() as session:
         job = jobs_service.claim(session, job_id=job_id, worker_id=ctx.worker_id)
         if job is None:
@@ -243,7 +243,8 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
                 job,
                 JobState.FAILED,
                 "job_error",
-                "Something went wrong on our side while running this job; nothing was kept half-way. Try again.",
+                "Something went wrong on our side while running this job; nothing was kept half-way. "
+                "Try again.",
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -258,7 +259,6 @@ def _end(
         released = jobs_service.finish(
             session, job=job, worker_id=ctx.worker_id, state=state, error_code=code, error_message=message
         )
-        session.commit()
         service.reflect_job_end(session, job=job)
         session.commit()
         ctx.released.extend(released)
@@ -336,7 +336,7 @@ def _train(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: 
         output_path=scratch / "lora.safetensors",
         token=model.token,
         steps=ctx.settings.ml.train_steps,
-        resolution=ctx.settings.ml.resolution if not resolved.is_preview else None,
+        resolution=ctx.settings.ml.resolution,
         seed=int(hashlib.sha256(model.id.encode()).hexdigest()[:8], 16),
         device=ctx.engine.device,
         work_dir=scratch,

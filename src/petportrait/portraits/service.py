@@ -50,7 +50,20 @@ def base_model_choice(settings: Settings) -> BaseModelChoice:
         return BaseModelChoice(
             source=DEFAULT_CUDA_MODEL, is_preview=False, resolution=settings.ml.resolution or 512
         )
-    return BaseModelChoice(source=PREVIEW_MODEL_ID, is_preview=True, resolution=PREVIEW_RESOLUTION)
+    return BaseModelChoice(
+        source=PREVIEW_MODEL_ID, is_preview=True, resolution=settings.ml.resolution or PREVIEW_RESOLUTION
+    )
+
+
+def default_render_size(model: PetModel, settings: Settings) -> int:
+    """The side of a render when the request names none: the setting, else the model's native size."""
+    from petportrait.ml.preview import PREVIEW_RESOLUTION
+
+    if settings.ml.resolution:
+        return settings.ml.resolution
+    if model.is_preview:
+        return PREVIEW_RESOLUTION
+    return 1024 if "xl" in model.base_model.lower() else 512
 
 
 def model_expired(model: PetModel, now: datetime | None = None) -> bool:
@@ -85,7 +98,8 @@ def _new_training(
         if retrained_from is not None:
             raise Gone(
                 "This model passed its 7-day period and the photos it was trained on are gone too "
-                f"(photos are kept 30 days). Upload at least {MIN_TRAINING_PHOTOS} new photos and train again.",
+                f"(photos are kept 30 days). Upload at least {MIN_TRAINING_PHOTOS} new photos and train "
+                "again.",
                 code="model_and_photos_expired",
             )
         raise InvalidInput(
@@ -221,9 +235,7 @@ def request_render(
             f"This model cannot render: its training {model.state}. Train a new model of the pet.",
             code="model_not_ready",
         )
-    choice_resolution = (
-        base_model_choice(settings).resolution if model.is_preview else (settings.ml.resolution or 512)
-    )
+    choice_resolution = default_render_size(model, settings)
     base_seed = seed if seed is not None else secrets.randbelow(2**31 - count)
     now = utcnow()
     renders = []

@@ -118,7 +118,7 @@ def create_renders(
     settings: SettingsDep,
     services: ServicesDep,
 ) -> JSONResponse:
-    """Render portraits from a style or a prompt; an expired model is retrained first, and the answer says so."""
+    """Render portraits from a style or prompt; an expired model is retrained first (the answer says so)."""
     plan = service.request_render(
         session,
         owner_id=user.id,
