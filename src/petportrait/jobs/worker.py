@@ -27,6 +27,7 @@ from petportrait.db import new_id
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.base import JobQueue
 from petportrait.jobs.models import Job
+from petportrait.lifecycle import sweeper
 from petportrait.portraits import runner
 from petportrait.portraits import service as portraits_service
 
@@ -74,6 +75,7 @@ class Consumer:
         self.periodic_enabled = periodic
         self.periodic_tasks: list[PeriodicTask] = [
             PeriodicTask("reaper", self.reaper_interval, self.reap),
+            PeriodicTask("sweeper", sweeper.interval(self.settings), self.sweep),
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -210,6 +212,12 @@ class Consumer:
         self.ctx.scratch_root.mkdir(parents=True, exist_ok=True)
 
     # --- periodic tasks ----------------------------------------------------------------------------
+
+    def sweep(self) -> object:
+        """Delete what passed its retention period (the sweeper takes a lease of its own)."""
+        return sweeper.sweep_once(
+            self.services.session_factory, self.services.blobs, settings=self.settings, holder=self.worker_id
+        )
 
     def reap(self) -> jobs_service.ReapReport:
         """Re-send lost messages; requeue (or fail) running jobs whose heartbeat stopped."""

@@ -202,13 +202,10 @@ def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id:
 
 def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str) -> None:
     """Delete the owner's pet now, with its photos, models and renders."""
-    from petportrait.portraits import service as portraits_service  # portraits builds on pets
-
     pet = get_pet(session, owner_id=owner_id, pet_id=pet_id)
     lifecycle_service.delete_pet_items(
         session, blobs=blobs, owner_id=owner_id, pet_id=pet.id, actor_id=owner_id
     )
-    portraits_service.delete_pet_portraits(session, blobs=blobs, owner_id=owner_id, pet_id=pet.id)
     session.delete(pet)
     session.flush()
 

@@ -67,13 +67,17 @@ def default_render_size(model: PetModel, settings: Settings) -> int:
 
 
 def model_expired(model: PetModel, now: datetime | None = None) -> bool:
-    """Whether a trained model has passed its 7-day period (or had its weights removed)."""
-    return model.expires_at is not None and model.expires_at <= (now or utcnow())
+    """Whether a trained model has passed its 7-day period (it is then hidden and its weights deleted)."""
+    from petportrait.lifecycle import policy
+
+    return policy.is_expired(model, now)
 
 
 def render_expired(render: Render, now: datetime | None = None) -> bool:
     """Whether a render has passed its 30-day period."""
-    return render.expires_at is not None and render.expires_at <= (now or utcnow())
+    from petportrait.lifecycle import policy
+
+    return policy.is_expired(render, now)
 
 
 def current_job(session: Session, *, kind: JobKind, target_id: str) -> Job | None:
@@ -168,10 +172,11 @@ def get_model(session: Session, *, owner_id: str, model_id: str, allow_expired: 
 def list_models(session: Session, *, owner_id: str, pet_id: str) -> list[PetModel]:
     """A pet's models that have not expired, newest first."""
     pets_service.get_pet(session, owner_id=owner_id, pet_id=pet_id)
-    now = utcnow()
+    from petportrait.lifecycle import policy
+
     query = (
         select(PetModel)
-        .where(PetModel.pet_id == pet_id, (PetModel.expires_at.is_(None)) | (PetModel.expires_at > now))
+        .where(PetModel.pet_id == pet_id, policy.live_clause(PetModel))
         .order_by(PetModel.created_at.desc())
     )
     return list(session.scalars(query))
@@ -290,38 +295,36 @@ def get_render(session: Session, *, owner_id: str, render_id: str) -> Render:
 
 def list_renders(session: Session, *, owner_id: str, pet_id: str | None = None) -> list[Render]:
     """The owner's renders that have not expired, newest first."""
-    now = utcnow()
-    query = select(Render).where(
-        Render.owner_id == owner_id, (Render.expires_at.is_(None)) | (Render.expires_at > now)
-    )
+    from petportrait.lifecycle import policy
+
+    query = select(Render).where(Render.owner_id == owner_id, policy.live_clause(Render))
     if pet_id is not None:
         query = query.where(Render.pet_id == pet_id)
     return list(session.scalars(query.order_by(Render.created_at.desc(), Render.position)))
 
 
 def delete_model(session: Session, *, blobs: BlobStore, owner_id: str, model_id: str) -> None:
-    """Delete the owner's model now (weights first, then the row); its renders stay."""
-    model = get_model(session, owner_id=owner_id, model_id=model_id, allow_expired=True)
-    job = current_job(session, kind=JobKind.TRAIN, target_id=model.id)
-    if job is not None and job.state not in FINAL_STATES:
-        jobs_service.request_cancel(session, job=job)
-    if model.storage_key:
-        blobs.delete(model.storage_key)
-    for render in session.scalars(select(Render).where(Render.model_id == model.id)):
-        render.model_id = None  # type: ignore[assignment]
-    session.delete(model)
-    session.flush()
+    """Delete the owner's model now (weights first, then a tombstone and receipt); its renders stay."""
+    from petportrait.lifecycle import service as lifecycle_service
+
+    model = session.get(PetModel, model_id)
+    if model is not None and model.owner_id == owner_id:
+        job = current_job(session, kind=JobKind.TRAIN, target_id=model.id)
+        if job is not None and job.state not in FINAL_STATES:
+            jobs_service.request_cancel(session, job=job)
+            reflect_job_end(session, job=job)
+    lifecycle_service.delete_now(
+        session, blobs=blobs, kind="model", item_id=model_id, owner_id=owner_id, actor_id=owner_id
+    )
 
 
 def delete_render(session: Session, *, blobs: BlobStore, owner_id: str, render_id: str) -> None:
-    """Delete the owner's render now (image first, then the row)."""
-    render = session.get(Render, render_id)
-    if render is None or render.owner_id != owner_id:
-        raise NotFound("No such render.", code="render_not_found")
-    if render.storage_key:
-        blobs.delete(render.storage_key)
-    session.delete(render)
-    session.flush()
+    """Delete the owner's render now (image first, then a tombstone and receipt)."""
+    from petportrait.lifecycle import service as lifecycle_service
+
+    lifecycle_service.delete_now(
+        session, blobs=blobs, kind="render", item_id=render_id, owner_id=owner_id, actor_id=owner_id
+    )
 
 
 def reflect_job_end(session: Session, *, job: Job) -> None:
@@ -363,15 +366,3 @@ def expiry_for_model(settings: Settings, trained_at: datetime) -> datetime:
 def expiry_for_render(settings: Settings, rendered_at: datetime) -> datetime:
     """When a render made at `rendered_at` expires."""
     return rendered_at + timedelta(days=settings.retention.render_days)
-
-
-def delete_pet_portraits(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str) -> None:
-    """Delete every model and render of a pet now (blobs first), cancelling its unfinished jobs."""
-    for model in list(
-        session.scalars(select(PetModel).where(PetModel.pet_id == pet_id, PetModel.owner_id == owner_id))
-    ):
-        delete_model(session, blobs=blobs, owner_id=owner_id, model_id=model.id)
-    for render in list(
-        session.scalars(select(Render).where(Render.pet_id == pet_id, Render.owner_id == owner_id))
-    ):
-        delete_render(session, blobs=blobs, owner_id=owner_id, render_id=render.id)
