@@ -104,6 +104,33 @@ class SecuritySettings(BaseModel):
     signin_window_seconds: float = 900.0
 
 
+class RightsSettings(BaseModel):
+    """Consent and rights: the cure period of content-policy cases, prompt screening, the C2PA signing key.
+
+    Without signing_cert/signing_key a development certificate is made in data_dir/keys on first run;
+    the production environment refuses to start without a configured one.
+    """
+
+    cure_days: float = 14.0
+    refused_terms: list[str] = Field(
+        default_factory=lambda: ["gore", "nude", "naked", "nsfw", "porn", "swastika", "beheaded"]
+    )
+    signing_cert: Path | None = None  # PEM chain: the signing certificate first, then its issuers
+    signing_key: Path | None = None  # PEM private key (ES256)
+    trust_anchors: Path | None = None  # PEM roots that verification trusts (default: the chain's last)
+    support_case_max_days: float = 7.0
+
+    @model_validator(mode="after")
+    def _sane(self) -> RightsSettings:
+        if self.cure_days <= 0:
+            raise ValueError(f"rights.cure_days must be positive, got {self.cure_days}")
+        if not 0 < self.support_case_max_days <= 7:
+            raise ValueError("rights.support_case_max_days must be more than 0 and at most 7")
+        if (self.signing_cert is None) != (self.signing_key is None):
+            raise ValueError("rights.signing_cert and rights.signing_key are set together or not at all")
+        return self
+
+
 class Settings(BaseSettings):
     """All settings; env PETPORTRAIT__SECTION__KEY, e.g. PETPORTRAIT__DATABASE__URL."""
 
@@ -126,6 +153,7 @@ class Settings(BaseSettings):
     ml: MLSettings = Field(default_factory=MLSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    rights: RightsSettings = Field(default_factory=RightsSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
