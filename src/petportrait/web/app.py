@@ -9,10 +9,12 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from petportrait import __version__
 from petportrait.accounts.views import router as accounts_router
+from petportrait.consent.views import router as consent_router
 from petportrait.db import make_engine, make_session_factory
 from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.views import router as jobs_router
@@ -21,10 +23,13 @@ from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_rout
 from petportrait.lifecycle.views import router as lifecycle_router
 from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
+from petportrait.rights.views import page_router as rights_page_router
+from petportrait.rights.views import router as rights_router
 from petportrait.settings import Settings, get_settings
 from petportrait.storage import create_blob_store
 from petportrait.web.deps import Services, ServicesDep
 from petportrait.web.limits import BodySizeLimit
+from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
@@ -101,8 +106,14 @@ def create_app(
     api.include_router(jobs_router)
     api.include_router(lifecycle_router)
     api.include_router(lifecycle_admin_router)
+    api.include_router(consent_router)
+    api.include_router(rights_router)
     app.include_router(api)
     app.include_router(lifecycle_metrics_router)
+    app.include_router(rights_page_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for page_router in page_routers():
+        app.include_router(page_router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(services: ServicesDep) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,12 +14,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import ApiToken, Role, User
-from petportrait.errors import NotFound, Unauthorized
+from petportrait.errors import Forbidden, NotFound, Unauthorized
 from petportrait.jobs.base import JobQueue
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
 SESSION_COOKIE = "pp_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token_for(secret_key: str, token_id: str) -> str:
+    """The CSRF token of a web session: an HMAC of the session token's id with the secret key."""
+    return hmac.new(secret_key.encode(), f"csrf:{token_id}".encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -89,6 +98,7 @@ def _secret_from(request: Request) -> str | None:
 
 def get_principal(request: Request, session: SessionDep) -> Principal:
     """The signed-in person; 401 with a stable code when the token is missing, wrong or expired."""
+    header = request.headers.get("authorization")
     secret = _secret_from(request)
     if not secret:
         raise Unauthorized(
@@ -104,6 +114,15 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     user, token = resolved
+    if header is None and request.method not in SAFE_METHODS:
+        # Authenticated by the cookie: an unsafe request must prove it came from our own pages.
+        expected = csrf_token_for(request.app.state.services.settings.security.secret_key, token.id)
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise Forbidden(
+                f"This request came with the session cookie but without a valid {CSRF_HEADER} header.",
+                code="csrf_failed",
+            )
     return Principal(user=user, token=token)
 
 

@@ -1,0 +1,17 @@
+"""The web pages: server-rendered with Jinja2, htmx for the live parts; each module is a router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+
+def page_routers() -> list[APIRouter]:
+    """Every page router, in the order they are mounted."""
+    from petportrait.web.pages import auth, data, pets, portraits
+
+    routers = [auth.router, pets.router, portraits.router, data.router]
+    return routers

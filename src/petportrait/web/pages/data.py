@@ -1,0 +1,135 @@
+"""My data: everything held and when each item is deleted, deletion receipts, export, delete the account."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from petportrait.accounts import service as accounts_service
+from petportrait.clock import utcnow
+from petportrait.lifecycle import export as lifecycle_export
+from petportrait.lifecycle import service as lifecycle_service
+from petportrait.lifecycle.sweeper import interval
+from petportrait.pets import service as pets_service
+from petportrait.portraits import service as portraits_service
+from petportrait.portraits.models import PetModel
+from petportrait.web.deps import SESSION_COOKIE
+from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+KIND_LABELS = {"photo": "Photo", "model": "Model", "render": "Portrait"}
+REASON_LABELS = {
+    "expired": "its retention period ended",
+    "owner_deleted": "you deleted it",
+    "account_deleted": "you deleted your account",
+    "staff_deleted": "deleted by staff",
+}
+
+
+def _data_context(page: Page) -> dict[str, Any]:
+    user = page.user
+    now = utcnow()
+    pets = []
+    for pet in pets_service.list_pets(page.session, owner_id=user.id):
+        models = list(
+            page.session.scalars(
+                select(PetModel)
+                .where(
+                    PetModel.pet_id == pet.id,
+                    (PetModel.expires_at.is_(None)) | (PetModel.expires_at > now),
+                )
+                .order_by(PetModel.created_at.desc())
+            )
+        )
+        pets.append(
+            {
+                "pet": pet,
+                "photos": pets_service.list_photos(page.session, owner_id=user.id, pet_id=pet.id),
+                "models": models,
+                "renders": portraits_service.list_renders(page.session, owner_id=user.id, pet_id=pet.id),
+            }
+        )
+    sessions = [
+        t
+        for t in accounts_service.list_tokens(page.session, user=user)
+        if t.revoked_at is None and t.expires_at > now
+    ]
+    return {
+        "pets": pets,
+        "receipts": lifecycle_service.list_deletions(page.session, owner_id=user.id, limit=200),
+        "tokens": sessions,
+        "kind_labels": KIND_LABELS,
+        "reason_labels": REASON_LABELS,
+        "sweep_seconds": interval(page.settings),
+    }
+
+
+@router.get("/me")
+def my_data(page: PageDep) -> Response:
+    """Everything held about the person, when each item will be deleted, and the deletion receipts."""
+    return page.render("mydata.html", title="My data", confirm_error=None, **_data_context(page))
+
+
+@router.post("/me/export")
+def export_data(page: FormPage) -> Response:
+    """Everything held about the person as one ZIP file."""
+    user = page.user
+    spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
+    summary = lifecycle_export.build_export(
+        page.session, page.services.blobs, user_id=user.id, out=spool, settings=page.settings
+    )
+    page.session.commit()  # the photo reads are on record before a byte leaves
+    size = spool.tell()
+    spool.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := spool.read(1024 * 1024):
+                yield chunk
+        finally:
+            spool.close()
+
+    stamp = summary.exported_at.strftime("%Y%m%dT%H%M%SZ")
+    return page.finish(
+        StreamingResponse(
+            chunks(),
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="petportrait-export-{stamp}.zip"',
+                "Content-Length": str(size),
+            },
+        )
+    )
+
+
+@router.post("/me/delete")
+def delete_account(
+    page: FormPage,
+    confirm_email: Annotated[str, Form(max_length=320)] = "",
+) -> Response:
+    """Delete the account after the person typed their email to confirm."""
+    user = page.user
+    if confirm_email.strip().lower() != user.email:
+        return page.render(
+            "mydata.html",
+            status=422,
+            title="My data",
+            confirm_error="To delete your account, type your email address exactly as shown.",
+            **_data_context(page),
+        )
+    summary = lifecycle_service.erase_account(page.session, user_id=user.id, actor_id=user.id)
+    page.cookies.append((SESSION_COOKIE, "", 0))
+    page.principal = None
+    return page.render(
+        "deleted.html",
+        title="Your account is deleted",
+        summary=summary,
+        within=interval(page.settings),
+        kind_labels=KIND_LABELS,
+    )

@@ -1,0 +1,272 @@
+"""My pets: create a pet, upload photos (per-file results, deletion dates), delete photos, train a model."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from petportrait.errors import InvalidInput
+from petportrait.jobs import service as jobs_service
+from petportrait.jobs.models import FINAL_STATES, Job, JobKind
+from petportrait.pets import service as pets_service
+from petportrait.pets.models import Pet, Photo, Species
+from petportrait.portraits import service as portraits_service
+from petportrait.portraits.models import ModelState, PetModel
+from petportrait.web.deps import Services
+from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+SPECIES_LABELS = {
+    Species.DOG.value: "Dog",
+    Species.CAT.value: "Cat",
+    Species.RABBIT.value: "Rabbit",
+    Species.BIRD.value: "Bird",
+    Species.OTHER.value: "Other",
+}
+
+
+def rejection_sentence(code: str | None, detail: str | None, *, min_side: int, max_bytes: int) -> str:
+    """Why a file was not stored, as a sentence for the person who uploaded it."""
+    found = re.search(r"(\d+)x(\d+)", detail or "")
+    size = f" (this one is {found.group(1)} by {found.group(2)})" if found else ""
+    sentences = {
+        "not_an_image": "This file is not a photo (JPEG, PNG or WebP).",
+        "unsupported_format": f"This file is not a photo we accept (JPEG, PNG or WebP). {detail or ''}",
+        "image_too_small": (
+            f"This photo is too small: the short side must be at least {min_side} pixels{size}."
+        ),
+        "duplicate_photo": "You already uploaded this photo, or one nearly the same.",
+        "file_too_large": f"This file is too large: a photo may be at most {max_bytes // (1024 * 1024)} MB.",
+        "empty_file": "This file is empty.",
+        "corrupt_image": "This photo is damaged or cut short, so it cannot be read.",
+        "decompression_bomb": "This image is too large to process safely.",
+    }
+    return sentences.get(code or "", detail or "This file could not be stored.").strip()
+
+
+@dataclass
+class Training:
+    """What the pet page shows about the pet's model: none yet, training, ready, expired, failed."""
+
+    model: PetModel | None
+    job: Job | None
+    status: str  # none | running | ready | expired | failed | cancelled
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+def latest_model(session: Session, *, pet_id: str) -> PetModel | None:
+    """The pet's newest model, expired or not."""
+    return session.scalars(
+        select(PetModel).where(PetModel.pet_id == pet_id).order_by(PetModel.created_at.desc()).limit(1)
+    ).first()
+
+
+def training_of(session: Session, *, pet: Pet) -> Training:
+    model = latest_model(session, pet_id=pet.id)
+    if model is None:
+        return Training(model=None, job=None, status="none")
+    job = portraits_service.current_job(session, kind=JobKind.TRAIN, target_id=model.id)
+    if model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value):
+        if job is not None and job.state in FINAL_STATES:
+            return Training(model=model, job=job, status="failed" if job.state == "failed" else "cancelled")
+        return Training(model=model, job=job, status="running")
+    if model.state == ModelState.READY.value:
+        expired = portraits_service.model_expired(model)
+        return Training(model=model, job=job, status="expired" if expired else "ready")
+    return Training(model=model, job=job, status=model.state)
+
+
+def enqueue(page: Page, job_ids: list[str]) -> None:
+    """Send job ids after their rows committed; a failed send is re-sent by the reaper."""
+    services: Services = page.services
+    for job_id in job_ids:
+        try:
+            services.queue.enqueue(job_id)
+        except Exception:
+            continue
+        jobs_service.mark_enqueued(page.session, job_ids=[job_id])
+        page.session.commit()
+
+
+def _pet_context(page: Page, pet: Pet) -> dict[str, Any]:
+    photos = pets_service.list_photos(page.session, owner_id=pet.owner_id, pet_id=pet.id)
+    return {
+        "pet": pet,
+        "photos": photos,
+        "training": training_of(page.session, pet=pet),
+        "min_photos": portraits_service.MIN_TRAINING_PHOTOS,
+        "max_photos": page.settings.security.max_photos_per_pet,
+        "min_side": page.settings.security.min_photo_side,
+        "species_labels": SPECIES_LABELS,
+    }
+
+
+@router.get("/pets")
+def my_pets(page: PageDep) -> Response:
+    """The person's pets, and a form to add one."""
+    user = page.user
+    pets = pets_service.list_pets(page.session, owner_id=user.id)
+    rows = [
+        {
+            "pet": pet,
+            "photo_count": pets_service.count_live_photos(page.session, pet_id=pet.id),
+            "training": training_of(page.session, pet=pet),
+        }
+        for pet in pets
+    ]
+    return page.render(
+        "pets.html", title="My pets", rows=rows, species_labels=SPECIES_LABELS, errors={}, name=""
+    )
+
+
+@router.post("/pets")
+def create_pet(
+    page: FormPage,
+    name: Annotated[str, Form(max_length=500)] = "",
+    species: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Add a pet, then go to its page to upload photos."""
+    user = page.user
+    name = name.strip()
+    errors: dict[str, str] = {}
+    if not name:
+        errors["name"] = "Give your pet a name."
+    elif len(name) > 100:
+        errors["name"] = "A name can have at most 100 characters."
+    if species not in SPECIES_LABELS:
+        errors["species"] = "Choose what kind of animal your pet is."
+    if errors:
+        pets = pets_service.list_pets(page.session, owner_id=user.id)
+        rows = [
+            {
+                "pet": p,
+                "photo_count": pets_service.count_live_photos(page.session, pet_id=p.id),
+                "training": training_of(page.session, pet=p),
+            }
+            for p in pets
+        ]
+        return page.render(
+            "pets.html",
+            status=422,
+            title="My pets",
+            rows=rows,
+            species_labels=SPECIES_LABELS,
+            errors=errors,
+            name=name,
+        )
+    pet = pets_service.create_pet(page.session, owner_id=user.id, name=name, species=Species(species))
+    return page.redirect(f"/pets/{pet.id}")
+
+
+@router.get("/pets/{pet_id}")
+def pet_page(pet_id: str, page: PageDep) -> Response:
+    """A pet: its photos with their deletion dates, the upload area, and training."""
+    pet = pets_service.get_pet(page.session, owner_id=page.user.id, pet_id=pet_id)
+    return page.render("pet.html", title=pet.name, results=None, **_pet_context(page, pet))
+
+
+@router.get("/pets/{pet_id}/training")
+def training_fragment(pet_id: str, page: PageDep) -> Response:
+    """The training panel alone (htmx refreshes it when a training ends)."""
+    pet = pets_service.get_pet(page.session, owner_id=page.user.id, pet_id=pet_id)
+    return page.render("_training.html", **_pet_context(page, pet))
+
+
+@router.post("/pets/{pet_id}/photos")
+async def upload_photos(
+    pet_id: str,
+    page: FormPage,
+    files: Annotated[list[UploadFile] | None, File()] = None,
+) -> Response:
+    """Upload photos; each file is stored or rejected with a sentence saying why."""
+    user = page.user
+    pet = await run_in_threadpool(pets_service.get_pet, page.session, owner_id=user.id, pet_id=pet_id)
+    chosen = [f for f in files or [] if f.filename]
+    if not chosen:
+        raise InvalidInput("Choose one or more photos to upload first.", code="no_files", status=400)
+    sec = page.settings.security
+    incoming = []
+    for upload in chosen:
+        data = await upload.read(sec.max_upload_bytes + 1)
+        await upload.close()
+        incoming.append(
+            pets_service.IncomingFile(filename=upload.filename, content_type=upload.content_type, data=data)
+        )
+    limits = pets_service.UploadLimits(
+        max_bytes=sec.max_upload_bytes,
+        min_side=sec.min_photo_side,
+        max_pixels=sec.max_photo_pixels,
+        max_photos=sec.max_photos_per_pet,
+        retention=timedelta(days=page.settings.retention.photo_days),
+    )
+    outcomes = await run_in_threadpool(
+        pets_service.upload_photos,
+        page.session,
+        blobs=page.services.blobs,
+        pet=pet,
+        files=incoming,
+        limits=limits,
+    )
+    results = [
+        {
+            "filename": o.filename or "(no name)",
+            "stored": o.photo is not None,
+            "photo": o.photo,
+            "detail": None
+            if o.photo is not None
+            else rejection_sentence(
+                o.code, o.detail, min_side=sec.min_photo_side, max_bytes=sec.max_upload_bytes
+            ),
+        }
+        for o in outcomes
+    ]
+    context = await run_in_threadpool(_pet_context, page, pet)
+    if page.is_htmx:
+        return page.render("_upload_results.html", results=results, oob=True, **context)
+    return page.render("pet.html", title=pet.name, results=results, **context)
+
+
+@router.post("/photos/{photo_id}/delete")
+def delete_photo(photo_id: str, page: FormPage) -> Response:
+    """Delete a photo now (a deletion receipt is kept on My data)."""
+    user = page.user
+    photo = page.session.get(Photo, photo_id)
+    pet_id = photo.pet_id if photo is not None and photo.owner_id == user.id else None
+    pets_service.delete_photo(page.session, blobs=page.services.blobs, owner_id=user.id, photo_id=photo_id)
+    if page.is_htmx:
+        return page.finish(Response(status_code=200, content=""))
+    return page.redirect(f"/pets/{pet_id}" if pet_id else "/pets")
+
+
+@router.post("/pets/{pet_id}/train")
+def train(pet_id: str, page: FormPage) -> Response:
+    """Start training the pet's model from its photos; the pet page shows its progress."""
+    _model, job = portraits_service.request_training(
+        page.session, owner_id=page.user.id, pet_id=pet_id, settings=page.settings
+    )
+    page.session.commit()
+    enqueue(page, [job.id])
+    return page.redirect(f"/pets/{pet_id}#training")
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel(job_id: str, page: FormPage) -> Response:
+    """Cancel a training or render job."""
+    job = jobs_service.get_job_for_owner(page.session, owner_id=page.user.id, job_id=job_id)
+    jobs_service.request_cancel(page.session, job=job)
+    portraits_service.reflect_job_end(page.session, job=job)
+    model = page.session.get(PetModel, job.target_id)
+    if page.is_htmx:
+        return page.finish(Response(status_code=204))
+    return page.redirect(f"/pets/{model.pet_id}#training" if model is not None else "/pets")

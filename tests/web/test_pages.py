@@ -1,0 +1,240 @@
+"""Web pages through TestClient: sign-up, sign-in and sign-out cookies, CSRF refusals, access control."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from petportrait.web.deps import SESSION_COOKIE
+from tests.conftest import PASSWORD, pet_photos, sign_up
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF_INPUT.search(html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def page_sign_up(client: TestClient, email: str) -> str:
+    """Sign up through the pages; returns the CSRF token of the new session."""
+    form = client.get("/signup")
+    assert form.status_code == 200
+    response = client.post(
+        "/signup",
+        data={
+            "email": email,
+            "password": PASSWORD,
+            "password_again": PASSWORD,
+            "csrf_token": csrf_of(form.text),
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/pets"
+    return csrf_of(client.get("/pets").text)
+
+
+def test_landing_states_the_periods(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    text = page.text
+    assert "kept 30 days" in text and "kept 7 days" in text
+    assert "Marketing: only with your yes" in text
+    assert 'lang="en"' in text and 'name="viewport"' in text
+
+
+def test_sign_up_sets_a_secure_session_cookie_and_sign_out_revokes_it(client: TestClient) -> None:
+    form = client.get("/signup")
+    response = client.post(
+        "/signup",
+        data={
+            "email": "owner@example.com",
+            "password": PASSWORD,
+            "password_again": PASSWORD,
+            "csrf_token": csrf_of(form.text),
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v)
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=1209600" in cookie
+    secret = client.cookies.get(SESSION_COOKIE)
+    assert secret and secret.startswith("pp_")
+    pets = client.get("/pets")
+    assert pets.status_code == 200 and "My pets" in pets.text
+
+    out = client.post("/signout", data={"csrf_token": csrf_of(pets.text)}, follow_redirects=False)
+    assert out.status_code == 303
+    assert client.cookies.get(SESSION_COOKIE) is None
+    # The old secret no longer works anywhere, even if someone kept it.
+    api = client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    assert api.status_code == 401
+    again = client.get("/pets", follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"].startswith("/signin")
+
+
+def test_sign_in_with_a_wrong_password_reads_as_a_sentence(client: TestClient) -> None:
+    sign_up(client, "owner@example.com")
+    form = client.get("/signin")
+    wrong = client.post(
+        "/signin",
+        data={"email": "owner@example.com", "password": "not the password", "csrf_token": csrf_of(form.text)},
+    )
+    assert wrong.status_code == 401
+    assert "The email or password is wrong." in wrong.text
+    assert client.cookies.get(SESSION_COOKIE) is None
+    right = client.post(
+        "/signin",
+        data={
+            "email": "owner@example.com",
+            "password": PASSWORD,
+            "next": "/me",
+            "csrf_token": csrf_of(wrong.text),
+        },
+        follow_redirects=False,
+    )
+    assert right.status_code == 303 and right.headers["location"] == "/me"
+    assert client.cookies.get(SESSION_COOKIE)
+
+
+def test_sign_in_refuses_to_send_people_to_another_site(client: TestClient) -> None:
+    sign_up(client, "owner@example.com")
+    form = client.get("/signin")
+    response = client.post(
+        "/signin",
+        data={
+            "email": "owner@example.com",
+            "password": PASSWORD,
+            "next": "//evil.example.com/",
+            "csrf_token": csrf_of(form.text),
+        },
+        follow_redirects=False,
+    )
+    assert response.headers["location"] == "/pets"
+
+
+def test_forms_without_the_csrf_token_are_refused_with_a_page(client: TestClient) -> None:
+    anonymous = client.post(
+        "/signup", data={"email": "owner@example.com", "password": PASSWORD, "password_again": PASSWORD}
+    )
+    assert anonymous.status_code == 403
+    assert "This form has expired" in anonymous.text and "text/html" in anonymous.headers["content-type"]
+
+    token = page_sign_up(client, "owner@example.com")
+    missing = client.post("/pets", data={"name": "Rex", "species": "dog"})
+    assert missing.status_code == 403 and "This form has expired" in missing.text
+    wrong = client.post("/pets", data={"name": "Rex", "species": "dog", "csrf_token": "0" * 64})
+    assert wrong.status_code == 403
+    assert client.get("/pets").text.count("Rex") == 0
+    ok = client.post(
+        "/pets", data={"name": "Rex", "species": "dog", "csrf_token": token}, follow_redirects=False
+    )
+    assert ok.status_code == 303 and ok.headers["location"].startswith("/pets/")
+
+
+def test_a_token_from_another_session_does_not_pass(client: TestClient) -> None:
+    first = page_sign_up(client, "owner@example.com")
+    client.cookies.clear()
+    page_sign_up(client, "other@example.com")
+    response = client.post("/pets", data={"name": "Rex", "species": "dog", "csrf_token": first})
+    assert response.status_code == 403
+
+
+def test_cookie_authenticated_api_writes_need_the_csrf_header(client: TestClient) -> None:
+    token = page_sign_up(client, "owner@example.com")
+    refused = client.post("/api/v1/pets", json={"name": "Rex", "species": "dog"})
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
+    accepted = client.post(
+        "/api/v1/pets", json={"name": "Rex", "species": "dog"}, headers={"X-CSRF-Token": token}
+    )
+    assert accepted.status_code == 201
+    # Reads with the cookie need no header, and bearer requests are unaffected.
+    assert client.get("/api/v1/pets").status_code == 200
+    bearer = sign_up(client, "api@example.com")
+    client.cookies.clear()
+    assert (
+        client.post("/api/v1/pets", json={"name": "Tom", "species": "cat"}, headers=bearer).status_code == 201
+    )
+
+
+def test_pages_need_a_sign_in(client: TestClient) -> None:
+    for path in ["/pets", "/styles", "/portraits", "/me"]:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"] == f"/signin?next={path}"
+
+
+def test_another_persons_pet_page_is_not_found(client: TestClient) -> None:
+    token = page_sign_up(client, "owner@example.com")
+    created = client.post(
+        "/pets", data={"name": "Rex", "species": "dog", "csrf_token": token}, follow_redirects=False
+    )
+    pet_path = created.headers["location"]
+    assert client.get(pet_path).status_code == 200
+    client.cookies.clear()
+    other = page_sign_up(client, "other@example.com")
+    seen = client.get(pet_path)
+    assert seen.status_code == 404 and "No such pet." in seen.text and "Rex" not in seen.text
+    upload = client.post(
+        f"{pet_path}/photos", data={"csrf_token": other}, files=[("files", ("a.jpg", b"x", "image/jpeg"))]
+    )
+    assert upload.status_code == 404
+    train = client.post(f"{pet_path}/train", data={"csrf_token": other})
+    assert train.status_code == 404
+
+
+def test_bad_uploads_read_as_sentences(client: TestClient) -> None:
+    token = page_sign_up(client, "owner@example.com")
+    created = client.post(
+        "/pets", data={"name": "Rex", "species": "dog", "csrf_token": token}, follow_redirects=False
+    )
+    pet_path = created.headers["location"]
+    small = io.BytesIO()
+    Image.new("RGB", (120, 90), (200, 100, 50)).save(small, format="JPEG")
+    good = pet_photos("dog")[0]
+    response = client.post(
+        f"{pet_path}/photos",
+        data={"csrf_token": token},
+        files=[
+            ("files", ("notes.txt", b"just some text, not a photo", "text/plain")),
+            ("files", ("tiny.jpg", small.getvalue(), "image/jpeg")),
+            ("files", (good.name, good.read_bytes(), "image/jpeg")),
+        ],
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.text
+    text = response.text
+    assert "1 stored, 2 not stored" in text
+    assert "This file is not a photo (JPEG, PNG or WebP)." in text
+    assert (
+        "This photo is too small: the short side must be at least 256 pixels (this one is 120 by 90)." in text
+    )
+    assert "it will be deleted on" in text
+    assert 'hx-swap-oob="true"' in text  # the photo grid is refreshed with the new photo
+
+
+def test_render_form_errors_read_as_sentences(client: TestClient) -> None:
+    token = page_sign_up(client, "owner@example.com")
+    response = client.post(
+        "/render", data={"csrf_token": token, "pet_id": "nope", "count": "99", "seed": "x"}
+    )
+    assert response.status_code == 422
+    assert "Choose one of your pets." in response.text
+    assert "The number of portraits must be a whole number from 1 to 4." in response.text
+    assert "The seed must be a whole number" in response.text
+
+
+def test_delete_account_needs_the_email_typed(client: TestClient) -> None:
+    token = page_sign_up(client, "owner@example.com")
+    refused = client.post("/me/delete", data={"csrf_token": token, "confirm_email": "someone@example.com"})
+    assert refused.status_code == 422 and "type your email address exactly" in refused.text
+    assert client.get("/me").status_code == 200
+    done = client.post("/me/delete", data={"csrf_token": token, "confirm_email": "owner@example.com"})
+    assert done.status_code == 200 and "Your account is deleted" in done.text
+    assert client.cookies.get(SESSION_COOKIE) is None
+    assert client.get("/me", follow_redirects=False).status_code == 303
