@@ -26,6 +26,7 @@ from petportrait.jobs.models import Job, JobKind, JobState
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service
 from petportrait.portraits.models import ModelState, PetModel, Render, RenderState
+from petportrait.rights import service as rights_service
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -454,6 +455,7 @@ def _render(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch:
         render.is_preview = bool(result.is_preview)
         render.rendered_at = now
         render.expires_at = service.expiry_for_render(ctx.settings, now)
+        rights_service.record_generation(session, render=render, model=model, settings=ctx.settings)
         session.commit()
         done += 1
         elapsed = time.monotonic() - started

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -23,6 +21,8 @@ from petportrait.portraits.schemas import (
     StyleOut,
     TrainOut,
 )
+from petportrait.rights import downloads
+from petportrait.rights import policy as content_policy
 from petportrait.web.deps import BlobsDep, CurrentUser, ServicesDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["portraits"])
@@ -119,6 +119,7 @@ def create_renders(
     services: ServicesDep,
 ) -> JSONResponse:
     """Render portraits from a style or prompt; an expired model is retrained first (the answer says so)."""
+    content_policy.screen_prompt(body.prompt, settings)
     plan = service.request_render(
         session,
         owner_id=user.id,
@@ -161,30 +162,31 @@ def get_render(render_id: str, user: CurrentUser, session: SessionDep) -> Render
 
 @router.get("/renders/{render_id}/content", response_class=StreamingResponse)
 def render_content(
-    render_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep
-) -> StreamingResponse:
-    """The rendered image (PNG)."""
+    render_id: str,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    blobs: BlobsDep,
+    settings: SettingsDep,
+) -> Response:
+    """The rendered image (PNG) with a signed C2PA manifest naming its licence; 451 once it is revoked."""
     render = service.get_render(session, owner_id=user.id, render_id=render_id)
     if render.state != RenderState.READY.value or not render.storage_key:
         raise ProblemError(
             f"This portrait is not ready yet (it is {render.state}).", code="render_not_ready", status=409
         )
-    stream = blobs.open(render.storage_key)
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while chunk := stream.read(64 * 1024):
-                yield chunk
-        finally:
-            stream.close()
-
+    base_url = (settings.base_url or str(request.base_url)).rstrip("/")
+    data, licence = downloads.signed_render(
+        session, render=render, blobs=blobs, settings=settings, base_url=base_url
+    )
     filename = f"portrait-{render.id}.png"
-    return StreamingResponse(
-        chunks(),
-        media_type=render.content_type or "image/png",
+    return Response(
+        data,
+        media_type="image/png",
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "private, no-store",
+            "Link": f'<{base_url}/licences/{licence.id}>; rel="license"',
         },
     )
 

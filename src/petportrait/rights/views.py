@@ -1,0 +1,331 @@
+"""Rights API: licences (public verification page and API), provenance check, content policy, reports,
+the person's notices, trust & safety cases, and staff item views (scoped and audited)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy.orm import Session
+
+from petportrait.accounts.models import Role, User
+from petportrait.rights import access, policy, provenance, service
+from petportrait.rights.models import CaseEvent, Notice, SafetyCase
+from petportrait.rights.schemas import (
+    AppealBody,
+    CaseCreate,
+    ClearlyIllegalBody,
+    CuredBody,
+    DecideBody,
+    NoticeCreate,
+    ReplyBody,
+    ReportCreate,
+)
+from petportrait.settings import Settings
+from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, require_role
+
+TrustSafety = Annotated[User, require_role(Role.TRUST_SAFETY)]
+Staff = Annotated[User, require_role(*access.STAFF_ROLES)]
+
+
+@asynccontextmanager
+async def _signing_ready(app: FastAPI) -> AsyncIterator[None]:
+    """At start-up: production refuses to start without a signing certificate; development makes one."""
+    services = getattr(app.state, "services", None)
+    if services is not None:
+        provenance.signing_material(services.settings)
+    yield
+
+
+router = APIRouter(tags=["rights"], lifespan=_signing_ready)
+page_router = APIRouter(tags=["rights"])
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    return (settings.base_url or str(request.base_url)).rstrip("/")
+
+
+# ---- public ------------------------------------------------------------------------------------------
+
+
+@router.get("/licences/{licence_id}")
+def licence_api(
+    licence_id: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Anyone may verify a licence: holder's pseudonymous id, content hash, status (and the revoking case)."""
+    licence = service.get_licence(session, licence_id=licence_id)
+    return service.public_view(session, licence, base_url=base_url(request, settings))
+
+
+@page_router.get("/licences/{licence_id}", response_class=HTMLResponse, include_in_schema=False)
+def licence_page(
+    licence_id: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """The public verification page of a licence."""
+    licence = service.get_licence(session, licence_id=licence_id)
+    view = service.public_view(session, licence, base_url=base_url(request, settings))
+    e = html.escape
+    revoked = view["revoked_by_case"]
+    status_line = (
+        f"<strong>Revoked</strong> on {e(view['revoked_at'] or '')} by case {e(revoked['id'])} "
+        f"(content policy clause {e(revoked['policy_clause'])})"
+        if revoked
+        else "<strong>Active</strong>"
+    )
+    terms = "".join(f"<li>{e(str(v))}</li>" for k, v in view["terms"].items() if k != "version")
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Licence {e(licence.id)} · petportrait</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><main>
+<h1>Portrait licence</h1>
+<dl>
+<dt>Licence</dt><dd><code>{e(licence.id)}</code></dd>
+<dt>Status</dt><dd class="status-{e(view["status"])}">{status_line}</dd>
+<dt>Holder (pseudonymous)</dt><dd><code>{e(view["holder"])}</code></dd>
+<dt>Content hash (SHA-256)</dt><dd><code>{e(view["content_sha256"])}</code></dd>
+<dt>Granted</dt><dd>{e(view["granted_at"])}</dd>
+</dl>
+<h2>Terms ({e(view["terms"]["version"])})</h2><ul>{terms}</ul>
+<p>Something wrong with this image? Report it: <code>POST /api/v1/reports</code> with this licence id.</p>
+</main></body></html>"""
+    return HTMLResponse(body)
+
+
+@router.post("/provenance/verify")
+async def verify_file(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """Check a downloaded portrait (the raw PNG as the body): its manifest, signature and licence."""
+    data = await request.body()
+    anchors = provenance.signing_material(settings).anchors_pem
+    return provenance.describe(provenance.verify(data, anchors_pem=anchors))
+
+
+@router.get("/content-policy")
+def content_policy() -> dict[str, Any]:
+    """The content policy, its version, how cure and appeal work, and the licence terms."""
+    return policy.as_document()
+
+
+@router.post("/reports", status_code=201)
+def report(body: ReportCreate, session: SessionDep) -> JSONResponse:
+    """Anyone with a link may report a portrait, by licence id or by the link to its licence page."""
+    filed = service.file_report(
+        session,
+        licence_id=body.licence_id,
+        url=body.url,
+        reason=body.reason,
+        details=body.details,
+        contact=body.contact,
+        reporter_id=None,
+    )
+    return JSONResponse({"id": filed.id, "received_at": filed.created_at.isoformat()}, status_code=201)
+
+
+# ---- the person --------------------------------------------------------------------------------------
+
+
+def _event_out(event: CaseEvent) -> dict[str, Any]:
+    return {"at": event.at.isoformat(), "kind": event.kind, "by": event.actor, "details": event.body}
+
+
+def _notice_out(session: Session, notice: Notice) -> dict[str, Any]:
+    case = session.get(SafetyCase, notice.case_id)
+    assert case is not None
+    return {
+        "id": notice.id,
+        "kind": notice.kind,
+        "sent_at": notice.sent_at.isoformat(),
+        "case": {
+            "id": case.id,
+            "state": case.state,
+            "deadline": case.cure_deadline.isoformat() if case.cure_deadline else None,
+        },
+        "statement": notice.statement,
+        "deadline": notice.statement.get("deadline"),
+        "how_to_fix": notice.statement.get("how_to_fix"),
+        "how_to_appeal": str(notice.statement.get("how_to_appeal", "")).replace("{notice_id}", notice.id),
+        "timeline": [_event_out(e) for e in service.timeline(session, case_id=case.id)],
+    }
+
+
+@router.get("/me/notices")
+def my_notices(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
+    """Trust & safety notices about your portraits: reasons, deadline, how to fix, how to appeal."""
+    return [_notice_out(session, n) for n in service.notices_of(session, owner_id=user.id)]
+
+
+@router.get("/me/notices/{notice_id}")
+def my_notice(notice_id: str, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    return _notice_out(session, service.get_notice(session, owner_id=user.id, notice_id=notice_id))
+
+
+@router.post("/me/notices/{notice_id}/reply")
+def reply_notice(notice_id: str, body: ReplyBody, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    """Tell trust & safety what you did to fix it, or why the notice is wrong."""
+    return _event_out(service.reply(session, owner_id=user.id, notice_id=notice_id, message=body.message))
+
+
+@router.post("/me/notices/{notice_id}/appeal")
+def appeal_notice(notice_id: str, body: AppealBody, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    """Appeal: the case is reopened and decided again."""
+    case = service.appeal(session, owner_id=user.id, notice_id=notice_id, statement=body.statement)
+    return {"case_id": case.id, "state": case.state}
+
+
+@router.get("/me/licences")
+def my_licences(
+    request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> list[dict[str, Any]]:
+    """Your portrait licences."""
+    url = base_url(request, settings)
+    out = []
+    for licence in service.licences_of(session, owner_id=user.id):
+        service.settle_due(session, subject_id=licence.render_id)
+        out.append({**service.public_view(session, licence, base_url=url), "render_id": licence.render_id})
+    return out
+
+
+# ---- trust & safety ----------------------------------------------------------------------------------
+
+
+def _case_out(session: Session, case: SafetyCase) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "state": case.state,
+        "item": {"kind": case.subject_kind, "id": case.subject_id},
+        "licence_id": case.licence_id,
+        "report_id": case.report_id,
+        "policy_version": case.policy_version,
+        "policy_clause": case.policy_clause,
+        "facts": case.facts,
+        "cure_deadline": case.cure_deadline.isoformat() if case.cure_deadline else None,
+        "clearly_illegal": case.clearly_illegal,
+        "opened_at": case.opened_at.isoformat(),
+        "decided_at": case.decided_at.isoformat() if case.decided_at else None,
+        "timeline": [_event_out(e) for e in service.timeline(session, case_id=case.id)],
+    }
+
+
+@router.get("/staff/reports")
+def list_reports(session: SessionDep, staff: TrustSafety) -> list[dict[str, Any]]:
+    """Reports, oldest first."""
+    _ = staff
+    return [
+        {
+            "id": r.id,
+            "licence_id": r.licence_id,
+            "url": r.url,
+            "reason": r.reason,
+            "details": r.details,
+            "created_at": r.created_at.isoformat(),
+            "case_id": r.case_id,
+        }
+        for r in service.list_reports(session)
+    ]
+
+
+@router.post("/staff/cases", status_code=201)
+def open_case(body: CaseCreate, session: SessionDep, staff: TrustSafety) -> JSONResponse:
+    """Open a case about a licensed portrait (from a report, or by licence id)."""
+    case = service.open_case(
+        session,
+        staff_id=staff.id,
+        policy_clause=body.policy_clause,
+        facts=body.facts,
+        licence_id=body.licence_id,
+        report_id=body.report_id,
+    )
+    return JSONResponse(_case_out(session, case), status_code=201)
+
+
+@router.post("/staff/cases/enforce")
+def enforce(session: SessionDep, staff: TrustSafety) -> dict[str, int]:
+    """Settle every case whose cure deadline passed uncured (reads settle their own item too)."""
+    _ = staff
+    return {"revoked": service.enforce_due(session)}
+
+
+@router.get("/staff/cases/{case_id}")
+def get_case(case_id: str, session: SessionDep, staff: TrustSafety) -> dict[str, Any]:
+    _ = staff
+    return _case_out(session, service.get_case(session, case_id=case_id))
+
+
+@router.post("/staff/cases/{case_id}/notice", status_code=201)
+def send_notice(
+    case_id: str, body: NoticeCreate, session: SessionDep, settings: SettingsDep, staff: TrustSafety
+) -> JSONResponse:
+    """Send the written notice with a statement of reasons; the cure period starts."""
+    case = service.get_case(session, case_id=case_id)
+    notice = service.send_notice(
+        session, case=case, staff_id=staff.id, how_to_fix=body.how_to_fix, settings=settings
+    )
+    return JSONResponse({"notice_id": notice.id, **_case_out(session, case)}, status_code=201)
+
+
+@router.post("/staff/cases/{case_id}/cured")
+def mark_cured(case_id: str, body: CuredBody, session: SessionDep, staff: TrustSafety) -> dict[str, Any]:
+    """Fixed within the cure period: the rights stay."""
+    case = service.mark_cured(
+        session, case=service.get_case(session, case_id=case_id), staff_id=staff.id, note=body.note
+    )
+    return _case_out(session, case)
+
+
+@router.post("/staff/cases/{case_id}/decide")
+def decide(case_id: str, body: DecideBody, session: SessionDep, staff: TrustSafety) -> dict[str, Any]:
+    """dismiss, revoke (after an uncured deadline), or after an appeal: uphold or reinstate."""
+    case = service.decide(
+        session,
+        case=service.get_case(session, case_id=case_id),
+        staff_id=staff.id,
+        outcome=body.outcome,
+        reasons=body.reasons,
+    )
+    return _case_out(session, case)
+
+
+@router.post("/staff/cases/{case_id}/clearly-illegal")
+def clearly_illegal(
+    case_id: str, body: ClearlyIllegalBody, session: SessionDep, staff: TrustSafety
+) -> dict[str, Any]:
+    """Clearly illegal or abusive: the licence is revoked at once, with notice."""
+    case = service.get_case(session, case_id=case_id)
+    service.mark_clearly_illegal(session, case=case, staff_id=staff.id, facts=body.facts)
+    return _case_out(session, case)
+
+
+# ---- staff item views --------------------------------------------------------------------------------
+
+
+def _item_out(kind: str, row: Any, basis: access.Basis) -> dict[str, Any]:
+    fields = ("id", "pet_id", "state", "content_type", "size", "sha256", "expires_at")
+    out: dict[str, Any] = {"kind": kind, "basis": {"kind": basis.kind, "id": basis.id}}
+    for name in fields:
+        value: Any = getattr(row, name, None)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    out["content_url"] = f"/api/v1/staff/items/{kind}/{row.id}/content"
+    return out
+
+
+@router.get("/staff/items/{kind}/{item_id}")
+def staff_item(kind: str, item_id: str, session: SessionDep, staff: Staff) -> dict[str, Any]:
+    """One item, for staff with a consent, an open support case or a T&S case about it (else 404)."""
+    row, basis = access.authorize(session, staff=staff, kind=kind, item_id=item_id, content=False)
+    return _item_out(kind, row, basis)
+
+
+@router.get("/staff/items/{kind}/{item_id}/content")
+def staff_item_content(
+    kind: str, item_id: str, session: SessionDep, blobs: BlobsDep, staff: Staff
+) -> Response:
+    """The item's bytes, on the same terms; the read is audited with its basis."""
+    row, _basis = access.authorize(session, staff=staff, kind=kind, item_id=item_id, content=True)
+    if not row.storage_key:
+        return Response(status_code=204)
+    media = getattr(row, "content_type", None) or "application/octet-stream"
+    return Response(blobs.get_bytes(row.storage_key), media_type=media, headers={"Cache-Control": "no-store"})
