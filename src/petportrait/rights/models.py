@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petportrait.db import Base, IdMixin
@@ -110,6 +110,7 @@ class CaseEvent(IdMixin, Base):
     __tablename__ = "safety_case_events"
 
     case_id: Mapped[str] = mapped_column(ForeignKey("safety_cases.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # the step's place in its case's timeline
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(16))  # "trust_safety", "you", "service"

@@ -15,7 +15,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
@@ -263,7 +263,8 @@ def _event(
     session: Session, case: SafetyCase, *, kind: str, actor: str, actor_id: str | None, body: dict[str, Any]
 ) -> CaseEvent:
     now = utcnow()
-    event = CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, body=body)
+    last = session.scalar(select(func.max(CaseEvent.seq)).where(CaseEvent.case_id == case.id))
+    event = CaseEvent(case_id=case.id, seq=(last or 0) + 1, at=now, kind=kind, actor=actor, body=body)
     session.add(event)
     session.flush()
     audit.record(
@@ -580,9 +581,7 @@ def get_notice(session: Session, *, owner_id: str, notice_id: str) -> Notice:
 
 def timeline(session: Session, *, case_id: str) -> list[CaseEvent]:
     return list(
-        session.scalars(
-            select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.at, CaseEvent.id)
-        )
+        session.scalars(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq))
     )
 
 

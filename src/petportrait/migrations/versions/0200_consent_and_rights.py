@@ -169,6 +169,7 @@ def upgrade() -> None:
     op.create_table(
         "safety_case_events",
         sa.Column("case_id", sa.String(length=32), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("actor", sa.String(length=16), nullable=False),
