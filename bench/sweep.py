@@ -8,7 +8,7 @@ measured in the same run on a second data folder of the same shape, is a plain l
 item's file and row one at a time (no tombstone, no audit), committing each; the ratio is sweeper
 items/s over reference items/s.
 
-    .venv/bin/python bench/sweep.py [--items 100000] [--reference-items 10000] [--batch-size 1000]
+    .venv/bin/python bench/sweep.py [--items 100000] [--reference-items 5000] [--batch-size 5000]
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--reference-items", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--reference-items", type=int, default=5_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args()
     rate, elapsed = sweep_rate(args.items, args.batch_size)
     print(f"sweeper:   {args.items} expired items in {elapsed:.2f}s = {rate:,.0f} items/s")

@@ -196,7 +196,8 @@ def test_deleting_the_account_signs_out_and_the_next_sweep_removes_everything(
     response = client.delete("/api/v1/me", headers=alice)
     assert response.status_code == 202, response.text
     body = response.json()
-    assert body["items_pending"] == {"render": 1, "model": 1, "photo": 2} and body["items_held"] == 0
+    pending = {kind: count for kind, count in body["items_pending"].items() if count}
+    assert pending == {"render": 1, "model": 1, "photo": 2} and body["items_held"] == 0
     assert client.get("/api/v1/me", headers=alice).status_code == 401
 
     report = sweep(services, now + timedelta(seconds=60))

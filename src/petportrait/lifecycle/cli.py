@@ -111,7 +111,7 @@ def list_holds(
 
 
 def sweep(
-    batch_size: Annotated[int, typer.Option(help="Items per batch")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Items per batch")] = 5000,
     reconcile: Annotated[
         bool | None, typer.Option("--reconcile/--no-reconcile", help="Force or skip the orphan pass")
     ] = None,
