@@ -76,6 +76,7 @@ class Consumer:
         self.periodic_tasks: list[PeriodicTask] = [
             PeriodicTask("reaper", self.reaper_interval, self.reap),
             PeriodicTask("sweeper", sweeper.interval(self.settings), self.sweep),
+            PeriodicTask("case-deadlines", 60.0, self.settle_cases),
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -218,6 +219,15 @@ class Consumer:
         return sweeper.sweep_once(
             self.services.session_factory, self.services.blobs, settings=self.settings, holder=self.worker_id
         )
+
+    def settle_cases(self) -> int:
+        """Revoke the licences of trust & safety cases whose cure period ended uncured."""
+        from petportrait.rights import service as rights_service
+
+        with self.services.session_factory() as session:
+            settled = rights_service.enforce_due(session)
+            session.commit()
+        return settled
 
     def reap(self) -> jobs_service.ReapReport:
         """Re-send lost messages; requeue (or fail) running jobs whose heartbeat stopped."""
