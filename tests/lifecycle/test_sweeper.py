@@ -12,10 +12,10 @@ from tests.lifecycle.helpers import DAY, add_household, add_pet, add_photo, add_
 from petportrait.accounts.models import ApiToken, User
 from petportrait.db import new_id, session_scope
 from petportrait.jobs.models import Job, Lease
-from petportrait.lifecycle import audit, policy, sweeper
-from petportrait.lifecycle.models import AuditEntry, DeletionReason, SweepRun, Tombstone
+from petportrait.lifecycle import audit, holds, policy, sweeper
+from petportrait.lifecycle.models import AuditEntry, DeletionReason, HoldScope, SweepRun, Tombstone
 from petportrait.lifecycle.service import erase_account
-from petportrait.pets.models import Pet
+from petportrait.pets.models import Pet, Photo
 from petportrait.web.app import Services
 
 PERIODS = {"photo": timedelta(days=30), "model": timedelta(days=7), "render": timedelta(days=30)}
@@ -279,3 +279,35 @@ def test_account_erasure_is_complete_within_one_sweep(services: Services, now: d
         assert session.scalar(select(func.count()).select_from(Job)) == 0
         reasons = session.scalars(select(Tombstone.reason).where(Tombstone.owner_id == house.user_id)).all()
         assert sorted(reasons) == ["account_deleted"] * 3
+
+
+def test_a_hold_placed_while_a_sweep_runs_protects_the_items_it_has_not_reached(
+    services: Services, now: datetime
+) -> None:
+    with session_scope(services.session_factory) as session:
+        user = add_user(session, at=now)
+        pet = add_pet(session, user.id, at=now)
+        photos = [add_photo(session, services.blobs, pet, at=now) for _ in range(4)]
+    at = now + 30 * DAY
+    placed: list[str] = []
+
+    def fault(where: str) -> None:
+        if where == "after_blobs" and not placed:  # the first batch is gone; hold everything that is left
+            with session_scope(services.session_factory) as session:
+                for photo in photos:
+                    if session.get(Photo, photo.id) is not None and services.blobs.exists(photo.storage_key):
+                        frozen = holds.place_hold(
+                            session,
+                            scope=HoldScope.ITEM,
+                            kind="photo",
+                            item_id=photo.id,
+                            reason="preserve",
+                            ends_at=at + DAY,
+                            actor_id=None,
+                        )
+                        placed.append(frozen.subject_id or "")
+
+    report = sweep(services, at, batch_size=1, fault=fault)
+    assert report.purged == {"photo": 1} and len(placed) == 3
+    for photo in photos:
+        assert services.blobs.exists(photo.storage_key) == (photo.id in placed)

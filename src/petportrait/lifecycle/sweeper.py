@@ -36,7 +36,7 @@ from petportrait.clock import utcnow
 from petportrait.db import session_scope
 from petportrait.jobs.models import FINAL_STATES, Job, Lease
 from petportrait.lifecycle import audit, blobops, holds, policy
-from petportrait.lifecycle.models import DeletionReason, SweepRun, Tombstone
+from petportrait.lifecycle.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
 from petportrait.lifecycle.service import deletion_event, tombstone_values
 from petportrait.pets.models import Pet
 from petportrait.settings import Settings
@@ -49,6 +49,7 @@ RECONCILE_MARK = "lifecycle.reconcile"
 DEFAULT_RECONCILE_SECONDS = 900.0
 HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 _IN_CHUNK = 500
+_WINDOW_BATCHES = 10  # due rows are read this many batches at a time
 _SQLITE_CACHE_KIB = 32 * 1024
 _TOMBSTONES = Tombstone.metadata.tables["tombstones"]  # Core inserts: the fast path for batches
 
@@ -299,17 +300,18 @@ def _sweep_kind(
 ) -> None:
     """Sweep one kind batch by batch: while one batch is recorded, the next one's blobs are deleted.
 
-    A batch is recorded (tombstones, row deletions, audit) only after all its blobs are gone, and one
-    batch at a time, in order.
+    Due rows are read a window of several batches at a time. Just before its blobs go, each batch is
+    checked again against the legal holds (one placed since the window was read wins). A batch is
+    recorded (tombstones, row deletions, audit) only after all its blobs are gone, one batch at a time.
     """
     failed: set[str] = set()
     recording: Future[None] | None = None
-    in_flight: list[str] = []
     recorded: list[tuple[str, int]] = []
+    window = batch_size * _WINDOW_BATCHES
 
     def settle() -> bool:
         """Wait for the batch being recorded; False if it could not be (the next run retries it)."""
-        nonlocal recording, in_flight
+        nonlocal recording
         if recording is None:
             return True
         try:
@@ -318,7 +320,7 @@ def _sweep_kind(
             report.errors.append(f"{kind}: batch not recorded, will retry: {exc.orig}")
             return False
         finally:
-            recording, in_flight = None, []
+            recording = None
         reason, count = recorded.pop(0)
         report.purged[kind] = report.purged.get(kind, 0) + count
         report.reasons[reason] = report.reasons.get(reason, 0) + count
@@ -329,39 +331,63 @@ def _sweep_kind(
             for reason, condition in _phases(kind, model, now=now, settings=settings):
                 while True:
                     with session_factory() as session:
-                        rows = _due_rows(
-                            session,
-                            kind,
-                            model,
-                            condition,
-                            now=now,
-                            limit=batch_size,
-                            skip=failed | set(in_flight),
+                        rows = _due_rows(session, kind, model, condition, now=now, limit=window, skip=failed)
+                    for start in range(0, len(rows), batch_size):
+                        batch = _not_held(session_factory, kind, rows[start : start + batch_size], now=now)
+                        keys = [row.storage_key for row in batch if row.storage_key]
+                        failures = blobops.delete_many(blobs, keys)
+                        for key, error in failures.items():
+                            report.errors.append(f"{kind}: could not delete blob {key}: {error}")
+                        if fault is not None:
+                            fault("after_blobs")
+                        done = [
+                            row for row in batch if not row.storage_key or row.storage_key not in failures
+                        ]
+                        failed.update(
+                            row.id for row in batch if row.storage_key and row.storage_key in failures
                         )
-                    if not rows:
-                        break
-                    failures = blobops.delete_many(
-                        blobs, [row.storage_key for row in rows if row.storage_key]
-                    )
-                    for key, error in failures.items():
-                        report.errors.append(f"{kind}: could not delete blob {key}: {error}")
-                    if fault is not None:
-                        fault("after_blobs")
-                    done = [row for row in rows if not row.storage_key or row.storage_key not in failures]
-                    failed.update(row.id for row in rows if row.storage_key and row.storage_key in failures)
+                        if not settle():
+                            return
+                        if done:
+                            recorded.append((reason, len(done)))
+                            recording = recorder.submit(
+                                _bury, session_factory, kind, model, done, reason=reason, now=now, fault=fault
+                            )
+                        lease.renew()
                     if not settle():
                         return
-                    if done:
-                        recorded.append((reason, len(done)))
-                        in_flight = [row.id for row in done]
-                        recording = recorder.submit(
-                            _bury, session_factory, kind, model, done, reason=reason, now=now, fault=fault
-                        )
-                    if len(rows) < batch_size:
+                    if len(rows) < window:
                         break
-                    lease.renew()
         finally:
             settle()
+
+
+def _not_held(
+    session_factory: sessionmaker[Session], kind: str, rows: Sequence[Any], *, now: datetime
+) -> list[Any]:
+    """The rows that no legal hold in force covers now."""
+    with session_factory() as session:
+        held = session.execute(
+            select(LegalHold.scope, LegalHold.owner_id, LegalHold.subject_id).where(
+                holds.active_at_clause(now),
+                or_(
+                    and_(
+                        LegalHold.scope == HoldScope.ACCOUNT.value,
+                        LegalHold.owner_id.in_({row.owner_id for row in rows}),
+                    ),
+                    and_(
+                        LegalHold.scope == HoldScope.ITEM.value,
+                        LegalHold.subject_kind == kind,
+                        LegalHold.subject_id.in_([row.id for row in rows]),
+                    ),
+                ),
+            )
+        ).all()
+    if not held:
+        return list(rows)
+    owners = {owner for scope, owner, _ in held if scope == HoldScope.ACCOUNT.value}
+    items = {item for scope, _, item in held if scope == HoldScope.ITEM.value}
+    return [row for row in rows if row.owner_id not in owners and row.id not in items]
 
 
 def _bury(
