@@ -283,7 +283,12 @@ class Page:
         return response
 
     def finish(self, response: Response) -> Response:
-        """Set the cookies this page decided on (the anonymous CSRF cookie, a new session)."""
+        """Commit, then set the cookies this page decided on (the anonymous CSRF cookie, a new session).
+
+        The commit comes first because a dependency's own commit runs only after the response is sent: a
+        browser that follows a redirect at once must find what the request wrote.
+        """
+        self.session.commit()
         secure = self.settings.security.cookie_secure
         if self.new_anon_cookie is not None:
             response.set_cookie(

@@ -24,6 +24,7 @@ from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
+NO_FILES = "Choose one or more photos to upload first: drop them on the area above or press Choose photos."
 SPECIES_LABELS = {
     Species.DOG.value: "Dog",
     Species.CAT.value: "Cat",
@@ -194,7 +195,9 @@ async def upload_photos(
     pet = await run_in_threadpool(pets_service.get_pet, page.session, owner_id=user.id, pet_id=pet_id)
     chosen = [f for f in files or [] if f.filename]
     if not chosen:
-        raise InvalidInput("Choose one or more photos to upload first.", code="no_files", status=400)
+        if page.is_htmx:
+            return page.render("_upload_results.html", results=[], message=NO_FILES, oob=False)
+        raise InvalidInput(NO_FILES, code="no_files", status=400)
     sec = page.settings.security
     incoming = []
     for upload in chosen:

@@ -102,6 +102,29 @@
     root.querySelectorAll("[data-job-events]").forEach(setupProgress);
   }
 
+  // A live request that failed: show the page's sentence at the top instead of failing silently.
+  document.addEventListener("htmx:responseError", function (event) {
+    const flash = document.getElementById("flash");
+    if (!flash) return;
+    let message = "Something went wrong; reload the page and try again.";
+    try {
+      const doc = new DOMParser().parseFromString(event.detail.xhr.responseText, "text/html");
+      const alert = doc.querySelector("main .alert.error");
+      if (alert && alert.textContent.trim()) message = alert.textContent.trim();
+    } catch (e) { /* keep the general message */ }
+    flash.innerHTML = "";
+    const p = document.createElement("p");
+    p.className = "alert error";
+    p.setAttribute("role", "alert");
+    p.textContent = message;
+    flash.appendChild(p);
+    flash.scrollIntoView({ block: "nearest" });
+  });
+  document.addEventListener("htmx:sendError", function () {
+    const flash = document.getElementById("flash");
+    if (flash) flash.innerHTML = '<p class="alert error">The server could not be reached. Check your connection and try again.</p>';
+  });
+
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (event) { init(event.detail.elt); });
 })();

@@ -1,0 +1,157 @@
+"""The owner's journey in Chromium: sign up, a pet, four photos, training, two styles, download, export,
+account deletion; and the messages people see for bad uploads."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+from PIL import Image
+from playwright.sync_api import Page, expect
+from tests.conftest import pet_photos
+from tests.e2e.conftest import Server, drop_files, shoot, sign_up
+
+PROGRESS_SECONDS = 240_000
+
+
+def test_owner_journey(page: Page, server: Server) -> None:
+    page.goto(server.url("/"))
+    expect(page.get_by_role("heading", name="Our data policy, in plain words")).to_be_visible()
+    expect(page.get_by_text("Your pet photos: kept 30 days")).to_be_visible()
+    expect(page.get_by_role("note")).to_contain_text("Preview model in use")
+    shoot(page, "01-landing", phone=True)
+
+    email = "owner@example.com"
+    sign_up(page, server, email)
+    expect(page.get_by_role("heading", name="My pets")).to_be_visible()
+    page.get_by_label("Name").fill("Biscuit")
+    page.get_by_label("Dog").check()
+    shoot(page, "02-my-pets-empty")
+    page.get_by_role("button", name="Add pet").click()
+    expect(page.get_by_role("heading", name="Biscuit")).to_be_visible()
+
+    # Four photos, dropped onto the upload area: previews first, then per-file results with deletion dates.
+    photos = pet_photos("dog")[:4]
+    drop_files(page, "#dropzone", [(p.name, "image/jpeg", p.read_bytes()) for p in photos])
+    expect(page.locator("#previews li")).to_have_count(4)
+    expect(page.locator("#previews img")).to_have_count(4)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    results = page.locator("#upload-results")
+    expect(results).to_contain_text("Upload results: 4 stored", timeout=60_000)
+    expect(results.locator("li.ok")).to_have_count(4)
+    expect(results).to_contain_text("it will be deleted on")
+    expect(page.locator("#photos li.photo")).to_have_count(4)
+    expect(page.locator("#photos li.photo").first).to_contain_text("Deleted on")
+    shoot(page, "03-pet-photos-uploaded", phone=True)
+
+    # Train with the preview model, watching the progress bar reach 100%.
+    page.get_by_role("button", name="Train Biscuit's model").click()
+    bar = page.locator("#train-progress")
+    expect(bar).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel training")).to_be_visible()
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#train-progress'); return b && b.value > 0; }",
+        timeout=PROGRESS_SECONDS,
+    )
+    shoot(page, "04-training-progress")
+    expect(bar).to_have_attribute("value", "100", timeout=PROGRESS_SECONDS)
+    page.wait_for_function("() => document.querySelector('#train-progress').value === 100")
+    expect(page.locator("[data-progress-text]")).to_have_text("100% done. Training finished.")
+    expect(page.get_by_text("Biscuit's model is ready.")).to_be_visible(timeout=30_000)
+    shoot(page, "05-training-done")
+
+    # Two styles, one portrait each.
+    page.get_by_role("link", name="Choose styles and make portraits").click()
+    expect(page.get_by_role("heading", name="Choose one or more styles")).to_be_visible()
+    expect(page.get_by_label("Pet")).to_have_value(re.compile(r"[0-9a-f]{32}"))
+    page.get_by_label("Oil painting").check()
+    page.get_by_label("Watercolour").check()
+    page.get_by_label("Seed (optional; the same seed gives the same image)").fill("42")
+    page.get_by_role("button", name="Make portraits").click()
+    page.wait_for_url("**/portraits")
+    gallery = page.locator("#gallery li.portrait")
+    expect(gallery).to_have_count(2)
+    expect(page.locator("#gallery li.portrait img")).to_have_count(2, timeout=PROGRESS_SECONDS)
+    expect(gallery.first).to_contain_text("days deleted")
+    expect(gallery.first.locator(".tag")).to_have_text("preview")
+    shoot(page, "06-portraits", phone=True)
+
+    # Download one portrait and check the file.
+    with page.expect_download() as info:
+        gallery.first.get_by_role("link", name=re.compile("^Download")).click()
+    download = info.value
+    path = download.path()
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (64, 64)
+    assert download.suggested_filename.startswith("portrait-")
+
+    # The licence page of that portrait.
+    gallery.first.get_by_role("link", name=re.compile("^Licence")).click()
+    expect(page.get_by_role("heading", name="Licence of this portrait")).to_be_visible()
+    expect(page.get_by_text("exclusive right to reproduce and display it")).to_be_visible()
+    shoot(page, "07-licence")
+
+    # The styles gallery, with its preview examples.
+    page.goto(server.url("/styles"))
+    expect(page.locator(".example img").first).to_be_visible(timeout=120_000)
+    expect(page.locator(".example .tag").first).to_have_text("preview")
+    shoot(page, "08-styles", phone=True)
+
+    # My data: everything held, the export, then the account's deletion.
+    page.get_by_role("link", name="My data").click()
+    expect(page.get_by_role("heading", name="My data", exact=True)).to_be_visible()
+    expect(page.locator("table").first).to_contain_text("Photo ")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download my data (ZIP)").click()
+    archive = zipfile.ZipFile(info.value.path())
+    names = archive.namelist()
+    assert sum(1 for n in names if n.lower().endswith((".jpg", ".jpeg"))) == 4, names
+    assert sum(1 for n in names if n.lower().endswith(".png")) == 2, names
+    shoot(page, "09-my-data", phone=True)
+
+    page.get_by_label(re.compile("To confirm, type your email address")).fill("wrong@example.com")
+    page.get_by_role("button", name="Delete my account and all my data").click()
+    expect(page.get_by_role("alert")).to_contain_text("type your email address exactly as shown")
+    page.get_by_label(re.compile("To confirm, type your email address")).fill(email)
+    page.get_by_role("button", name="Delete my account and all my data").click()
+    expect(page.get_by_role("heading", name="Your account is deleted")).to_be_visible()
+    shoot(page, "10-account-deleted")
+    page.goto(server.url("/pets"))
+    expect(page).to_have_url(re.compile(r"/signin\?next=/pets$"))
+
+
+def test_bad_uploads_show_sentences(page: Page, server: Server) -> None:
+    sign_up(page, server, "careless@example.com")
+    page.get_by_label("Name").fill("Mittens")
+    page.get_by_label("Cat").check()
+    page.get_by_role("button", name="Add pet").click()
+    small = io.BytesIO()
+    Image.new("RGB", (200, 150), (180, 120, 90)).save(small, format="PNG")
+    drop_files(
+        page,
+        "#dropzone",
+        [
+            ("shopping-list.txt", "text/plain", b"milk, eggs, cat food"),
+            ("tiny.png", "image/png", small.getvalue()),
+        ],
+    )
+    page.get_by_role("button", name="Upload", exact=True).click()
+    results = page.locator("#upload-results")
+    expect(results).to_contain_text("0 stored, 2 not stored")
+    expect(results).to_contain_text(
+        "shopping-list.txt: not stored. This file is not a photo (JPEG, PNG or WebP)."
+    )
+    expect(results).to_contain_text(
+        "tiny.png: not stored. This photo is too small: the short side must be at least 256 pixels"
+    )
+    expect(page.get_by_text("Training needs at least 2 photos; Mittens has 0.")).to_be_visible()
+    expect(page.get_by_role("button", name="Train Mittens's model")).to_be_disabled()
+    shoot(page, "11-bad-uploads", phone=True)
+
+    # A form sent without its token (another site, an old tab) reads as a page, not an error dump.
+    response = page.request.post(server.url("/pets"), form={"name": "Forged", "species": "dog"})
+    assert response.status == 403
+    assert "This form has expired" in response.text()
