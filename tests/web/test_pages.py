@@ -5,11 +5,21 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from petportrait.web.deps import SESSION_COOKIE
 from tests.conftest import PASSWORD, pet_photos, sign_up
+
+
+@pytest.fixture(autouse=True)
+def _no_style_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read pages; making the style examples (a process of its own) is for the browser tests."""
+    from petportrait.web.pages import examples
+
+    monkeypatch.setattr(examples, "ensure_started", lambda settings: False)
+
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 

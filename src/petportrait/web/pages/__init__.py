@@ -11,7 +11,7 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 def page_routers() -> list[APIRouter]:
     """Every page router, in the order they are mounted."""
-    from petportrait.web.pages import auth, data, pets, portraits
+    from petportrait.web.pages import auth, data, pets, portraits, rights, staff
 
-    routers = [auth.router, pets.router, portraits.router, data.router]
+    routers = [auth.router, pets.router, portraits.router, data.router, rights.router, staff.router]
     return routers

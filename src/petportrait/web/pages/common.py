@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -74,10 +75,10 @@ def days_left(value: datetime | None) -> str:
     seconds = (value - utcnow()).total_seconds()
     if seconds <= 0:
         return "now"
-    days = int(seconds // 86400)
-    if days == 0:
-        hours = max(1, int(seconds // 3600))
+    if seconds < 86400:
+        hours = max(1, math.ceil(seconds / 3600))
         return f"in {hours} hour{'s' if hours != 1 else ''}"
+    days = math.ceil(seconds / 86400)
     return f"in {days} day{'s' if days != 1 else ''}"
 
 

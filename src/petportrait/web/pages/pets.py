@@ -20,7 +20,8 @@ from petportrait.pets.models import Pet, Photo, Species
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import ModelState, PetModel
 from petportrait.web.deps import Services
-from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
+from petportrait.web.pages import examples
+from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute, preview_in_use
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -101,7 +102,10 @@ def enqueue(page: Page, job_ids: list[str]) -> None:
 
 
 def _pet_context(page: Page, pet: Pet) -> dict[str, Any]:
-    photos = pets_service.list_photos(page.session, owner_id=pet.owner_id, pet_id=pet.id)
+    photos = sorted(
+        pets_service.list_photos(page.session, owner_id=pet.owner_id, pet_id=pet.id),
+        key=lambda p: (p.uploaded_at, p.original_filename),
+    )
     return {
         "pet": pet,
         "photos": photos,
@@ -174,6 +178,8 @@ def create_pet(
 def pet_page(pet_id: str, page: PageDep) -> Response:
     """A pet: its photos with their deletion dates, the upload area, and training."""
     pet = pets_service.get_pet(page.session, owner_id=page.user.id, pet_id=pet_id)
+    if preview_in_use(page.settings):
+        examples.ensure_started(page.settings)  # ready by the time the person looks at the styles
     return page.render("pet.html", title=pet.name, results=None, **_pet_context(page, pet))
 
 

@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
-from petportrait.errors import Conflict, InvalidInput, NotFound
+from petportrait.errors import Conflict, NotFound, ProblemError
 from petportrait.ml.styles import Style, list_styles
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import Render, RenderState
+from petportrait.rights import downloads
+from petportrait.rights import policy as content_policy
 from petportrait.web.pages import examples
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute, preview_in_use
 from petportrait.web.pages.pets import Training, enqueue, training_of
@@ -120,6 +122,10 @@ def render(
         errors["pet_id"] = "Choose one of your pets."
     if training is not None and training.status not in ("ready", "expired", "running"):
         errors["pet_id"] = "This pet has no trained model yet: train it on its page first."
+    try:
+        content_policy.screen_prompt(prompt or None, page.settings)
+    except ProblemError as exc:
+        errors["prompt"] = exc.detail
     if not chosen and not prompt:
         errors["style"] = "Choose at least one style, or describe a portrait in the prompt box."
     if any(s not in known for s in chosen):
@@ -154,21 +160,36 @@ def render(
     model_id = training.model.id
     retraining = False
     for index, name in enumerate(chosen or [None]):
-        plan = portraits_service.request_render(
-            page.session,
-            owner_id=user.id,
-            model_id=model_id,
-            style=name,
-            prompt=prompt or None,
-            negative_prompt=None,
-            count=number,
-            seed=None if seed_value is None else seed_value + index * MAX_COUNT,
-            width=None,
-            height=None,
-            steps=None,
-            guidance=None,
-            settings=page.settings,
-        )
+        try:
+            plan = portraits_service.request_render(
+                page.session,
+                owner_id=user.id,
+                model_id=model_id,
+                style=name,
+                prompt=prompt or None,
+                negative_prompt=None,
+                count=number,
+                seed=None if seed_value is None else seed_value + index * MAX_COUNT,
+                width=None,
+                height=None,
+                steps=None,
+                guidance=None,
+                settings=page.settings,
+            )
+        except ProblemError as exc:  # a refused prompt, a model that cannot render: said next to the form
+            page.session.rollback()
+            errors["prompt" if "prompt" in exc.code else "style"] = exc.detail
+            return page.render(
+                "styles.html",
+                status=exc.status,
+                title="Styles",
+                choices=_choices(page),
+                selected_pet=pet_id,
+                errors=errors,
+                form={"prompt": prompt, "count": count, "seed": seed, "styles": chosen},
+                max_count=MAX_COUNT,
+                **_styles_context(page),
+            )
         retraining = retraining or plan.retraining
         model_id = plan.model.id  # a retrained model serves the next styles too
         page.session.commit()
@@ -241,17 +262,21 @@ def portrait_image(render_id: str, page: PageDep) -> Response:
 
 @router.get("/portraits/{render_id}/download")
 def portrait_download(render_id: str, page: PageDep) -> Response:
-    """The portrait as a file to keep."""
+    """The portrait as a file to keep, with a signed C2PA manifest naming its licence (refused if revoked)."""
     render = _ready_render(page, render_id)
-    assert render.storage_key is not None
-    page.session.commit()
-    return StreamingResponse(
-        _stream(page, render.storage_key),
-        media_type=render.content_type or "image/png",
-        headers={
-            "Content-Disposition": f'attachment; filename="portrait-{render.id}.png"',
-            "Cache-Control": "private, no-store",
-        },
+    base_url = (page.settings.base_url or str(page.request.base_url)).rstrip("/")
+    data, licence = downloads.signed_render(
+        page.session, render=render, blobs=page.services.blobs, settings=page.settings, base_url=base_url
+    )
+    return page.finish(
+        Response(
+            data,
+            media_type="image/png",
+            headers={
+                "Content-Disposition": f'attachment; filename="portrait-{render.id}.png"',
+                "Link": f'<{base_url}/licences/{licence.id}>; rel="license"',
+            },
+        )
     )
 
 
@@ -264,12 +289,3 @@ def delete_portrait(render_id: str, page: FormPage) -> Response:
     if page.is_htmx:
         return page.finish(Response(status_code=200, content=""))
     return page.redirect("/portraits")
-
-
-@router.get("/portraits/{render_id}/licence")
-def licence_page(render_id: str, page: PageDep) -> Response:
-    """The licence of a portrait: who owns it and what the person may do with it."""
-    render = portraits_service.get_render(page.session, owner_id=page.user.id, render_id=render_id)
-    if not isinstance(render, Render):
-        raise InvalidInput("No such portrait.")
-    return page.render("licence.html", title="Licence", render=render, grant=None)
