@@ -8,14 +8,14 @@ import re
 import zipfile
 
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from tests.conftest import pet_photos
-from tests.e2e.conftest import Server, drop_files, shoot, sign_up
+from tests.e2e.conftest import DESKTOP, Server, drop_files, shoot, sign_in, sign_up
 
 PROGRESS_SECONDS = 240_000
 
 
-def test_owner_journey(page: Page, server: Server) -> None:
+def test_owner_journey(page: Page, server: Server, browser: Browser) -> None:
     page.goto(server.url("/"))
     expect(page.get_by_role("heading", name="Our data policy, in plain words")).to_be_visible()
     expect(page.get_by_text("Your pet photos: kept 30 days")).to_be_visible()
@@ -73,7 +73,7 @@ def test_owner_journey(page: Page, server: Server) -> None:
     gallery = page.locator("#gallery li.portrait")
     expect(gallery).to_have_count(2)
     expect(page.locator("#gallery li.portrait img")).to_have_count(2, timeout=PROGRESS_SECONDS)
-    expect(gallery.first).to_contain_text("days deleted")
+    expect(gallery.first).to_contain_text(re.compile(r"Deleted in 30 days \(on \d+ \w+ \d{4}\)"))
     expect(gallery.first.locator(".tag")).to_have_text("preview")
     shoot(page, "06-portraits", phone=True)
 
@@ -87,12 +87,54 @@ def test_owner_journey(page: Page, server: Server) -> None:
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == (64, 64)
     assert download.suggested_filename.startswith("portrait-")
+    checked = page.request.post(
+        server.url("/api/v1/provenance/verify"), data=data, headers={"Content-Type": "image/png"}
+    )
+    provenance = checked.json()
+    assert provenance["ok"] and provenance["state"] == "Trusted", provenance
+    assert provenance["licence"], provenance
+    render_id = str(gallery.first.get_attribute("id")).removeprefix("render-")
 
     # The licence page of that portrait.
     gallery.first.get_by_role("link", name=re.compile("^Licence")).click()
     expect(page.get_by_role("heading", name="Licence of this portrait")).to_be_visible()
     expect(page.get_by_text("exclusive right to reproduce and display it")).to_be_visible()
     shoot(page, "07-licence")
+
+    # Marketing staff ask to use that portrait; the owner sees the exact item and says yes.
+    server.create_user("marketing@example.com", "marketing")
+    staff = browser.new_context(viewport=DESKTOP)
+    desk = staff.new_page()
+    sign_in(desk, server, "marketing@example.com")
+    expect(desk.get_by_role("heading", name="Marketing", exact=True)).to_be_visible()
+    desk.get_by_label(re.compile("^Items, one per line")).fill(f"portrait {render_id}")
+    desk.get_by_label("Purpose").fill("A spring campaign on our home page")
+    desk.get_by_label("Our website").check()
+    desk.get_by_role("button", name="Send the request").click()
+    expect(desk.get_by_role("status")).to_have_text("The request was sent to the person's consent inbox.")
+    expect(desk.locator("table")).to_contain_text("pending")
+
+    page.get_by_role("link", name="Consent").click()
+    request = page.locator("article.request")
+    expect(request).to_contain_text("A spring campaign on our home page")
+    expect(request).to_contain_text("our website")
+    expect(request.locator("img")).to_have_count(1)
+    shoot(page, "12-consent-request", phone=True)
+    request.get_by_role("button", name=re.compile("^Yes, use this")).click()
+    expect(page.get_by_role("status")).to_contain_text("Your consent is recorded")
+    consents = page.get_by_role("table")
+    expect(consents).to_contain_text("Standing; a copy is in our marketing library")
+    page.get_by_role("link", name="Receipt").click()
+    expect(page.get_by_role("heading", name="Consent receipt")).to_be_visible()
+    page.go_back()
+    shoot(page, "13-consent-granted")
+
+    desk.reload()
+    expect(desk.locator("table")).to_contain_text("granted")
+    expect(desk.locator(".library img")).to_have_count(1)
+    desk.wait_for_function("() => document.querySelector('.library img').naturalWidth > 0")
+    shoot(desk, "14-staff-marketing", phone=True)
+    staff.close()
 
     # The styles gallery, with its preview examples.
     page.goto(server.url("/styles"))
@@ -110,6 +152,9 @@ def test_owner_journey(page: Page, server: Server) -> None:
     names = archive.namelist()
     assert sum(1 for n in names if n.lower().endswith((".jpg", ".jpeg"))) == 4, names
     assert sum(1 for n in names if n.lower().endswith(".png")) == 2, names
+    assert any("consent" in n for n in names) or any(
+        b"consent_receipts" in archive.read(n) for n in names if n.endswith(".json")
+    ), names
     shoot(page, "09-my-data", phone=True)
 
     page.get_by_label(re.compile("To confirm, type your email address")).fill("wrong@example.com")

@@ -83,7 +83,9 @@ def signup(
 def signin_form(page: PageDep, next: str | None = None) -> Response:
     if page.principal is not None:
         return page.redirect(_safe_next(next) if next else home_for(page.principal.user.role))
-    return page.render("signin.html", title="Sign in", email="", error=None, next=_safe_next(next))
+    return page.render(
+        "signin.html", title="Sign in", email="", error=None, next=_safe_next(next) if next else ""
+    )
 
 
 @router.post("/signin")
@@ -111,7 +113,7 @@ def signin(
             title="Sign in",
             email=email,
             error=exc.detail,
-            next=_safe_next(next),
+            next=_safe_next(next) if next else "",
         )
     start_session(page, user)
     return page.redirect(_safe_next(next) if next else home_for(user.role))
