@@ -75,12 +75,12 @@ def test_staff_journeys(page: Page, server: Server, browser: Browser) -> None:
     desk.get_by_label("Rule of the content policy").select_option("C5")
     desk.get_by_label("Facts").fill("The portrait is shown as a photo of a real event.")
     desk.get_by_role("button", name="Open case").click()
-    expect(desk.get_by_role("status")).to_have_text("Done: opened.")
+    expect(desk.get_by_role("status")).to_have_text("The case is open. Send the written notice next.")
     desk.get_by_label("Send the written notice: how to fix it").fill(
         "Add the caption 'AI portrait' where you show it."
     )
     desk.get_by_role("button", name="Send notice").click()
-    expect(desk.locator("article").first).to_contain_text("waiting for your fix")
+    expect(desk.locator("article").first).to_contain_text("notice sent, cure period running")
     expect(desk.locator("article").first).to_contain_text("cure deadline")
     shoot(desk, "16-staff-safety")
     desk.get_by_role("button", name="Sign out").click()

@@ -50,7 +50,10 @@ def _data_context(page: Page) -> dict[str, Any]:
         pets.append(
             {
                 "pet": pet,
-                "photos": pets_service.list_photos(page.session, owner_id=user.id, pet_id=pet.id),
+                "photos": sorted(
+                    pets_service.list_photos(page.session, owner_id=user.id, pet_id=pet.id),
+                    key=lambda p: (p.uploaded_at, p.original_filename),
+                ),
                 "models": models,
                 "renders": portraits_service.list_renders(page.session, owner_id=user.id, pet_id=pet.id),
             }

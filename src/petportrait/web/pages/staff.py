@@ -21,7 +21,7 @@ from petportrait.rights import policy
 from petportrait.rights import service as rights_service
 from petportrait.rights.models import SafetyCase
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
-from petportrait.web.pages.rights import CASE_STATES, CHANNEL_LABELS
+from petportrait.web.pages.rights import CHANNEL_LABELS
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -33,6 +33,21 @@ SECTIONS = [
 ]
 ITEM_LINE = re.compile(r"^\s*(?:(photo|portrait|render)\s*[: ]\s*)?([0-9a-f]{32})\s*$", re.IGNORECASE)
 AUDIT_LIMIT = 200
+STAFF_CASE_STATES = {
+    "open": "open, no notice sent yet",
+    "notice_sent": "notice sent, cure period running",
+    "cured": "fixed in time, closed",
+    "dismissed": "dismissed, closed",
+    "revoked": "licence revoked",
+    "appealed": "appealed, to be decided again",
+}
+DONE = {
+    "opened": "The case is open. Send the written notice next.",
+    "notice": "The notice was sent; the cure period has started.",
+    "cured": "Marked as fixed; the person keeps their rights.",
+    "decide": "The decision was recorded and sent to the person.",
+    "clearly-illegal": "The licence was revoked, with a notice to the person.",
+}
 
 
 def _render(page: Page, template: str, *, status: int = 200, **extra: Any) -> Response:
@@ -169,11 +184,16 @@ def _safety_context(page: Page) -> dict[str, Any]:
     return {
         "reports": rights_service.list_reports(page.session),
         "cases": [
-            {"case": c, "state": CASE_STATES.get(c.state, c.state), "clause": policy.clause(c.policy_clause)}
+            {
+                "case": c,
+                "state": STAFF_CASE_STATES.get(c.state, c.state),
+                "clause": policy.clause(c.policy_clause),
+            }
             for c in cases
         ],
         "clauses": policy.CLAUSES,
         "cure_days": page.settings.rights.cure_days,
+        "done": DONE.get(page.request.query_params.get("done", ""), ""),
     }
 
 
