@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from petportrait.web.app import Services
 from petportrait.web.deps import SESSION_COOKIE
 from tests.conftest import PASSWORD, pet_photos, sign_up
 
@@ -248,3 +249,27 @@ def test_delete_account_needs_the_email_typed(client: TestClient) -> None:
     assert done.status_code == 200 and "Your account is deleted" in done.text
     assert client.cookies.get(SESSION_COOKIE) is None
     assert client.get("/me", follow_redirects=False).status_code == 303
+
+
+def test_the_session_cookie_is_secure_when_the_settings_say_so(
+    client: TestClient, services: Services
+) -> None:
+    services.settings.security.cookie_secure = True
+    client.base_url = client.base_url.copy_with(
+        scheme="https"
+    )  # a browser sends Secure cookies over HTTPS only
+    form = client.get("/signup")
+    anon = next(v for k, v in form.headers.multi_items() if k == "set-cookie")
+    assert "Secure" in anon and "HttpOnly" in anon
+    response = client.post(
+        "/signup",
+        data={
+            "email": "owner@example.com",
+            "password": PASSWORD,
+            "password_again": PASSWORD,
+            "csrf_token": csrf_of(form.text),
+        },
+        follow_redirects=False,
+    )
+    cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v)
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
