@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CLI = [sys.executable, "-m", "petportrait.cli"]
 PASSWORD = "correct horse battery staple"
+RUN = secrets.token_hex(3)  # a PostgreSQL database may hold the accounts of an earlier run
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -79,6 +80,11 @@ class Server:
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+
+
+def address(name: str) -> str:
+    """An email address of this run."""
+    return f"{name}-{RUN}@example.com"
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ import zipfile
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 from tests.conftest import pet_photos
-from tests.e2e.conftest import DESKTOP, Server, drop_files, shoot, sign_in, sign_up
+from tests.e2e.conftest import DESKTOP, Server, address, drop_files, shoot, sign_in, sign_up
 
 PROGRESS_SECONDS = 240_000
 
@@ -22,7 +22,7 @@ def test_owner_journey(page: Page, server: Server, browser: Browser) -> None:
     expect(page.get_by_role("note")).to_contain_text("Preview model in use")
     shoot(page, "01-landing", phone=True)
 
-    email = "owner@example.com"
+    email = address("owner")
     sign_up(page, server, email)
     expect(page.get_by_role("heading", name="My pets")).to_be_visible()
     page.get_by_label("Name").fill("Biscuit")
@@ -102,10 +102,10 @@ def test_owner_journey(page: Page, server: Server, browser: Browser) -> None:
     shoot(page, "07-licence")
 
     # Marketing staff ask to use that portrait; the owner sees the exact item and says yes.
-    server.create_user("marketing@example.com", "marketing")
+    server.create_user(address("marketing"), "marketing")
     staff = browser.new_context(viewport=DESKTOP)
     desk = staff.new_page()
-    sign_in(desk, server, "marketing@example.com")
+    sign_in(desk, server, address("marketing"))
     expect(desk.get_by_role("heading", name="Marketing", exact=True)).to_be_visible()
     desk.get_by_label(re.compile("^Items, one per line")).fill(f"portrait {render_id}")
     desk.get_by_label("Purpose").fill("A spring campaign on our home page")
@@ -157,7 +157,7 @@ def test_owner_journey(page: Page, server: Server, browser: Browser) -> None:
     ), names
     shoot(page, "09-my-data", phone=True)
 
-    page.get_by_label(re.compile("To confirm, type your email address")).fill("wrong@example.com")
+    page.get_by_label(re.compile("To confirm, type your email address")).fill(address("wrong"))
     page.get_by_role("button", name="Delete my account and all my data").click()
     expect(page.get_by_role("alert")).to_contain_text("type your email address exactly as shown")
     page.get_by_label(re.compile("To confirm, type your email address")).fill(email)
@@ -169,7 +169,7 @@ def test_owner_journey(page: Page, server: Server, browser: Browser) -> None:
 
 
 def test_bad_uploads_show_sentences(page: Page, server: Server) -> None:
-    sign_up(page, server, "careless@example.com")
+    sign_up(page, server, address("careless"))
     page.get_by_label("Name").fill("Mittens")
     page.get_by_label("Cat").check()
     page.get_by_role("button", name="Add pet").click()

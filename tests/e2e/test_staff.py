@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import Browser, Page, expect
 from tests.conftest import pet_photos
-from tests.e2e.conftest import DESKTOP, Server, shoot, sign_in, sign_up
+from tests.e2e.conftest import DESKTOP, Server, address, shoot, sign_in, sign_up
 
 WAIT = 240_000
 
@@ -30,7 +30,7 @@ def owner_with_a_portrait(page: Page, server: Server, email: str) -> str:
 
 
 def test_staff_journeys(page: Page, server: Server, browser: Browser) -> None:
-    render_id = owner_with_a_portrait(page, server, "pepper@example.com")
+    render_id = owner_with_a_portrait(page, server, address("pepper"))
     page.get_by_role("link", name=re.compile("^Licence")).click()
     licence_id = page.locator("dd code").first.inner_text()
     assert re.fullmatch(r"[0-9a-f]{32}", licence_id)
@@ -50,16 +50,16 @@ def test_staff_journeys(page: Page, server: Server, browser: Browser) -> None:
     assert forged.status == 403 and forged.json()["code"] == "csrf_failed"
 
     for email, role in [
-        ("support@example.com", "support"),
-        ("safety@example.com", "trust_safety"),
-        ("admin@example.com", "admin"),
+        (address("support"), "support"),
+        (address("safety"), "trust_safety"),
+        (address("admin"), "admin"),
     ]:
         server.create_user(email, role)
     staff = browser.new_context(viewport=DESKTOP)
     desk = staff.new_page()
 
     # Support: the open case and its one item, and nothing else.
-    sign_in(desk, server, "support@example.com")
+    sign_in(desk, server, address("support"))
     expect(desk.get_by_role("heading", name="Support cases")).to_be_visible()
     expect(desk.locator("article")).to_contain_text("The portrait looks odd")
     content = desk.request.get(server.url(f"/api/v1/staff/items/render/{render_id}/content"))
@@ -69,7 +69,7 @@ def test_staff_journeys(page: Page, server: Server, browser: Browser) -> None:
     desk.get_by_role("button", name="Sign out").click()
 
     # Trust & safety: a case on the licence, then the written notice with how to fix it.
-    sign_in(desk, server, "safety@example.com")
+    sign_in(desk, server, address("safety"))
     expect(desk.get_by_role("heading", name="Trust & safety")).to_be_visible()
     desk.get_by_label("Licence id of the portrait").fill(licence_id)
     desk.get_by_label("Rule of the content policy").select_option("C5")
@@ -105,7 +105,7 @@ def test_staff_journeys(page: Page, server: Server, browser: Browser) -> None:
     assert info.value.path().read_bytes()[:4] == b"\x89PNG"
 
     # Admin: the audit log, searched and verified.
-    sign_in(desk, server, "admin@example.com")
+    sign_in(desk, server, address("admin"))
     expect(desk.get_by_role("heading", name="Audit log")).to_be_visible()
     desk.get_by_label("Action starts with").fill("support")
     desk.get_by_role("button", name="Search and verify the chain").click()
