@@ -23,7 +23,13 @@ from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-KIND_LABELS = {"photo": "Photo", "model": "Model", "render": "Portrait"}
+KIND_LABELS = {"photo": "Photo", "model": "Model", "render": "Portrait", "marketing": "Marketing copy"}
+KIND_COUNTS = {
+    "photo": ("photo", "photos"),
+    "model": ("model", "models"),
+    "render": ("portrait", "portraits"),
+    "marketing": ("copy in the marketing library", "copies in the marketing library"),
+}
 REASON_LABELS = {
     "expired": "its retention period ended",
     "owner_deleted": "you deleted it",
@@ -134,5 +140,5 @@ def delete_account(
         title="Your account is deleted",
         summary=summary,
         within=interval(page.settings),
-        kind_labels=KIND_LABELS,
+        kind_counts=KIND_COUNTS,
     )
