@@ -169,13 +169,13 @@ def test_cancel_a_queued_job_and_a_running_job(stack: Stack) -> None:
 def test_worker_killed_mid_training_the_job_completes_once(stack: Stack) -> None:
     alice = stack.user("kill-train@example.com")
     pet_id = stack.pet_with_photos(alice, "cat")
-    first = stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="40")
+    first = stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="20")
     try:
         _model_id, job_id = train(stack, alice, pet_id)
         stack.wait_job(alice, job_id, lambda j: j["state"] == "running" and j["progress"]["step"] >= 2)
         stack.kill(first)
         killed_at = time.monotonic()
-        stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="40")
+        stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="20")
         stack.wait_job(alice, job_id, lambda j: j["attempt"] == 2 and j["state"] == "running")
         recovered = time.monotonic() - killed_at
         end = stack.wait_end(alice, job_id)
