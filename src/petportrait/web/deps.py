@@ -61,7 +61,9 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit happens when the handler returns, before the response is sent, so a client's
+# next request always sees what the previous answer reported.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_settings_dep(services: ServicesDep) -> Settings:
