@@ -54,7 +54,7 @@ def worker(
         bool, typer.Option(help="Take part in running periodic tasks (reaper, sweeper)")
     ] = True,
 ) -> None:
-    """Run a job consumer (one job at a time; start one per GPU). SIGTERM finishes the job, twice hands it back."""
+    """Run a job consumer, one job at a time (one per GPU); SIGTERM finishes the job, twice hands it back."""
     import logging
 
     from petportrait.jobs.worker import Consumer

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.conftest import PASSWORD, sign_up
 
 from petportrait.accounts.models import ApiToken, User
 from petportrait.clock import Clock
 from petportrait.web.app import Services
+from tests.conftest import PASSWORD, sign_up
 
 
 def test_sign_up_sign_in_and_me(client: TestClient) -> None:
