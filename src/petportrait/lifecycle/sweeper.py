@@ -162,6 +162,7 @@ def sweep_once(
                 fault=fault,
                 lease=lease,
             )
+        _checkpoint(session_factory)
         _clear_erased_accounts(session_factory, report=report)
         grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
         _sweep_derived(session_factory, blobs, now=now, grace=grace, report=report)
@@ -419,8 +420,10 @@ def _bury(
     ]
     with session_factory() as session:
         sqlite = session.get_bind().dialect.name == "sqlite"
-        if sqlite:  # a batch touches index pages all over: keep them cached while it is written
+        if sqlite:  # a batch touches index pages all over: keep them cached while it is written,
+            # and leave checkpointing the WAL to the end of the sweep (see _checkpoint)
             session.connection().exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+            session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=0")
         try:
             session.connection().execute(insert(_TOMBSTONES), stones)
             ids = [row.id for row in rows]
@@ -437,7 +440,15 @@ def _bury(
         finally:
             session.rollback()
             if sqlite:
-                session.connection().exec_driver_sql("PRAGMA cache_size=-2000")  # SQLite's default
+                session.connection().exec_driver_sql("PRAGMA cache_size=-2000")  # SQLite's defaults
+                session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
+
+
+def _checkpoint(session_factory: sessionmaker[Session]) -> None:
+    """On SQLite, copy the WAL that the batches wrote back into the database now (once, not per batch)."""
+    with session_factory() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection().exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: SweepReport) -> None:
