@@ -77,8 +77,15 @@ def events(stack: Stack, headers: dict[str, str], job_id: str) -> list[tuple[str
     return out
 
 
-def test_whole_flow_upload_train_render_download(worker: Stack) -> None:
-    stack = worker
+def test_whole_flow_upload_train_render_download(stack: Stack) -> None:
+    stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="20")  # long enough for progress between start and end
+    try:
+        _whole_flow(stack)
+    finally:
+        stack.stop_all()
+
+
+def _whole_flow(stack: Stack) -> None:
     alice = stack.user("flow-alice@example.com")
     pet_id = stack.pet_with_photos(alice, "dog")
     model_id, job_id = train(stack, alice, pet_id)
