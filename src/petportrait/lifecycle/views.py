@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -11,11 +9,12 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from petportrait.accounts.models import Role, User
-from petportrait.lifecycle import export, holds, metrics, service
+from petportrait.lifecycle import holds, metrics, service
 from petportrait.lifecycle.models import HoldScope, LegalHold
 from petportrait.lifecycle.schemas import DeletionOut, ErasureOut, HoldCreate, HoldOut, HoldRelease
 from petportrait.lifecycle.sweeper import interval
 from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, require_role
+from petportrait.web.streaming import export_zip_response
 
 router = APIRouter(tags=["your data"])
 admin_router = APIRouter(prefix="/admin", tags=["admin"])
@@ -80,29 +79,7 @@ def export_my_data(
     user: CurrentUser, session: SessionDep, blobs: BlobsDep, settings: SettingsDep
 ) -> StreamingResponse:
     """Everything held about you as one ZIP: photos, portraits, metadata, receipts, access log."""
-    spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
-    summary = export.build_export(session, blobs, user_id=user.id, out=spool, settings=settings)
-    session.commit()  # the photo reads are audited before a byte leaves
-    size = spool.tell()
-    spool.seek(0)
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while chunk := spool.read(1024 * 1024):
-                yield chunk
-        finally:
-            spool.close()
-
-    stamp = summary.exported_at.strftime("%Y%m%dT%H%M%SZ")
-    return StreamingResponse(
-        chunks(),
-        media_type="application/zip",
-        headers={
-            "Content-Disposition": f'attachment; filename="petportrait-export-{stamp}.zip"',
-            "Content-Length": str(size),
-            "Cache-Control": "private, no-store",
-        },
-    )
+    return export_zip_response(session, blobs, user_id=user.id, settings=settings)
 
 
 def hold_out(hold: LegalHold) -> HoldOut:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult
 from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep
+from petportrait.web.streaming import iter_chunks
 
 router = APIRouter(tags=["pets"])
 
@@ -164,15 +164,8 @@ def photo_content(
     )
     session.commit()  # the read is on record before a byte leaves
 
-    def chunks() -> Iterator[bytes]:
-        try:
-            while chunk := stream.read(64 * 1024):
-                yield chunk
-        finally:
-            stream.close()
-
     return StreamingResponse(
-        chunks(),
+        iter_chunks(stream),
         media_type=photo.content_type,
         headers={"Content-Length": str(photo.size), "Cache-Control": "private, no-store"},
     )

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
-from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
-from petportrait.lifecycle import export as lifecycle_export
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.lifecycle.sweeper import interval
 from petportrait.pets import service as pets_service
@@ -20,6 +16,7 @@ from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import PetModel
 from petportrait.web.deps import SESSION_COOKIE
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
+from petportrait.web.streaming import export_zip_response
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -89,31 +86,8 @@ def my_data(page: PageDep) -> Response:
 def export_data(page: FormPage) -> Response:
     """Everything held about the person as one ZIP file."""
     user = page.user
-    spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
-    summary = lifecycle_export.build_export(
-        page.session, page.services.blobs, user_id=user.id, out=spool, settings=page.settings
-    )
-    page.session.commit()  # the photo reads are on record before a byte leaves
-    size = spool.tell()
-    spool.seek(0)
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while chunk := spool.read(1024 * 1024):
-                yield chunk
-        finally:
-            spool.close()
-
-    stamp = summary.exported_at.strftime("%Y%m%dT%H%M%SZ")
     return page.finish(
-        StreamingResponse(
-            chunks(),
-            media_type="application/zip",
-            headers={
-                "Content-Disposition": f'attachment; filename="petportrait-export-{stamp}.zip"',
-                "Content-Length": str(size),
-            },
-        )
+        export_zip_response(page.session, page.services.blobs, user_id=user.id, settings=page.settings)
     )
 
 
