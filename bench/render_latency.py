@@ -1,6 +1,7 @@
 """Render latency: images/s of our Renderer against plain diffusers pipeline calls on the same model.
 
-Four ways to serve the same requests, measured in this process, in alternating rounds, reported as medians:
+Ways to serve the same requests, measured in this process, one request of each in turn, reported as one over
+the median seconds per request:
 
 - plain:            ``pipeline(...)`` on a loaded pipeline, no LoRA;
 - ours:             ``Renderer.render`` with a style preset, no LoRA (what our wrapper costs);
@@ -56,15 +57,13 @@ def random_lora(source: str, path: Path, *, rank: int, seed: int, species: str) 
     return path
 
 
-def images_per_second(run: Callable[[int], None], requests: int) -> float:
-    """Images/s over ``requests`` calls of ``run(i)`` after one warm-up call."""
-    run(-1)
-    started = time.perf_counter()
-    for index in range(requests):
-        run(index)
+def timed(run: Callable[[int], None], index: int) -> tuple[float, float]:
+    """Wall seconds taken by ``run(index)`` (the device's queue included) and process CPU seconds."""
+    started, started_cpu = time.perf_counter(), time.process_time()
+    run(index)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return requests / (time.perf_counter() - started)
+    return time.perf_counter() - started, time.process_time() - started_cpu
 
 
 def main() -> None:
@@ -78,10 +77,12 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument("--requests", type=int, default=4, help="requests per round and way")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--reload-requests", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=12, help="measured requests per way")
+    parser.add_argument("--reload-requests", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="petportrait-bench-") as tmp:
         source = args.model or str(ensure_preview_model(Path(tmp) / "models"))
@@ -147,32 +148,36 @@ def main() -> None:
         }
         print(
             f"model {source} ({family}), {args.device} {str(dtype).removeprefix('torch.')}, {size} px, "
-            f"{args.steps} steps, {args.requests} requests x {args.rounds} rounds"
+            f"{args.steps} steps, {args.requests} requests per way, interleaved, "
+            f"{torch.get_num_threads()} threads"
         )
-        rates: dict[str, list[float]] = {name: [] for name in ways}
-        for round_index in range(args.rounds):
-            for name, way in ways.items():
-                rates[name].append(images_per_second(way, args.requests))
-            print(
-                "  round "
-                + str(round_index + 1)
-                + ": "
-                + ", ".join(f"{name} {rates[name][-1]:.3f}" for name in ways)
-                + " images/s"
-            )
-        reload_rate = images_per_second(reload, args.reload_requests)
+        for way in ways.values():
+            way(-1)  # warm-up
+        seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
+        names = list(ways)
+        for index in range(args.requests):
+            # One request of each way in turn, starting from a different way each time, so that whatever
+            # else the machine does falls on all of them alike.
+            for name in names[index % len(names) :] + names[: index % len(names)]:
+                seconds[name].append(timed(ways[name], index))
+        reload_seconds = [timed(reload, index) for index in range(args.reload_requests)]
 
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    for name, value in median.items():
-        print(f"{name:>16}: {value:.3f} images/s")
-    print(f"{'reload + LoRA':>16}: {reload_rate:.3f} images/s")
-    print(f"ours / plain (no LoRA):                       {median['ours'] / median['plain']:.2f}x")
-    print(
-        "ours + switch / plain + switch (two pets):    "
-        f"{median['ours + switch'] / median['plain + switch']:.2f}x"
-    )
-    print(f"ours + switch / plain (no LoRA at all):       {median['ours + switch'] / median['plain']:.2f}x")
-    print(f"ours + switch / reload per request:           {median['ours + switch'] / reload_rate:.2f}x")
+    seconds["reload + LoRA"] = reload_seconds
+    for clock, label in ((0, "wall"), (1, "process CPU time")):
+        if clock == 1 and args.device.startswith("cuda"):
+            break
+        rate = {name: 1 / statistics.median(s[clock] for s in values) for name, values in seconds.items()}
+        print(f"by {label}:")
+        for name, value in rate.items():
+            print(f"  {name:>16}: {value:.3f} images/s (median of {len(seconds[name])} requests)")
+        ratios = {
+            "ours / plain (no LoRA)": rate["ours"] / rate["plain"],
+            "ours + switch / plain + switch (two pets)": rate["ours + switch"] / rate["plain + switch"],
+            "ours + switch / plain (no LoRA at all)": rate["ours + switch"] / rate["plain"],
+            "ours + switch / reload per request": rate["ours + switch"] / rate["reload + LoRA"],
+        }
+        for name, value in ratios.items():
+            print(f"  {name + ':':<44}{value:.2f}x")
 
 
 if __name__ == "__main__":

@@ -223,27 +223,29 @@ def lockstep(
         device=args.device,
         seed=0,
     )
-    times: dict[str, list[float]] = {"ours": [], "reference": [], "encoding": []}
-    last = [0.0]
+    times: dict[str, list[float]] = {
+        name: [] for name in ("ours", "reference", "encoding", "ours_cpu", "reference_cpu")
+    }
+    last = [0.0, 0.0]
 
     def progress(update: TrainProgress) -> None:
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.process_time()
         if update.step > 1:
             times["ours"].append(now - last[0])
-        reference_started = time.perf_counter()
+            times["ours_cpu"].append(now_cpu - last[1])
         encoding = reference.step()
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        finished = time.perf_counter()
-        times["reference"].append(finished - reference_started)
+        finished, finished_cpu = time.perf_counter(), time.process_time()
+        times["reference"].append(finished - now)
+        times["reference_cpu"].append(finished_cpu - now_cpu)
         times["encoding"].append(encoding)
-        last[0] = finished
+        last[:] = [finished, finished_cpu]
 
     train_lora(spec_for(source, photos, output, args), progress=progress)
     # Drop the warm-up steps (ours has one step fewer: its first step has no start mark).
-    times["ours"] = times["ours"][max(0, args.warmup - 1) :]
-    times["reference"] = times["reference"][args.warmup :]
-    times["encoding"] = times["encoding"][args.warmup :]
+    for name in times:
+        times[name] = times[name][max(0, args.warmup - 1) if name.startswith("ours") else args.warmup :]
     return times
 
 
@@ -280,7 +282,10 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--photos", type=Path, default=DATA / "dog")
     parser.add_argument("--no-standalone", action="store_true", help="skip the standalone train_lora run")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     with tempfile.TemporaryDirectory(prefix="petportrait-bench-") as tmp:
@@ -290,7 +295,9 @@ def main() -> None:
             f"model: {'SD 1.5 size' if args.full_size else 'LoRA-test size'}, random weights, built in "
             f"{time.perf_counter() - started:.1f} s; device {args.device}, {args.resolution} px, "
             f"batch {args.batch}, "
-            f"rank {args.rank}, {args.steps} measured steps after {args.warmup} warm-up, photos {args.photos}"
+            f"rank {args.rank}, {args.steps} measured steps after {args.warmup} warm-up, "
+            f"photos {args.photos}, "
+            f"{torch.get_num_threads()} threads"
         )
         times = lockstep(source, photos, Path(tmp) / "lockstep.safetensors", args)
         wall = None
@@ -313,6 +320,13 @@ def main() -> None:
     )
     print(f"ratio: {ours / reference:.2f}x (mean-based {ours_mean / reference_mean:.2f}x)")
     if not args.device.startswith("cuda"):
+        ours_cpu = 1 / statistics.median(times["ours_cpu"])
+        reference_cpu = 1 / statistics.median(times["reference_cpu"])
+        print(
+            "by process CPU time (less sensitive to other load on the machine): "
+            f"reference {reference_cpu:.3f}, "
+            f"ours {ours_cpu:.3f} steps per CPU-second, ratio {ours_cpu / reference_cpu:.2f}x"
+        )
         share = statistics.median(e / t for e, t in zip(times["encoding"], times["reference"], strict=True))
         print(
             f"share of a reference step spent loading photos and running the VAE and text encoder: "

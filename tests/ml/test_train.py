@@ -208,3 +208,28 @@ def test_a_base_model_that_is_not_there_is_a_model_load_error(cat_photos: list[P
     spec = tiny_spec(tmp_path / "no-such-model", cat_photos, tmp_path / "x.safetensors")
     with pytest.raises(ModelLoadError, match="PETPORTRAIT__ML__BASE_MODEL"):
         train_lora(spec)
+
+
+def test_unset_hyper_parameters_take_the_family_defaults(
+    preview_model: Path, cat_photos: list[Path], tmp_path: Path
+) -> None:
+    from petportrait.ml.train import FAMILY_DEFAULTS, TrainSpec, check_spec
+
+    spec = TrainSpec(
+        base_model=str(preview_model),
+        photos=cat_photos,
+        species="cat",
+        output_path=tmp_path / "x.safetensors",
+    )
+    resolved = check_spec(spec)
+    preview = FAMILY_DEFAULTS["preview"]
+    assert resolved.is_preview and resolved.family == "sd15"
+    assert (resolved.resolution, resolved.steps, resolved.rank, resolved.learning_rate) == (
+        256,
+        preview.steps,
+        preview.rank,
+        preview.learning_rate,
+    )
+    assert resolved.instance_prompt == "a photo of sks cat" and resolved.class_prompt == "a photo of cat"
+    assert resolved.mixed_precision == "no"
+    assert FAMILY_DEFAULTS["sd15"].resolution == 512 and FAMILY_DEFAULTS["sdxl"].resolution == 1024

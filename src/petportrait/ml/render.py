@@ -188,7 +188,11 @@ def mark_preview(image: Image.Image) -> Image.Image:
 
 
 class Renderer:
-    """A base pipeline, loaded once, that renders requests one at a time (thread-safe)."""
+    """A base pipeline, loaded once, that renders requests one at a time (thread-safe).
+
+    The first LoRA it applies makes it keep a copy of the weights LoRAs target (the UNet's attention
+    projections: about a ninth of an SD 1.5 UNet), from which they are restored after every request.
+    """
 
     def __init__(self, source: str, device: str, dtype: torch.dtype | None = None) -> None:
         from diffusers import DPMSolverMultistepScheduler

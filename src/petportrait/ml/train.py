@@ -254,6 +254,8 @@ def check_spec(spec: TrainSpec) -> ResolvedTrainSpec:
         raise InvalidTrainSpec(f"batch_size must be at least 1, got {spec.batch_size}")
     if not (math.isfinite(resolved.learning_rate) and resolved.learning_rate > 0):
         raise InvalidTrainSpec(f"learning_rate must be a positive number, got {resolved.learning_rate}")
+    if not (math.isfinite(spec.prior_loss_weight) and spec.prior_loss_weight >= 0):
+        raise InvalidTrainSpec(f"prior_loss_weight must be zero or more, got {spec.prior_loss_weight}")
     if spec.snr_gamma is not None and not spec.snr_gamma > 0:
         raise InvalidTrainSpec(f"snr_gamma must be positive or None, got {spec.snr_gamma}")
     return resolved
@@ -569,7 +571,7 @@ def train_lora(
             {
                 "instance_mean": instance_mean.cpu(),
                 "instance_std": instance_std.cpu(),
-                "class_latents": class_latents,
+                "class_latents": None if class_latents is None else class_latents.cpu(),
             },
             work / "latents.pt",
         )
