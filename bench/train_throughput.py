@@ -13,9 +13,10 @@ over its median step time after ``--warmup`` steps; the mean-based figures are p
 ``train_lora`` runs alone and its whole wall time (load, cache, train, save) is printed, as is the share of a
 reference step spent on the work that ``train_lora`` does once.
 
-    .venv/bin/python bench/train_throughput.py                 # CPU: tiny model, 128 px, batch 4
-    .venv/bin/python bench/train_throughput.py --device cuda --full-size --resolution 512 --batch 1 \
-        --steps 500
+CPU (tiny model, 128 px, batch 4), then GPU (SD 1.5 architecture, 512 px, bf16, batch 1, 500 steps):
+
+.venv/bin/python bench/train_throughput.py
+.venv/bin/python bench/train_throughput.py --device cuda --full-size --resolution 512 --batch 1 --steps 500
 """
 
 from __future__ import annotations
