@@ -19,10 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import select
-from tests.jobs.stack import Stack, close_stack, make_stack
 
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import Job, JobKind
+from tests.jobs.stack import Stack, close_stack, make_stack
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -9,6 +9,7 @@ import zipfile
 
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
+
 from tests.conftest import pet_photos
 from tests.e2e.conftest import DESKTOP, Server, address, drop_files, shoot, sign_in, sign_up
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from playwright.sync_api import Browser, Page, expect
+
 from tests.conftest import pet_photos
 from tests.e2e.conftest import DESKTOP, Server, address, shoot, sign_in, sign_up
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+
+from petportrait.clock import Clock
 from tests.storage.conftest import (  # noqa: F401 - the S3 fixtures, shared with the storage tests
     _no_ambient_aws,
     moto_endpoint,
     new_s3_store,
     s3_client,
 )
-
-from petportrait.clock import Clock
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
-from tests.lifecycle.helpers import DAY, add_household, put_blob
 from typer.testing import CliRunner
 
 from petportrait.cli import app
@@ -21,6 +20,7 @@ from petportrait.lifecycle.models import AuditEntry, HoldScope, Tombstone
 from petportrait.settings import get_settings
 from petportrait.storage.local import LocalBlobStore
 from petportrait.web.app import Services
+from tests.lifecycle.helpers import DAY, add_household, put_blob
 
 SLACK = timedelta(seconds=60)  # the default sweep interval
 ORPHAN_AGE = timedelta(seconds=3600) + SLACK + timedelta(seconds=sweeper.DEFAULT_RECONCILE_SECONDS)

@@ -10,7 +10,6 @@ import textwrap
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from tests.lifecycle.helpers import DAY, add_household
 
 from petportrait.lifecycle import audit, sweeper
 from petportrait.lifecycle.check import run_check
@@ -18,6 +17,7 @@ from petportrait.lifecycle.models import Tombstone
 from petportrait.portraits.models import Render
 from petportrait.storage.local import LocalBlobStore
 from petportrait.web.app import Services
+from tests.lifecycle.helpers import DAY, add_household
 
 CHILD = textwrap.dedent(
     """

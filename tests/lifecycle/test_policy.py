@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
-from tests.lifecycle.helpers import add_model, add_pet, add_photo, add_render, add_user
 
 from petportrait.db import session_scope
 from petportrait.errors import Gone
@@ -15,6 +14,7 @@ from petportrait.lifecycle import policy
 from petportrait.models import metadata
 from petportrait.settings import RetentionSettings, Settings
 from petportrait.web.app import Services
+from tests.lifecycle.helpers import add_model, add_pet, add_photo, add_render, add_user
 
 # Tables that have a storage_key but are not stored items of their own (none today). A table added with
 # a storage_key column must be listed in lifecycle/policy.py, or this test fails.

@@ -11,8 +11,6 @@ from datetime import datetime, timedelta
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
-from tests.conftest import PASSWORD, pet_photos
-from tests.lifecycle.helpers import DAY, add_model, add_render
 
 from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import Role
@@ -22,6 +20,8 @@ from petportrait.lifecycle import audit, sweeper
 from petportrait.lifecycle.models import AuditEntry
 from petportrait.pets.models import Pet
 from petportrait.web.app import Services
+from tests.conftest import PASSWORD, pet_photos
+from tests.lifecycle.helpers import DAY, add_model, add_render
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import func, select
-from tests.lifecycle.helpers import DAY, add_household, settings_with
-from tests.storage.conftest import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from typer.testing import CliRunner
 
 from petportrait.cli import app
@@ -19,6 +17,8 @@ from petportrait.lifecycle.models import Tombstone
 from petportrait.settings import get_settings
 from petportrait.storage.s3 import S3BlobStore
 from petportrait.web.app import Services
+from tests.lifecycle.helpers import DAY, add_household, settings_with
+from tests.storage.conftest import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

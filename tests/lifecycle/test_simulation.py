@@ -16,15 +16,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import make_transient
-from tests.lifecycle.helpers import (
-    add_model,
-    add_pet,
-    add_photo,
-    add_render,
-    add_user,
-    put_blob,
-    settings_with,
-)
 
 from petportrait.clock import Clock
 from petportrait.db import new_id, session_scope
@@ -36,6 +27,15 @@ from petportrait.lifecycle.service import delete_now, erase_account
 from petportrait.pets.models import Pet
 from petportrait.settings import Settings
 from petportrait.web.app import Services
+from tests.lifecycle.helpers import (
+    add_model,
+    add_pet,
+    add_photo,
+    add_render,
+    add_user,
+    put_blob,
+    settings_with,
+)
 
 INTERVAL = timedelta(hours=6)
 DAYS = 60

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from tests.lifecycle.helpers import DAY, add_household, add_pet, add_photo, add_user, put_blob, settings_with
 
 from petportrait.accounts.models import ApiToken, User
 from petportrait.db import new_id, session_scope
@@ -17,6 +16,7 @@ from petportrait.lifecycle.models import AuditEntry, DeletionReason, HoldScope, 
 from petportrait.lifecycle.service import erase_account
 from petportrait.pets.models import Pet, Photo
 from petportrait.web.app import Services
+from tests.lifecycle.helpers import DAY, add_household, add_pet, add_photo, add_user, put_blob, settings_with
 
 PERIODS = {"photo": timedelta(days=30), "model": timedelta(days=7), "render": timedelta(days=30)}
 
