@@ -150,9 +150,7 @@ def check_crop_box(box: CropBox, size: tuple[int, int], name: str) -> None:
     """Raise PhotoError unless ``box`` lies inside a photo of ``size`` and is (nearly) square."""
     width, height = size
     if not (0 <= box.left < box.right <= width and 0 <= box.top < box.bottom <= height):
-        raise PhotoError(
-            f"the crop box {box.as_tuple()} for {name} is outside the photo ({width}x{height})"
-        )
+        raise PhotoError(f"the crop box {box.as_tuple()} for {name} is outside the photo ({width}x{height})")
     if abs(box.width - box.height) > max(2, 0.02 * max(box.width, box.height)):
         raise PhotoError(f"the crop box {box.as_tuple()} for {name} is {box.width}x{box.height}, not square")
 
