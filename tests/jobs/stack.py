@@ -29,6 +29,7 @@ class Stack:
     env: dict[str, str]
     services: Services
     client: TestClient
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
 
@@ -63,7 +64,9 @@ class Stack:
         )
 
     def user(self, email: str) -> dict[str, str]:
-        return sign_up(self.client, email)
+        """A new account; the address is made unique per stack, as stacks may share one database."""
+        local, _, domain = email.partition("@")
+        return sign_up(self.client, f"{local}+{self.tag}@{domain}")
 
     def pet_with_photos(self, headers: dict[str, str], folder: str = "dog", count: int = 3) -> str:
         pet = self.client.post("/api/v1/pets", json={"name": folder, "species": "dog"}, headers=headers)
