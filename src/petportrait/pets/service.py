@@ -18,6 +18,7 @@ from petportrait.errors import Gone, NotFound
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
 from petportrait.pets.models import Pet, Photo, Species
+from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,18 @@ class UploadLimits:
     max_pixels: int
     max_photos: int
     retention: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UploadLimits:
+        """The limits the settings set (size, pixels, photos per pet) and the photo retention period."""
+        sec = settings.security
+        return cls(
+            max_bytes=sec.max_upload_bytes,
+            min_side=sec.min_photo_side,
+            max_pixels=sec.max_photo_pixels,
+            max_photos=sec.max_photos_per_pet,
+            retention=timedelta(days=settings.retention.photo_days),
+        )
 
 
 def create_pet(session: Session, *, owner_id: str, name: str, species: Species) -> Pet:

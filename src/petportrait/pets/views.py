@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile, status
@@ -40,6 +39,18 @@ def photo_out(photo: Photo) -> PhotoOut:
         expires_at=photo.expires_at,
         content_url=f"/api/v1/photos/{photo.id}/content",
     )
+
+
+async def read_incoming(files: list[UploadFile], *, max_bytes: int) -> list[service.IncomingFile]:
+    """Read each uploaded file up to the size limit plus one byte (so that an oversize file is detected)."""
+    incoming = []
+    for upload in files:
+        data = await upload.read(max_bytes + 1)
+        await upload.close()
+        incoming.append(
+            service.IncomingFile(filename=upload.filename, content_type=upload.content_type, data=data)
+        )
+    return incoming
 
 
 @router.post("/pets", status_code=status.HTTP_201_CREATED, response_model=PetOut)
@@ -95,21 +106,8 @@ async def upload_photos(
         raise InvalidInput(
             "Send one or more files in the multipart field 'files'.", code="no_files", status=400
         )
-    sec = settings.security
-    incoming = []
-    for upload in files:
-        data = await upload.read(sec.max_upload_bytes + 1)
-        await upload.close()
-        incoming.append(
-            service.IncomingFile(filename=upload.filename, content_type=upload.content_type, data=data)
-        )
-    limits = service.UploadLimits(
-        max_bytes=sec.max_upload_bytes,
-        min_side=sec.min_photo_side,
-        max_pixels=sec.max_photo_pixels,
-        max_photos=sec.max_photos_per_pet,
-        retention=timedelta(days=settings.retention.photo_days),
-    )
+    incoming = await read_incoming(files, max_bytes=settings.security.max_upload_bytes)
+    limits = service.UploadLimits.from_settings(settings)
     outcomes = await run_in_threadpool(
         service.upload_photos, session, blobs=blobs, pet=pet, files=incoming, limits=limits
     )

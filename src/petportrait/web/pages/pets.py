@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -17,6 +16,7 @@ from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job, JobKind
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet, Photo, Species
+from petportrait.pets.views import read_incoming
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import ModelState, PetModel
 from petportrait.web.deps import Services
@@ -205,20 +205,8 @@ async def upload_photos(
             return page.render("_upload_results.html", results=[], message=NO_FILES, oob=False)
         raise InvalidInput(NO_FILES, code="no_files", status=400)
     sec = page.settings.security
-    incoming = []
-    for upload in chosen:
-        data = await upload.read(sec.max_upload_bytes + 1)
-        await upload.close()
-        incoming.append(
-            pets_service.IncomingFile(filename=upload.filename, content_type=upload.content_type, data=data)
-        )
-    limits = pets_service.UploadLimits(
-        max_bytes=sec.max_upload_bytes,
-        min_side=sec.min_photo_side,
-        max_pixels=sec.max_photo_pixels,
-        max_photos=sec.max_photos_per_pet,
-        retention=timedelta(days=page.settings.retention.photo_days),
-    )
+    incoming = await read_incoming(chosen, max_bytes=sec.max_upload_bytes)
+    limits = pets_service.UploadLimits.from_settings(page.settings)
     outcomes = await run_in_threadpool(
         pets_service.upload_photos,
         page.session,
