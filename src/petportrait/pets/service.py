@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import new_id
-from petportrait.errors import Gone, NotFound
+from petportrait.errors import NotFound
+from petportrait.lifecycle import policy
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
 from petportrait.pets.models import Pet, Photo, Species
@@ -87,7 +88,7 @@ def get_pet(session: Session, *, owner_id: str, pet_id: str) -> Pet:
 
 def live_photos_query(*, now: datetime | None = None) -> Select[Photo]:
     """A select of photos not yet expired (read-time hiding: expired photos are gone at once)."""
-    return select(Photo).where(Photo.expires_at > (now or utcnow()))
+    return select(Photo).where(policy.live_clause(Photo, now=now))
 
 
 def count_live_photos(session: Session, *, pet_id: str) -> int:
@@ -95,7 +96,9 @@ def count_live_photos(session: Session, *, pet_id: str) -> int:
     now = utcnow()
     return (
         session.scalar(
-            select(func.count()).select_from(Photo).where(Photo.pet_id == pet_id, Photo.expires_at > now)
+            select(func.count()).select_from(
+                live_photos_query(now=now).where(Photo.pet_id == pet_id).subquery()
+            )
         )
         or 0
     )
@@ -113,10 +116,7 @@ def get_photo(session: Session, *, owner_id: str, photo_id: str) -> Photo:
     photo = session.get(Photo, photo_id)
     if photo is None or photo.owner_id != owner_id:
         raise NotFound("No such photo.", code="photo_not_found")
-    if photo.expires_at <= utcnow():
-        raise Gone(
-            "This photo passed its 30-day retention period and has been deleted.", code="photo_expired"
-        )
+    policy.ensure_live(photo)  # 410 photo_expired from the moment it expires, before any sweep
     return photo
 
 

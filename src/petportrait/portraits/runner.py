@@ -371,7 +371,7 @@ def _train(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: 
     ctx.released.extend(released)
 
 
-def _png_bytes(image: Any, params: dict[str, Any]) -> bytes:
+def _png_bytes(image: Any) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
@@ -435,7 +435,7 @@ def _render(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch:
         )
         params = dict(result.params)
         params.update({"model_id": model.id, "render_id": render.id, "preview": bool(result.is_preview)})
-        data = _png_bytes(result.images[0], params)
+        data = _png_bytes(result.images[0])
         key = render_key(owner_id=job.owner_id, job_id=job.id, attempt=job.attempt, render_id=render.id)
         ctx.blobs.put_bytes(key, data)
         now = utcnow()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
-from sqlalchemy import select
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
@@ -13,7 +12,6 @@ from petportrait.lifecycle import service as lifecycle_service
 from petportrait.lifecycle.sweeper import interval
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service as portraits_service
-from petportrait.portraits.models import PetModel
 from petportrait.web.deps import SESSION_COOKIE
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 from petportrait.web.streaming import export_zip_response
@@ -40,16 +38,7 @@ def _data_context(page: Page) -> dict[str, Any]:
     now = utcnow()
     pets = []
     for pet in pets_service.list_pets(page.session, owner_id=user.id):
-        models = list(
-            page.session.scalars(
-                select(PetModel)
-                .where(
-                    PetModel.pet_id == pet.id,
-                    (PetModel.expires_at.is_(None)) | (PetModel.expires_at > now),
-                )
-                .order_by(PetModel.created_at.desc())
-            )
-        )
+        models = portraits_service.list_models(page.session, owner_id=user.id, pet_id=pet.id)
         pets.append(
             {
                 "pet": pet,
