@@ -5,7 +5,10 @@ with its defaults (no latent caching, data loaded in the main process): open and
 batch (Pillow equivalents of its Resize, CenterCrop, ToTensor, Normalize), tokenize the prompt per example,
 VAE-encode the batch, run the text encoder, then the UNet forward and backward, the loss, gradient clipping
 and an AdamW step, and read the loss for the log. It gets the same model, LoRA targets, rank, optimizer,
-min-SNR weighting, precision (bf16 autocast on CUDA), batch and photos as ``train_lora``.
+min-SNR weighting, precision (bf16 autocast on CUDA), batch and photos as ``train_lora``, and peft's LoRA
+layers and AdamW as the script has them; ``train_lora`` differs in caching the photo latents and prompt
+embeddings, and (in float32) in merging each LoRA update into its layer's weight and fusing AdamW and the
+gradient clipping over all parameters.
 
 The two run in lockstep in this process: after each step of ``train_lora`` (from its progress callback) the
 reference does one step, so that whatever else the machine is doing slows both alike. Steps/s of each is one
@@ -316,7 +319,7 @@ def main() -> None:
         f"(mean-based {reference_mean:.3f})"
     )
     print(
-        f"ours (train_lora, photos, latents and embeddings cached): {ours:.3f} steps/s "
+        f"ours (train_lora: latents and embeddings cached, merged LoRA, fused AdamW): {ours:.3f} steps/s "
         f"(mean-based {ours_mean:.3f})"
     )
     print(f"ratio: {ours / reference:.2f}x (mean-based {ours_mean / reference_mean:.2f}x)")

@@ -21,6 +21,7 @@ from petportrait.ml.train import (
     encode_images,
     encode_prompt,
     load_train_components,
+    merge_lora_in_forward,
     read_lora_metadata,
     train_lora,
 )
@@ -233,3 +234,56 @@ def test_unset_hyper_parameters_take_the_family_defaults(
     assert resolved.instance_prompt == "a photo of sks cat" and resolved.class_prompt == "a photo of cat"
     assert resolved.mixed_precision == "no"
     assert FAMILY_DEFAULTS["sd15"].resolution == 512 and FAMILY_DEFAULTS["sdxl"].resolution == 1024
+
+
+def _lora_stack(dtype: torch.dtype) -> torch.nn.Module:
+    """Two linear layers (one with a bias) under peft LoRA adapters with a non-zero B, as after training."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    torch.manual_seed(7)
+    model = torch.nn.Sequential()
+    model.add_module("to_q", torch.nn.Linear(16, 24, bias=False))
+    model.add_module("to_out", torch.nn.Linear(24, 16))
+    model.requires_grad_(False)
+    model = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_out"]), model)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.1)
+    return model.to(dtype)
+
+
+def _output_and_lora_grads(
+    model: torch.nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    output = model(x)
+    output.square().sum().backward()
+    grads = [
+        p.grad.clone() for _, p in sorted(model.named_parameters()) if p.requires_grad and p.grad is not None
+    ]
+    model.zero_grad()
+    return output.detach(), grads
+
+
+def test_merged_lora_layers_compute_what_peft_computes() -> None:
+    x = torch.randn(3, 10, 16, generator=torch.Generator().manual_seed(1))
+    model = _lora_stack(torch.float32)
+    expected, expected_grads = _output_and_lora_grads(model, x)
+    assert merge_lora_in_forward(model) == 2
+    output, grads = _output_and_lora_grads(model, x)
+
+    assert len(grads) == len(expected_grads) == 4  # A and B of both layers receive gradients
+    torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)
+    for grad, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-5)
+    # The adapters are untouched: what is saved is peft's own state.
+    assert {name for name, _ in model.named_parameters() if "lora_" in name} == {
+        "to_q.lora_A.default.weight",
+        "to_q.lora_B.default.weight",
+        "to_out.lora_A.default.weight",
+        "to_out.lora_B.default.weight",
+    }
+
+
+def test_half_precision_lora_layers_keep_peft_forward() -> None:
+    model = _lora_stack(torch.bfloat16)
+    assert merge_lora_in_forward(model) == 0

@@ -4,7 +4,11 @@
 ``examples/dreambooth/train_dreambooth_lora.py`` (instance prompt with a rare token and the species, optional
 prior preservation, LoRA on the UNet attention projections, AdamW, min-SNR weighting) with one change that
 makes it faster: the VAE latents of the photos and the text embeddings of the prompts never change during a
-run, so they are computed once, before the first step, and the VAE and text encoders are then freed.
+run, so they are computed once, before the first step, and the VAE and text encoders are then freed. In
+float32 (on the CPU) two more things save time without changing the arithmetic's precision: each LoRA layer
+multiplies by its merged weight ``W + s·B·A`` (one matrix product where peft's layer does three, and no
+separate add; ``merge_lora_in_forward``), and AdamW and gradient clipping run fused over all parameters
+rather than one tensor at a time.
 
 Everything derived from the photos (crops, cached latents, class latents) lives in a temporary work folder
 that is removed when ``train_lora`` returns or raises, whatever happens.
@@ -12,6 +16,7 @@ that is removed when ``train_lora`` returns or raises, whatever happens.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -38,6 +43,8 @@ DEFAULT_TOKEN = "sks"
 MIN_PHOTOS = 2
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 LORA_FORMAT = "petportrait-lora/1"
+# Devices where torch's AdamW has a fused kernel (one pass over all parameters).
+FUSED_ADAMW_DEVICES = frozenset({"cpu", "cuda"})
 METADATA_PREFIX = "petportrait."
 
 
@@ -456,6 +463,43 @@ def lora_metadata(
     }
 
 
+def _merged_lora_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """``x·(W + s·B·A)ᵀ + b``: the LoRA layer's output, with the rank-r update added to the weight first."""
+    (adapter,) = layer.active_adapters
+    base = layer.base_layer
+    weight = torch.addmm(
+        base.weight, layer.lora_B[adapter].weight, layer.lora_A[adapter].weight, alpha=layer.scaling[adapter]
+    )
+    return F.linear(x, weight, base.bias)
+
+
+def merge_lora_in_forward(unet: Any) -> int:
+    """Make every float32 LoRA linear layer of ``unet`` compute with its merged weight; returns how many.
+
+    peft's layer computes ``x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ``: three products over the whole activation (two of
+    them thin, rank r) and an add, and as many again in the backward pass. With the update merged into the
+    weight first (an out-by-in product, tiny beside the activations) the layer is one product forward and two
+    backward, the gradients of A and B coming from the weight's gradient. The sum is the same; only the order
+    of the float32 additions differs. Half-precision bases keep peft's form, where a small update added to a
+    bf16 weight would be rounded away.
+    """
+    from peft.tuners.lora import Linear as LoraLinear
+
+    merged = 0
+    for module in unet.modules():
+        if (
+            isinstance(module, LoraLinear)
+            and len(module.active_adapters) == 1
+            and isinstance(module.base_layer, torch.nn.Linear)
+            and module.base_layer.weight.dtype == torch.float32
+            and isinstance(module.lora_dropout[module.active_adapters[0]], torch.nn.Identity)
+            and not module.use_dora.get(module.active_adapters[0], False)
+        ):
+            module.forward = functools.partial(_merged_lora_forward, module)  # type: ignore[method-assign]
+            merged += 1
+    return merged
+
+
 def save_lora(unet: Any, path: Path, *, rank: int, alpha: int, metadata: dict[str, str]) -> None:
     """Write the UNet's LoRA weights as safetensors, in the layout diffusers' ``load_lora_weights`` reads."""
     from peft.utils import get_peft_model_state_dict
@@ -600,6 +644,7 @@ def train_lora(
         from diffusers.models.attention_processor import AttnProcessor2_0
 
         unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]  # PyTorch SDPA
+        merge_lora_in_forward(unet)
         if spec.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         unet.train()
@@ -611,7 +656,12 @@ def train_lora(
             )
         else:
             optimizer = torch.optim.AdamW(
-                lora_parameters, lr=resolved.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8
+                lora_parameters,
+                lr=resolved.learning_rate,
+                betas=(0.9, 0.999),
+                weight_decay=1e-2,
+                eps=1e-8,
+                fused=torch.device(device).type in FUSED_ADAMW_DEVICES,
             )
 
         # 5. Train. All randomness comes from one CPU generator, so a CPU run is repeatable bit for bit.
@@ -666,7 +716,7 @@ def train_lora(
                     ).mean()
                     loss = loss + spec.prior_loss_weight * prior_loss
             loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(lora_parameters, max_norm=1.0)
+            torch.nn.utils.clip_grad_norm_(lora_parameters, max_norm=1.0, foreach=True)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
