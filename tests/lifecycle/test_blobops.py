@@ -15,7 +15,7 @@ KEYS = [f"renders/u{i % 3}/job{i % 5}/a1/r{i}.png" for i in range(40)] + ["photo
 
 
 class Wrapped:
-    """A store that is neither local nor S3 to the bulk deleter (it falls back to one delete a key)."""
+    """A store without delete_many: the bulk deleter falls back to one delete a key."""
 
     def __init__(self, inner: BlobStore) -> None:
         self.inner = inner

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from petportrait.storage.base import BlobError, BlobInfo, BlobNotFound, BlobStore, InvalidKey
+from petportrait.storage.base import BlobError, BlobInfo, BlobNotFound, BlobStore, BulkDelete, InvalidKey
 
 if TYPE_CHECKING:
     from conftest import PatternStream
@@ -127,6 +127,20 @@ def test_delete_is_idempotent_and_says_whether_it_deleted(store: BlobStore) -> N
     with pytest.raises(BlobNotFound):
         store.get_bytes("photos/u/p/x.jpg")
     assert keys_of(store.list()) == ["photos/u/p/y.jpg"]
+
+
+def test_delete_many_deletes_what_it_is_asked_and_reports_what_it_could_not(store: BlobStore) -> None:
+    assert isinstance(store, BulkDelete)
+    doomed = [f"renders/u{i % 3}/j{i % 4}/r{i}.png" for i in range(30)]
+    for key in [*doomed, "renders/u0/j0/keep.png", "photos/u/p/keep.jpg"]:
+        store.put_bytes(key, b"x")
+
+    failures = store.delete_many([*doomed, "renders/never/was.png", "../escape", "a//b"])
+
+    assert set(failures) == {"../escape", "a//b"}  # invalid keys are refused, the rest still deleted
+    assert keys_of(store.list()) == ["photos/u/p/keep.jpg", "renders/u0/j0/keep.png"]
+    assert store.delete_many(doomed) == {}  # deleting again is not an error
+    assert store.delete_many([]) == {}
 
 
 def test_a_key_prefix_is_not_itself_a_blob(store: BlobStore) -> None:

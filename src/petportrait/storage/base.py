@@ -7,7 +7,7 @@ may be empty, '.' or '..'. Every backend passes the contract suite in tests/stor
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -89,3 +89,15 @@ class BlobStore(Protocol):
     def check(self) -> None:
         """Raise if the store cannot be reached or written (used by /healthz)."""
         ...
+
+
+@runtime_checkable
+class BulkDelete(Protocol):
+    """A store that deletes many keys at once, faster than one ``delete`` a key (both built-in stores).
+
+    ``delete_many(keys)`` deletes every key, as ``delete`` would (a missing key is not an error), and returns
+    ``{key: error}`` for the keys it could not delete, an invalid key among them; the others are still
+    deleted. Stores without it are deleted from one key at a time (``lifecycle.blobops.delete_many``).
+    """
+
+    def delete_many(self, keys: Sequence[str]) -> dict[str, str]: ...

@@ -17,7 +17,8 @@ import errno
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +35,7 @@ from petportrait.storage.base import (
 CHUNK_SIZE = 1024 * 1024
 _TEMP_PREFIX = ".~put-"
 _PROBE_PREFIX = ".~probe-"
+_DELETE_THREADS = 8  # unlink and rmdir are syscalls that wait on the disk, not on the GIL
 
 
 class KeyConflict(BlobError):
@@ -162,6 +164,64 @@ class LocalBlobStore:
         self._prune_empty_folders(path.parent)
         return True
 
+    def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Delete every key; returns {key: error} for those that could not be deleted (see BulkDelete).
+
+        Files are unlinked, then the folders left empty pruned, each step from a few threads. Keys are
+        checked as ``delete`` checks them: a valid key, whose folder resolves to itself inside the root (no
+        symlinked folder on the way; unlink itself never follows a link), each folder resolved once.
+        Unlike ``delete``, folders are not fsynced one by one: a deletion that a power loss undoes brings
+        back a blob whose key a tombstone names, which the sweeper's reconciliation deletes at once (or
+        leaves a row still due, which the next sweep deletes again).
+        """
+        if not keys:
+            return {}
+        failures: dict[str, str] = {}
+        root = str(self.root)
+        checked: dict[str, bool] = {}
+
+        def folder_ok(folder: str) -> bool:
+            ok = checked.get(folder)
+            if ok is None:
+                ok = os.path.realpath(folder) == folder and folder.startswith(root + os.sep)
+                checked[folder] = ok
+            return ok
+
+        def unlink(chunk: Sequence[str]) -> set[str]:
+            touched: set[str] = set()
+            for key in chunk:
+                try:
+                    validate_key(key)
+                    path = os.path.join(root, *key.split("/"))
+                    folder = os.path.dirname(path)
+                    if not folder_ok(folder):
+                        raise InvalidKey(f"blob key {key!r} resolves outside the store or through a link")
+                    os.unlink(path)
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                    continue  # gone already, or a folder of other keys (not a blob)
+                except Exception as exc:
+                    failures[key] = f"{type(exc).__name__}: {exc}"
+                    continue
+                touched.add(folder)
+            return touched
+
+        def prune(chunk: Sequence[str]) -> None:
+            for folder in chunk:
+                while folder != root and folder.startswith(root + os.sep):
+                    try:
+                        os.rmdir(folder)
+                    except OSError:
+                        break  # not empty (or gone already): stop here
+                    folder = os.path.dirname(folder)
+
+        with ThreadPoolExecutor(_DELETE_THREADS) as pool:
+            folders: set[str] = set()
+            for touched in pool.map(unlink, _slices(sorted(keys), _DELETE_THREADS)):
+                folders |= touched
+            deepest_first = sorted(folders, key=lambda f: f.count(os.sep), reverse=True)
+            list(pool.map(prune, _slices(deepest_first, _DELETE_THREADS)))
+        return failures
+
     def _prune_empty_folders(self, folder: Path) -> None:
         while folder != self.root and folder.is_relative_to(self.root):
             try:
@@ -228,6 +288,12 @@ class LocalBlobStore:
                 os.fsync(out.fileno())
         finally:
             os.unlink(name)
+
+
+def _slices(items: Sequence[str], count: int) -> list[Sequence[str]]:
+    """``items`` in at most ``count`` contiguous slices of nearly equal length."""
+    step = max(1, -(-len(items) // count))
+    return [items[i : i + step] for i in range(0, len(items), step)]
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -9,7 +9,7 @@ backstop: the sweeper deletes expired blobs itself.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
@@ -33,6 +33,7 @@ MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK_SIZE = 8 * 1024 * 1024
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
+_DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 
 def _error_code(exc: ClientError) -> str:
@@ -179,6 +180,27 @@ class S3BlobStore:
         existed = self._head(key) is not None
         self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
         return existed
+
+    def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Delete every key with DeleteObjects, a thousand a request; returns {key: error} (BulkDelete)."""
+        failures: dict[str, str] = {}
+        for start in range(0, len(keys), _DELETE_BATCH):
+            objects = []
+            for key in keys[start : start + _DELETE_BATCH]:
+                try:
+                    objects.append({"Key": self._object_key(key)})
+                except InvalidKey as exc:
+                    failures[key] = f"{type(exc).__name__}: {exc}"
+            if not objects:
+                continue
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": objects, "Quiet": True},  # type: ignore[typeddict-item]
+            )
+            for error in response.get("Errors", []):
+                key = str(error.get("Key", ""))[len(self.prefix) :]
+                failures[key] = f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
+        return failures
 
     # -- listing -----------------------------------------------------------------------------------
 
