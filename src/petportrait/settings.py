@@ -102,6 +102,8 @@ class SecuritySettings(BaseModel):
     max_photo_pixels: int = 50_000_000
     signin_max_failures: int = 5
     signin_window_seconds: float = 900.0
+    # When set, GET /metrics answers only "Authorization: Bearer <metrics_token>" (a scraper's secret).
+    metrics_token: str | None = None
 
 
 class RightsSettings(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -19,7 +20,7 @@ from petportrait.db import session_scope
 from petportrait.lifecycle import audit, sweeper
 from petportrait.lifecycle.models import AuditEntry
 from petportrait.pets.models import Pet
-from petportrait.web.app import Services
+from petportrait.web.app import Services, create_app
 from tests.conftest import PASSWORD, pet_photos
 from tests.lifecycle.helpers import DAY, add_model, add_render
 
@@ -310,6 +311,28 @@ def test_metrics_show_items_by_kind_and_state_and_sweep_durations(
     assert after[("petportrait_sweep_last_purged_items", ())] == 1
     assert after[("petportrait_sweep_duration_seconds_count", ())] >= 1
     assert ("petportrait_sweep_last_duration_seconds", ()) in after
+
+
+def test_metrics_answer_only_the_scrapers_token_when_one_is_set(services: Services) -> None:
+    security = services.settings.security.model_copy(update={"metrics_token": "s3cret-scraper-token"})
+    settings = services.settings.model_copy(update={"security": security})
+    guarded = dataclasses.replace(services, settings=settings)
+    wrong: list[dict[str, str]] = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic s3cret-scraper-token"},
+    ]
+    with TestClient(create_app(services=guarded), raise_server_exceptions=False) as client:
+        for headers in wrong:
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["code"] == "metrics_token_required"
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert "petportrait_" not in refused.text
+        allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scraper-token"})
+        assert allowed.status_code == 200
+        assert "petportrait_retention_items" in allowed.text
 
 
 def test_the_api_lists_the_lifecycle_paths(client: TestClient) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from petportrait.accounts.models import Role, User
+from petportrait.errors import Unauthorized
 from petportrait.lifecycle import holds, metrics, service
 from petportrait.lifecycle.models import HoldScope, LegalHold
 from petportrait.lifecycle.schemas import DeletionOut, ErasureOut, HoldCreate, HoldOut, HoldRelease
@@ -122,6 +124,18 @@ def release_hold(
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
-def prometheus_metrics(session: SessionDep, settings: SettingsDep) -> Response:
-    """Prometheus metrics: items by kind and state, oldest overdue item, sweep durations."""
+def prometheus_metrics(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Prometheus metrics: items by kind and state, oldest overdue item, sweep durations.
+
+    Open when ``security.metrics_token`` is unset; otherwise only for ``Authorization: Bearer <token>``.
+    """
+    expected = settings.security.metrics_token
+    if expected:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise Unauthorized(
+                "/metrics needs the scraper's token: send 'Authorization: Bearer <security.metrics_token>'",
+                code="metrics_token_required",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
     return Response(metrics.render(session, settings=settings), media_type=metrics.CONTENT_TYPE)
