@@ -174,7 +174,7 @@ def test_cookie_authenticated_api_writes_need_the_csrf_header(client: TestClient
 
 
 def test_pages_need_a_sign_in(client: TestClient) -> None:
-    for path in ["/pets", "/styles", "/portraits", "/me"]:
+    for path in ["/pets", "/styles", "/portraits", "/me", "/support"]:
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303, path
         assert response.headers["location"] == f"/signin?next={path}"
@@ -273,3 +273,73 @@ def test_the_session_cookie_is_secure_when_the_settings_say_so(
     )
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v)
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+def test_a_person_opens_and_closes_a_support_case_from_the_support_page(client: TestClient) -> None:
+    token = page_sign_up(client, "owner@example.com")
+    assert "You have no photos, models or portraits yet" in client.get("/support").text
+    created = client.post(
+        "/pets", data={"name": "Rex", "species": "dog", "csrf_token": token}, follow_redirects=False
+    )
+    pet_path = created.headers["location"]
+    photos = pet_photos("dog")[:2]
+    stored = client.post(
+        f"{pet_path}/photos",
+        data={"csrf_token": token},
+        files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos],
+    )
+    assert stored.status_code == 200, stored.text
+    page = client.get("/support")
+    assert page.status_code == 200 and '<a href="/support" aria-current="page">Support</a>' in page.text
+    ticks = re.findall(r'name="items" value="(photo:[^"]+)"', page.text)
+    assert len(ticks) == 2 and f"> Photo {photos[0].name}</label>" in page.text
+
+    # Forms that cannot open a case say why, keep what was typed, and open nothing.
+    for data, sentence in [
+        ({"subject": " ", "items": ticks[:1]}, "Say what you need help with"),
+        ({"subject": "The model looks wrong"}, "Tick at least one photo, model or portrait"),
+        ({"subject": "The model looks wrong", "items": ["photo:nope"]}, "is gone or is not yours"),
+        ({"subject": "The model looks wrong", "items": ticks[:1], "days": "30"}, "at most 7 days"),
+    ]:
+        refused = client.post("/support/cases", data={"csrf_token": token, **data})
+        assert refused.status_code == 422 and sentence in refused.text, data
+        assert "You have not opened a support case." in refused.text
+    assert "The model looks wrong</textarea>" in refused.text
+
+    opened = client.post(
+        "/support/cases",
+        data={"csrf_token": token, "subject": "The model looks wrong", "items": ticks[:1], "days": "3"},
+        follow_redirects=False,
+    )
+    assert opened.status_code == 303 and opened.headers["location"] == "/support?opened=1"
+    cases = client.get("/api/v1/me/support-cases", headers={"X-CSRF-Token": token}).json()
+    assert len(cases) == 1 and cases[0]["open"] is True
+    assert cases[0]["items"] == [{"kind": "photo", "id": ticks[0].split(":", 1)[1]}]
+    shown = client.get("/support?opened=1").text
+    assert "Your case is open." in shown and "open until" in shown and "Close the case now" in shown
+    ticked = re.search(rf'value="{ticks[0]}"> (Photo [^<]+)</label>', page.text)
+    assert ticked and f"<li>{ticked.group(1)} of Rex</li>" in shown
+
+    # Another person can neither see nor close it.
+    client.cookies.clear()
+    other = page_sign_up(client, "other@example.com")
+    assert "The model looks wrong" not in client.get("/support").text
+    assert (
+        client.post(f"/support/cases/{cases[0]['id']}/close", data={"csrf_token": other}).status_code == 404
+    )
+    client.cookies.clear()
+    signed_in = client.post(
+        "/signin",
+        data={
+            "email": "owner@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(client.get("/signin").text),
+        },
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303
+    token = csrf_of(client.get("/support").text)
+    closed = client.post(f"/support/cases/{cases[0]['id']}/close", data={"csrf_token": token})
+    assert closed.status_code == 200 and "support can no longer look at its items" in closed.text
+    assert "closed " in closed.text and "Close the case now" not in closed.text
+    assert client.get("/api/v1/me/support-cases").json()[0]["open"] is False

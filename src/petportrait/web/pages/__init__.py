@@ -11,7 +11,15 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 def page_routers() -> list[APIRouter]:
     """Every page router, in the order they are mounted."""
-    from petportrait.web.pages import auth, data, pets, portraits, rights, staff
+    from petportrait.web.pages import auth, data, pets, portraits, rights, staff, support
 
-    routers = [auth.router, pets.router, portraits.router, data.router, rights.router, staff.router]
+    routers = [
+        auth.router,
+        pets.router,
+        portraits.router,
+        data.router,
+        rights.router,
+        support.router,
+        staff.router,
+    ]
     return routers
