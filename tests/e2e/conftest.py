@@ -116,10 +116,15 @@ def _server_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def _need_chromium() -> None:
+    """The browser tests fail, not skip, without Chromium: a skipped suite would pass unnoticed."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Debian's Chromium is not installed at {CHROMIUM}: run `make browser` (make test does)")
+
+
 @pytest.fixture(scope="package")  # gone before other packages run: its consumer shares the database
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM}")
+    _need_chromium()
     data_dir = tmp_path_factory.mktemp("e2e-var")
     env = _server_env(data_dir)
     migrate = subprocess.run(
@@ -164,6 +169,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
+    _need_chromium()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
