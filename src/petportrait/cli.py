@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from petportrait.lifecycle.cli import audit_app, retention_app, storage_app, sweep
-from petportrait.settings import Settings, get_settings
+from petportrait.lifecycle.cli import audit_app, cli_settings, retention_app, storage_app, sweep
 
 app = typer.Typer(
     help="petportrait: pet portraits with a data policy the code enforces.", no_args_is_help=True
@@ -21,14 +20,6 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(audit_app, name="audit")
 app.add_typer(storage_app, name="storage")
 app.command("sweep")(sweep)
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except Exception as exc:  # pydantic's ValidationError, shown as one clear line
-        typer.echo(f"error: invalid settings: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -43,7 +34,7 @@ def serve(
 
     from petportrait.web.app import create_app
 
-    settings = _settings()
+    settings = cli_settings()
     application = create_app(settings)
     uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
 
@@ -61,7 +52,7 @@ def worker(
     from petportrait.web.app import build_services
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = build_services(_settings())
+    services = build_services(cli_settings())
     consumer = Consumer(services, periodic=periodic)
     consumer.run_forever()
     services.engine.dispose()
@@ -73,7 +64,7 @@ def migrate() -> None:
     from petportrait.db import make_engine
     from petportrait.migrate import current, upgrade
 
-    settings = _settings()
+    settings = cli_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -112,7 +103,7 @@ def create_user(
     if len(secret) < 10:
         typer.echo("error: the password must have at least 10 characters", err=True)
         raise typer.Exit(2)
-    services = build_services(_settings(), migrate=True)
+    services = build_services(cli_settings(), migrate=True)
     try:
         with session_scope(services.session_factory) as session:
             user = accounts_service.create_user(session, email=email, password=secret, role=role_value)
@@ -136,7 +127,7 @@ def demo(
     """Train on a folder of photos and render a few styles (the preview model when none is configured)."""
     from petportrait.ml.demo import run_demo
 
-    settings = _settings()
+    settings = cli_settings()
     paths = run_demo(
         photos_dir=photos,
         out_dir=out,

@@ -98,21 +98,17 @@ def close_case(session: Session, *, owner_id: str, case_id: str) -> SupportCase:
     return case
 
 
-def open_cases(session: Session) -> list[SupportCase]:
-    """Cases support staff may work on now (without their items' content)."""
-    now = utcnow()
-    return list(
-        session.scalars(
-            select(SupportCase)
-            .where(SupportCase.closed_at.is_(None), SupportCase.ends_at > now)
-            .order_by(SupportCase.opened_at)
-        )
-    )
+def open_cases(session: Session, *, owner_id: str | None = None) -> list[SupportCase]:
+    """Cases support staff may work on now (without their items' content); of one owner if given."""
+    query = select(SupportCase).where(SupportCase.closed_at.is_(None), SupportCase.ends_at > utcnow())
+    if owner_id is not None:
+        query = query.where(SupportCase.owner_id == owner_id)
+    return list(session.scalars(query.order_by(SupportCase.opened_at)))
 
 
 def case_naming(session: Session, *, owner_id: str, kind: str, item_id: str) -> SupportCase | None:
     """An open case of the owner that names this item, or None."""
-    for case in open_cases(session):
-        if case.owner_id == owner_id and {"kind": kind, "id": item_id} in case.items:
+    for case in open_cases(session, owner_id=owner_id):
+        if {"kind": kind, "id": item_id} in case.items:
             return case
     return None

@@ -24,7 +24,8 @@ audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 storage_app = typer.Typer(help="Blob storage.", no_args_is_help=True)
 
 
-def _settings() -> Settings:
+def cli_settings() -> Settings:
+    """The settings, or exit 2 with one clear line when they are invalid (every command starts here)."""
     try:
         return get_settings()
     except Exception as exc:  # pydantic's ValidationError, shown as one clear line
@@ -36,7 +37,7 @@ def _settings() -> Settings:
 def _services() -> Iterator[Services]:
     from petportrait.web.app import build_services
 
-    services = build_services(_settings())
+    services = build_services(cli_settings())
     try:
         yield services
     finally:
@@ -171,7 +172,7 @@ def storage_lifecycle(
     from petportrait.storage import create_blob_store
     from petportrait.storage.s3 import S3BlobStore
 
-    settings = _settings()
+    settings = cli_settings()
     if settings.storage.backend != "s3":
         typer.echo("error: lifecycle rules are for S3 storage (storage.backend is not 's3')", err=True)
         raise typer.Exit(2)

@@ -37,19 +37,21 @@ def active_at_clause(at: datetime) -> ColumnElement[bool]:
     )
 
 
-def held_clause(kind: str, id_column: Any, owner_column: Any, *, at: datetime) -> ColumnElement[bool]:
-    """SQL: whether a hold in force at `at` covers the row (by its id, or its owner's whole account)."""
-    return exists().where(
-        active_at_clause(at),
-        or_(
-            and_(LegalHold.scope == HoldScope.ACCOUNT.value, LegalHold.owner_id == owner_column),
-            and_(
-                LegalHold.scope == HoldScope.ITEM.value,
-                LegalHold.subject_kind == kind,
-                LegalHold.subject_id == id_column,
-            ),
+def _covers_clause(kind: str, id_column: Any, owner_column: Any) -> ColumnElement[bool]:
+    """SQL: whether a hold's scope takes in the row (by its id, or its owner's whole account)."""
+    return or_(
+        and_(LegalHold.scope == HoldScope.ACCOUNT.value, LegalHold.owner_id == owner_column),
+        and_(
+            LegalHold.scope == HoldScope.ITEM.value,
+            LegalHold.subject_kind == kind,
+            LegalHold.subject_id == id_column,
         ),
     )
+
+
+def held_clause(kind: str, id_column: Any, owner_column: Any, *, at: datetime) -> ColumnElement[bool]:
+    """SQL: whether a hold in force at `at` covers the row (by its id, or its owner's whole account)."""
+    return exists().where(active_at_clause(at), _covers_clause(kind, id_column, owner_column))
 
 
 def held_since_clause(
@@ -60,14 +62,7 @@ def held_since_clause(
         LegalHold.placed_at <= now,
         LegalHold.ends_at > since,
         or_(LegalHold.released_at.is_(None), LegalHold.released_at > since),
-        or_(
-            and_(LegalHold.scope == HoldScope.ACCOUNT.value, LegalHold.owner_id == owner_column),
-            and_(
-                LegalHold.scope == HoldScope.ITEM.value,
-                LegalHold.subject_kind == kind,
-                LegalHold.subject_id == id_column,
-            ),
-        ),
+        _covers_clause(kind, id_column, owner_column),
     )
 
 

@@ -15,7 +15,7 @@ from petportrait.lifecycle import holds, metrics, service
 from petportrait.lifecycle.models import HoldScope, LegalHold
 from petportrait.lifecycle.schemas import DeletionOut, ErasureOut, HoldCreate, HoldOut, HoldRelease
 from petportrait.lifecycle.sweeper import interval
-from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, require_role
+from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, bearer_value, require_role
 from petportrait.web.streaming import export_zip_response
 
 router = APIRouter(tags=["your data"])
@@ -131,8 +131,8 @@ def prometheus_metrics(request: Request, session: SessionDep, settings: Settings
     """
     expected = settings.security.metrics_token
     if expected:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        given = bearer_value(request) or ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Unauthorized(
                 "/metrics needs the scraper's token: send 'Authorization: Bearer <security.metrics_token>'",
                 code="metrics_token_required",

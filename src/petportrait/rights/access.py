@@ -58,18 +58,15 @@ def authorize(session: Session, *, staff: User, kind: str, item_id: str, content
     if row is not None and not policy.is_expired(row):
         basis = _basis(session, staff, row, kind)
     if row is None or basis is None:
-        audit.record(
+        raise refuse(
             session,
-            action="staff.access_refused",
-            actor_id=staff.id,
-            subject_kind=kind,
-            subject_id=item_id,
+            staff=staff,
+            kind=kind,
+            item_id=item_id,
+            why="no consent, support case or trust & safety case",
             owner_id=row.owner_id if row is not None else None,
-            purpose=staff.role,
-            details={"content": content, "why": "no consent, support case or trust & safety case"},
+            content=content,
         )
-        session.commit()  # the refusal stays on record although the request fails
-        raise NotFound("Nothing here.")
     events = [
         audit.AuditEvent(
             action="staff.item_viewed",
@@ -96,16 +93,30 @@ def authorize(session: Session, *, staff: User, kind: str, item_id: str, content
     return row, basis
 
 
-def refuse(session: Session, *, staff: User, kind: str, item_id: str, why: str) -> NotFound:
-    """Audit a refused staff attempt and return the 404 to raise."""
+def refuse(
+    session: Session,
+    *,
+    staff: User,
+    kind: str,
+    item_id: str,
+    why: str,
+    owner_id: str | None = None,
+    content: bool | None = None,
+) -> NotFound:
+    """Audit a refused staff attempt and return the 404 to raise; the refusal stays on record (committed)
+    although the request fails."""
+    details: dict[str, Any] = {"why": why}
+    if content is not None:
+        details["content"] = content
     audit.record(
         session,
         action="staff.access_refused",
         actor_id=staff.id,
         subject_kind=kind,
         subject_id=item_id,
+        owner_id=owner_id,
         purpose=staff.role,
-        details={"why": why},
+        details=details,
     )
     session.commit()
     return NotFound("Nothing here.")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import ApiToken, Role, User
+from petportrait.db import session_scope
 from petportrait.errors import Forbidden, NotFound, Unauthorized
 from petportrait.jobs.base import JobQueue
 from petportrait.settings import Settings
@@ -50,15 +51,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 def get_session(services: ServicesDep) -> Iterator[Session]:
     """A session per request, committed when the handler returns without error."""
-    session = services.session_factory()
-    try:
+    with session_scope(services.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": the commit happens when the handler returns, before the response is sent, so a client's
@@ -88,13 +82,20 @@ class Principal:
     token: ApiToken
 
 
+def bearer_value(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None when there is no such header."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
 def _secret_from(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+    if request.headers.get("authorization"):
+        value = bearer_value(request)
+        if value is None:
             raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
-        return value.strip()
+        return value
     return request.cookies.get(SESSION_COOKIE)
 
 

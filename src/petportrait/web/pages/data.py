@@ -33,23 +33,27 @@ REASON_LABELS = {
 }
 
 
+def pets_and_items(page: Page) -> list[dict[str, Any]]:
+    """Each of the person's pets with its live photos (oldest first), models and portraits."""
+    owner_id = page.user.id
+    return [
+        {
+            "pet": pet,
+            "photos": sorted(
+                pets_service.list_photos(page.session, owner_id=owner_id, pet_id=pet.id),
+                key=lambda p: (p.uploaded_at, p.original_filename),
+            ),
+            "models": portraits_service.list_models(page.session, owner_id=owner_id, pet_id=pet.id),
+            "renders": portraits_service.list_renders(page.session, owner_id=owner_id, pet_id=pet.id),
+        }
+        for pet in pets_service.list_pets(page.session, owner_id=owner_id)
+    ]
+
+
 def _data_context(page: Page) -> dict[str, Any]:
     user = page.user
     now = utcnow()
-    pets = []
-    for pet in pets_service.list_pets(page.session, owner_id=user.id):
-        models = portraits_service.list_models(page.session, owner_id=user.id, pet_id=pet.id)
-        pets.append(
-            {
-                "pet": pet,
-                "photos": sorted(
-                    pets_service.list_photos(page.session, owner_id=user.id, pet_id=pet.id),
-                    key=lambda p: (p.uploaded_at, p.original_filename),
-                ),
-                "models": models,
-                "renders": portraits_service.list_renders(page.session, owner_id=user.id, pet_id=pet.id),
-            }
-        )
+    pets = pets_and_items(page)
     sessions = [
         t
         for t in accounts_service.list_tokens(page.session, user=user)

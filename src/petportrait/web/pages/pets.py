@@ -117,21 +117,23 @@ def _pet_context(page: Page, pet: Pet) -> dict[str, Any]:
     }
 
 
-@router.get("/pets")
-def my_pets(page: PageDep) -> Response:
-    """The person's pets, and a form to add one."""
-    user = page.user
-    pets = pets_service.list_pets(page.session, owner_id=user.id)
-    rows = [
+def _pet_rows(page: Page) -> list[dict[str, Any]]:
+    """The person's pets, each with its count of live photos and its training state."""
+    return [
         {
             "pet": pet,
             "photo_count": pets_service.count_live_photos(page.session, pet_id=pet.id),
             "training": training_of(page.session, pet=pet),
         }
-        for pet in pets
+        for pet in pets_service.list_pets(page.session, owner_id=page.user.id)
     ]
+
+
+@router.get("/pets")
+def my_pets(page: PageDep) -> Response:
+    """The person's pets, and a form to add one."""
     return page.render(
-        "pets.html", title="My pets", rows=rows, species_labels=SPECIES_LABELS, errors={}, name=""
+        "pets.html", title="My pets", rows=_pet_rows(page), species_labels=SPECIES_LABELS, errors={}, name=""
     )
 
 
@@ -152,20 +154,11 @@ def create_pet(
     if species not in SPECIES_LABELS:
         errors["species"] = "Choose what kind of animal your pet is."
     if errors:
-        pets = pets_service.list_pets(page.session, owner_id=user.id)
-        rows = [
-            {
-                "pet": p,
-                "photo_count": pets_service.count_live_photos(page.session, pet_id=p.id),
-                "training": training_of(page.session, pet=p),
-            }
-            for p in pets
-        ]
         return page.render(
             "pets.html",
             status=422,
             title="My pets",
-            rows=rows,
+            rows=_pet_rows(page),
             species_labels=SPECIES_LABELS,
             errors=errors,
             name=name,

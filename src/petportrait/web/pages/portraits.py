@@ -145,10 +145,12 @@ def render(
                 raise ValueError
         except ValueError:
             errors["seed"] = "The seed must be a whole number from 0 to 2,000,000,000, or left empty."
-    if errors or pet is None or training is None or training.model is None:
+
+    def form_again(status: int) -> Response:
+        """The styles page with the form as sent and a sentence by each field that was wrong."""
         return page.render(
             "styles.html",
-            status=422,
+            status=status,
             title="Styles",
             choices=_choices(page),
             selected_pet=pet_id,
@@ -157,6 +159,9 @@ def render(
             max_count=MAX_COUNT,
             **_styles_context(page),
         )
+
+    if errors or pet is None or training is None or training.model is None:
+        return form_again(422)
     model_id = training.model.id
     retraining = False
     for index, name in enumerate(chosen or [None]):
@@ -179,17 +184,7 @@ def render(
         except ProblemError as exc:  # a refused prompt, a model that cannot render: said next to the form
             page.session.rollback()
             errors["prompt" if "prompt" in exc.code else "style"] = exc.detail
-            return page.render(
-                "styles.html",
-                status=exc.status,
-                title="Styles",
-                choices=_choices(page),
-                selected_pet=pet_id,
-                errors=errors,
-                form={"prompt": prompt, "count": count, "seed": seed, "styles": chosen},
-                max_count=MAX_COUNT,
-                **_styles_context(page),
-            )
+            return form_again(exc.status)
         retraining = retraining or plan.retraining
         model_id = plan.model.id  # a retrained model serves the next styles too
         page.session.commit()

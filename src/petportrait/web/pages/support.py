@@ -8,9 +8,8 @@ from fastapi import APIRouter, Form, Response
 
 from petportrait.consent import support
 from petportrait.errors import InvalidInput, NotFound
-from petportrait.pets import service as pets_service
-from petportrait.portraits import service as portraits_service
-from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
+from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute, fmt_date
+from petportrait.web.pages.data import pets_and_items
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -22,14 +21,18 @@ def _support_context(page: Page, *, form: dict[str, Any] | None = None) -> dict[
     owner_id = page.user.id
     pets = []
     labels: dict[str, str] = {}
-    for pet in pets_service.list_pets(page.session, owner_id=owner_id):
-        items = []
-        for photo in pets_service.list_photos(page.session, owner_id=owner_id, pet_id=pet.id):
-            items.append(("photo", photo.id, f"Photo {photo.original_filename}"))
-        for model in portraits_service.list_models(page.session, owner_id=owner_id, pet_id=pet.id):
-            made = model.trained_at or model.created_at
-            items.append(("model", model.id, f"Model of {made:%d %b %Y}, {model.state}"))
-        for render in portraits_service.list_renders(page.session, owner_id=owner_id, pet_id=pet.id):
+    for held in pets_and_items(page):
+        pet = held["pet"]
+        items = [("photo", photo.id, f"Photo {photo.original_filename}") for photo in held["photos"]]
+        for model in held["models"]:
+            items.append(
+                (
+                    "model",
+                    model.id,
+                    f"Model of {fmt_date(model.trained_at or model.created_at)}, {model.state}",
+                )
+            )
+        for render in held["renders"]:
             style = f" ({render.style.replace('_', ' ')})" if render.style else ""
             items.append(("render", render.id, f"Portrait{style}, {render.state}"))
         for kind, item_id, label in items:
