@@ -1,0 +1,273 @@
+"""The registry: what each domain contributes to a running deployment, and the services it runs on.
+
+Nothing registers itself by being imported. The composition root (`petportrait.services`) makes one
+`Registry`, calls each domain's `register(registry)` in a fixed order, checks the result against the
+retention policy (`Registry.validate`) and freezes it. A domain contributes:
+
+- item kinds: the table of each kind of stored item the retention policy names (photo, model, ...);
+- retention rules: for every other table that can hold personal data, how long its rows live;
+- erasure hooks: run in the transaction that erases an account;
+- export sections: `<name>.json` in a person's data export;
+- job handlers: what runs a job of a kind (training, rendering, ...);
+- periodic tasks: run by the one consumer that holds the periodic lease;
+- event subscribers: called in the transaction of the event (`emit`), e.g. to write an outbox row.
+
+Services reach the registry through the session: the root builds the session factory with
+`info={"registry": registry}`, so `registry_of(session)` works wherever a session does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobStore
+
+if TYPE_CHECKING:
+    from petportrait.jobs.base import JobQueue
+
+# Columns every table of an item kind must have (the sweeper, erasure, export and read-time hiding use them).
+ITEM_COLUMNS = ("id", "owner_id", "storage_key", "sha256", "expires_at")
+
+ErasureHook = Callable[[Session, str, str | None], None]
+"""hook(session, user_id, actor_id), run in the transaction that erases the account."""
+
+ExportSection = Callable[[Session, str], list[dict[str, Any]]]
+"""fn(session, user_id) -> JSON-ready records for `<name>.json` in the person's export."""
+
+Subscriber = Callable[[Session, "Event"], None]
+"""fn(session, event), run in the transaction of the event."""
+
+
+class RegistryError(RuntimeError):
+    """The domains registered something inconsistent; the message says what, as a sentence."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened, emitted in the transaction that made it happen."""
+
+    name: str
+    owner_id: str | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class JobHandler(Protocol):
+    """What runs the jobs of one kind. `run` raises to fail; the job system does claims and heartbeats."""
+
+    def run(self, ctx: Any, session: Session, job: Any, beat: Any) -> None: ...
+
+    def remove_outputs(self, session: Session, *, blobs: BlobStore, job: Any, attempt: int) -> list[str]: ...
+
+    def on_end(self, session: Session, *, job: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class PeriodicTask:
+    """`run(services)` every `interval(settings)` seconds on the consumer that holds the periodic lease."""
+
+    name: str
+    interval: Callable[[Settings], float]
+    run: Callable[[Services], object]
+
+
+@dataclass(frozen=True)
+class TableRule:
+    """How long the rows of a table that can hold personal data live, in words, and who sweeps them."""
+
+    table: str
+    rule: str
+    owner: str
+
+
+class Registry:
+    """What the domains registered; frozen once the composition root has validated it."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, type[Any]] = {}
+        self._erasure_hooks: dict[str, ErasureHook] = {}
+        self._export_sections: dict[str, ExportSection] = {}
+        self._job_handlers: dict[str, JobHandler] = {}
+        self._periodic: dict[str, PeriodicTask] = {}
+        self._subscribers: dict[str, list[Subscriber]] = {}
+        self._table_rules: dict[str, TableRule] = {}
+        self._domains: list[str] = []
+        self._frozen = False
+
+    # ---- registering (domains' register functions) ----------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self._frozen:
+            raise RegistryError(f"The registry is frozen; {what} must be registered by a domain's register().")
+
+    def add_domain(self, name: str) -> None:
+        """Record that a domain registered (the order is the composition root's)."""
+        self._check_open(f"domain {name}")
+        if name in self._domains:
+            raise RegistryError(f"The domain {name} registered twice.")
+        self._domains.append(name)
+
+    def add_item_kind(self, kind: str, model: type[Any]) -> None:
+        """Register the table of a kind of stored item that the retention policy names."""
+        self._check_open(f"item kind {kind}")
+        from petportrait.retention.policy import KINDS
+
+        spec = KINDS.get(kind)
+        if spec is None:
+            raise RegistryError(f"The kind {kind!r} is not in the retention policy (retention/policy.py).")
+        if kind in self._items:
+            raise RegistryError(f"The kind {kind!r} has two tables: {self._items[kind].__name__} and {model.__name__}.")
+        for column in ITEM_COLUMNS:
+            if not hasattr(model, column):
+                raise RegistryError(f"The table {model.__name__} of kind {kind!r} has no {column} column.")
+        if spec.clock_column and not hasattr(model, spec.clock_column):
+            raise RegistryError(f"The table {model.__name__} of kind {kind!r} has no {spec.clock_column} column.")
+        if getattr(model, "retention_kind", None) != kind:
+            raise RegistryError(f"The table {model.__name__} must say retention_kind = {kind!r}.")
+        self._items[kind] = model
+        self.add_table_rule(model.__tablename__, spec.description_of_rule(), owner=kind)
+
+    def add_table_rule(self, table: str, rule: str, *, owner: str) -> None:
+        """Say how long the rows of a table that can hold personal data live (a sentence)."""
+        self._check_open(f"retention rule for {table}")
+        if table in self._table_rules and self._table_rules[table].owner != owner:
+            raise RegistryError(f"The table {table} has two retention rules ({self._table_rules[table].owner}, {owner}).")
+        self._table_rules[table] = TableRule(table=table, rule=rule, owner=owner)
+
+    def add_erasure_hook(self, name: str, hook: ErasureHook) -> None:
+        """Run `hook` in the transaction that erases an account."""
+        self._check_open(f"erasure hook {name}")
+        if name in self._erasure_hooks:
+            raise RegistryError(f"The erasure hook {name} is registered twice.")
+        self._erasure_hooks[name] = hook
+
+    def add_export_section(self, name: str, fn: ExportSection) -> None:
+        """Add `<name>.json`, made by fn(session, user_id), to every data export."""
+        self._check_open(f"export section {name}")
+        if name in self._export_sections:
+            raise RegistryError(f"The export section {name} is registered twice.")
+        self._export_sections[name] = fn
+
+    def add_job_handler(self, kind: str, handler: JobHandler) -> None:
+        """Run jobs of `kind` with `handler`."""
+        self._check_open(f"job handler {kind}")
+        if kind in self._job_handlers:
+            raise RegistryError(f"Jobs of kind {kind!r} have two handlers.")
+        self._job_handlers[kind] = handler
+
+    def add_periodic(self, name: str, interval: Callable[[Settings], float], run: Callable[[Services], object]) -> None:
+        """Run `run(services)` every `interval(settings)` seconds on the periodic lease holder."""
+        self._check_open(f"periodic task {name}")
+        if name in self._periodic:
+            raise RegistryError(f"The periodic task {name} is registered twice.")
+        self._periodic[name] = PeriodicTask(name=name, interval=interval, run=run)
+
+    def subscribe(self, event: str, fn: Subscriber) -> None:
+        """Call fn(session, event) in the transaction of every `event` emitted."""
+        self._check_open(f"subscriber of {event}")
+        self._subscribers.setdefault(event, []).append(fn)
+
+    # ---- reading (services, the consumer, the sweeper...) --------------------------------------------
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self._domains)
+
+    @property
+    def item_models(self) -> Mapping[str, type[Any]]:
+        """kind -> table, in registration order (what refers to others first)."""
+        return dict(self._items)
+
+    def item_model(self, kind: str) -> type[Any] | None:
+        return self._items.get(kind)
+
+    @property
+    def erasure_hooks(self) -> Mapping[str, ErasureHook]:
+        return dict(self._erasure_hooks)
+
+    @property
+    def export_sections(self) -> Mapping[str, ExportSection]:
+        return dict(self._export_sections)
+
+    @property
+    def job_handlers(self) -> Mapping[str, JobHandler]:
+        return dict(self._job_handlers)
+
+    def job_handler(self, kind: str) -> JobHandler:
+        try:
+            return self._job_handlers[kind]
+        except KeyError:
+            raise RegistryError(f"No handler is registered for jobs of kind {kind!r}.") from None
+
+    @property
+    def periodic_tasks(self) -> tuple[PeriodicTask, ...]:
+        return tuple(self._periodic.values())
+
+    @property
+    def table_rules(self) -> Mapping[str, TableRule]:
+        return dict(self._table_rules)
+
+    def subscribers(self, event: str) -> tuple[Subscriber, ...]:
+        return tuple(self._subscribers.get(event, ()))
+
+    # ---- checking ------------------------------------------------------------------------------------
+
+    def validate(self, *, job_kinds: tuple[str, ...] = ()) -> None:
+        """Fail with a sentence if a kind the retention policy names has no table, or a job kind no handler."""
+        from petportrait.retention.policy import KINDS
+
+        missing = [name for name, spec in KINDS.items() if spec.has_table and name not in self._items]
+        if missing:
+            raise RegistryError(
+                "The retention policy names item kinds that no domain registered a table for: "
+                + ", ".join(missing)
+                + ". Call registry.add_item_kind(...) in that domain's register()."
+            )
+        unhandled = [kind for kind in job_kinds if kind not in self._job_handlers]
+        if unhandled:
+            raise RegistryError(
+                "No domain registered a handler for jobs of kind " + ", ".join(unhandled)
+                + ". Call registry.add_job_handler(...) in that domain's register()."
+            )
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+
+@dataclass
+class Services:
+    """What one running process holds: settings, database, blob store, job queue and the registry."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    blobs: BlobStore
+    queue: JobQueue
+    registry: Registry
+
+
+def registry_of(session: Session) -> Registry:
+    """The registry of the deployment this session belongs to (set by the composition root)."""
+    registry = session.info.get("registry")
+    if not isinstance(registry, Registry):
+        raise RegistryError(
+            "This session was not made by petportrait.services.build_services, so it has no registry."
+        )
+    return registry
+
+
+def emit(session: Session, name: str, *, owner_id: str | None, **data: Any) -> Event:
+    """Emit an event in the session's transaction: each subscriber runs now, in the same transaction."""
+    event = Event(name=name, owner_id=owner_id, data=data)
+    for fn in registry_of(session).subscribers(name):
+        fn(session, event)
+    return event
