@@ -22,7 +22,8 @@ from sqlalchemy import select
 
 from petportrait.clock import utcnow
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.models import Job, JobKind
+from petportrait.jobs.models import Job
+from petportrait.portraits.models import JobKind
 from tests.jobs.stack import Stack, close_stack, make_stack
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

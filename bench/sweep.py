@@ -27,11 +27,12 @@ from sqlalchemy import delete, func, insert, select
 
 from petportrait.accounts.models import User
 from petportrait.db import make_engine, make_session_factory, new_id
-from petportrait.lifecycle import audit, sweeper
-from petportrait.lifecycle.models import Tombstone
+from petportrait.lifecycle import sweeper
 from petportrait.migrate import upgrade
 from petportrait.pets.models import Pet, Photo
 from petportrait.portraits.models import PetModel, Render
+from petportrait.retention import audit
+from petportrait.retention.models import Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.local import LocalBlobStore
 

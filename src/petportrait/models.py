@@ -6,9 +6,9 @@ from petportrait.accounts import models as accounts_models
 from petportrait.consent import models as consent_models
 from petportrait.db import Base
 from petportrait.jobs import models as jobs_models
-from petportrait.lifecycle import models as lifecycle_models
 from petportrait.pets import models as pets_models
 from petportrait.portraits import models as portraits_models
+from petportrait.retention import models as retention_models
 from petportrait.rights import models as rights_models
 
 metadata = Base.metadata
@@ -17,9 +17,9 @@ __all__ = [
     "accounts_models",
     "consent_models",
     "jobs_models",
-    "lifecycle_models",
     "metadata",
     "pets_models",
     "portraits_models",
+    "retention_models",
     "rights_models",
 ]

@@ -10,6 +10,7 @@ retention policy (`Registry.validate`) and freezes it. A domain contributes:
 - export sections: `<name>.json` in a person's data export;
 - job handlers: what runs a job of a kind (training, rendering, ...);
 - periodic tasks: run by the one consumer that holds the periodic lease;
+- prompt screens: asked about every prompt of a render request (the content policy);
 - event subscribers: called in the transaction of the event (`emit`), e.g. to write an outbox row.
 
 Services reach the registry through the session: the root builds the session factory with
@@ -20,16 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from petportrait.db import make_session_factory
+from petportrait.jobs.base import JobHandler, JobQueue
+from petportrait.retention.policy import ITEM_ORDER, KINDS
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
-
-if TYPE_CHECKING:
-    from petportrait.jobs.base import JobQueue
 
 # Columns every table of an item kind must have (the sweeper, erasure, export and read-time hiding use them).
 ITEM_COLUMNS = ("id", "owner_id", "storage_key", "sha256", "expires_at")
@@ -39,6 +40,9 @@ ErasureHook = Callable[[Session, str, str | None], None]
 
 ExportSection = Callable[[Session, str], list[dict[str, Any]]]
 """fn(session, user_id) -> JSON-ready records for `<name>.json` in the person's export."""
+
+PromptScreen = Callable[[str, Settings], None]
+"""screen(prompt, settings) raises a ProblemError to refuse a prompt (the content policy registers one)."""
 
 Subscriber = Callable[[Session, "Event"], None]
 """fn(session, event), run in the transaction of the event."""
@@ -55,16 +59,6 @@ class Event:
     name: str
     owner_id: str | None
     data: Mapping[str, Any] = field(default_factory=dict)
-
-
-class JobHandler(Protocol):
-    """What runs the jobs of one kind. `run` raises to fail; the job system does claims and heartbeats."""
-
-    def run(self, ctx: Any, session: Session, job: Any, beat: Any) -> None: ...
-
-    def remove_outputs(self, session: Session, *, blobs: BlobStore, job: Any, attempt: int) -> list[str]: ...
-
-    def on_end(self, session: Session, *, job: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -96,6 +90,7 @@ class Registry:
         self._periodic: dict[str, PeriodicTask] = {}
         self._subscribers: dict[str, list[Subscriber]] = {}
         self._table_rules: dict[str, TableRule] = {}
+        self._prompt_screens: dict[str, PromptScreen] = {}
         self._domains: list[str] = []
         self._frozen = False
 
@@ -103,7 +98,9 @@ class Registry:
 
     def _check_open(self, what: str) -> None:
         if self._frozen:
-            raise RegistryError(f"The registry is frozen; {what} must be registered by a domain's register().")
+            raise RegistryError(
+                f"The registry is frozen; {what} must be registered by a domain's register()."
+            )
 
     def add_domain(self, name: str) -> None:
         """Record that a domain registered (the order is the composition root's)."""
@@ -115,18 +112,20 @@ class Registry:
     def add_item_kind(self, kind: str, model: type[Any]) -> None:
         """Register the table of a kind of stored item that the retention policy names."""
         self._check_open(f"item kind {kind}")
-        from petportrait.retention.policy import KINDS
-
         spec = KINDS.get(kind)
         if spec is None:
             raise RegistryError(f"The kind {kind!r} is not in the retention policy (retention/policy.py).")
         if kind in self._items:
-            raise RegistryError(f"The kind {kind!r} has two tables: {self._items[kind].__name__} and {model.__name__}.")
+            raise RegistryError(
+                f"The kind {kind!r} has two tables: {self._items[kind].__name__} and {model.__name__}."
+            )
         for column in ITEM_COLUMNS:
             if not hasattr(model, column):
                 raise RegistryError(f"The table {model.__name__} of kind {kind!r} has no {column} column.")
         if spec.clock_column and not hasattr(model, spec.clock_column):
-            raise RegistryError(f"The table {model.__name__} of kind {kind!r} has no {spec.clock_column} column.")
+            raise RegistryError(
+                f"The table {model.__name__} of kind {kind!r} has no {spec.clock_column} column."
+            )
         if getattr(model, "retention_kind", None) != kind:
             raise RegistryError(f"The table {model.__name__} must say retention_kind = {kind!r}.")
         self._items[kind] = model
@@ -136,7 +135,9 @@ class Registry:
         """Say how long the rows of a table that can hold personal data live (a sentence)."""
         self._check_open(f"retention rule for {table}")
         if table in self._table_rules and self._table_rules[table].owner != owner:
-            raise RegistryError(f"The table {table} has two retention rules ({self._table_rules[table].owner}, {owner}).")
+            raise RegistryError(
+                f"The table {table} has two retention rules ({self._table_rules[table].owner}, {owner})."
+            )
         self._table_rules[table] = TableRule(table=table, rule=rule, owner=owner)
 
     def add_erasure_hook(self, name: str, hook: ErasureHook) -> None:
@@ -160,12 +161,21 @@ class Registry:
             raise RegistryError(f"Jobs of kind {kind!r} have two handlers.")
         self._job_handlers[kind] = handler
 
-    def add_periodic(self, name: str, interval: Callable[[Settings], float], run: Callable[[Services], object]) -> None:
+    def add_periodic(
+        self, name: str, interval: Callable[[Settings], float], run: Callable[[Services], object]
+    ) -> None:
         """Run `run(services)` every `interval(settings)` seconds on the periodic lease holder."""
         self._check_open(f"periodic task {name}")
         if name in self._periodic:
             raise RegistryError(f"The periodic task {name} is registered twice.")
         self._periodic[name] = PeriodicTask(name=name, interval=interval, run=run)
+
+    def add_prompt_screen(self, name: str, screen: PromptScreen) -> None:
+        """Ask `screen(prompt, settings)` about every prompt a render request carries."""
+        self._check_open(f"prompt screen {name}")
+        if name in self._prompt_screens:
+            raise RegistryError(f"The prompt screen {name} is registered twice.")
+        self._prompt_screens[name] = screen
 
     def subscribe(self, event: str, fn: Subscriber) -> None:
         """Call fn(session, event) in the transaction of every `event` emitted."""
@@ -180,8 +190,8 @@ class Registry:
 
     @property
     def item_models(self) -> Mapping[str, type[Any]]:
-        """kind -> table, in registration order (what refers to others first)."""
-        return dict(self._items)
+        """kind -> table, in the policy's order (what refers to others first)."""
+        return {kind: self._items[kind] for kind in ITEM_ORDER if kind in self._items}
 
     def item_model(self, kind: str) -> type[Any] | None:
         return self._items.get(kind)
@@ -212,16 +222,18 @@ class Registry:
     def table_rules(self) -> Mapping[str, TableRule]:
         return dict(self._table_rules)
 
+    @property
+    def prompt_screens(self) -> Mapping[str, PromptScreen]:
+        return dict(self._prompt_screens)
+
     def subscribers(self, event: str) -> tuple[Subscriber, ...]:
         return tuple(self._subscribers.get(event, ()))
 
     # ---- checking ------------------------------------------------------------------------------------
 
     def validate(self, *, job_kinds: tuple[str, ...] = ()) -> None:
-        """Fail with a sentence if a kind the retention policy names has no table, or a job kind no handler."""
-        from petportrait.retention.policy import KINDS
-
-        missing = [name for name, spec in KINDS.items() if spec.has_table and name not in self._items]
+        """Fail with a sentence if a kind the policy names has no table, or a job kind has no handler."""
+        missing = [name for name, spec in KINDS.items() if name not in self._items]
         if missing:
             raise RegistryError(
                 "The retention policy names item kinds that no domain registered a table for: "
@@ -231,7 +243,8 @@ class Registry:
         unhandled = [kind for kind in job_kinds if kind not in self._job_handlers]
         if unhandled:
             raise RegistryError(
-                "No domain registered a handler for jobs of kind " + ", ".join(unhandled)
+                "No domain registered a handler for jobs of kind "
+                + ", ".join(unhandled)
                 + ". Call registry.add_job_handler(...) in that domain's register()."
             )
 
@@ -254,6 +267,15 @@ class Services:
     queue: JobQueue
     registry: Registry
 
+    def __post_init__(self) -> None:
+        # Every session knows its deployment's registry and settings (registry_of, settings_of); a
+        # factory made for other settings (a test's copy, say) is remade on the same engine.
+        info = self.session_factory.kw.get("info") or {}
+        if info.get("settings") is not self.settings or info.get("registry") is not self.registry:
+            self.session_factory = make_session_factory(
+                self.engine, info={"registry": self.registry, "settings": self.settings}
+            )
+
 
 def registry_of(session: Session) -> Registry:
     """The registry of the deployment this session belongs to (set by the composition root)."""
@@ -265,9 +287,25 @@ def registry_of(session: Session) -> Registry:
     return registry
 
 
+def registry_from(session_factory: sessionmaker[Session]) -> Registry:
+    """The registry of the deployment a session factory belongs to."""
+    with session_factory() as session:
+        return registry_of(session)
+
+
 def emit(session: Session, name: str, *, owner_id: str | None, **data: Any) -> Event:
     """Emit an event in the session's transaction: each subscriber runs now, in the same transaction."""
     event = Event(name=name, owner_id=owner_id, data=data)
     for fn in registry_of(session).subscribers(name):
         fn(session, event)
     return event
+
+
+def settings_of(session: Session) -> Settings:
+    """The settings of the deployment this session belongs to (set by the composition root)."""
+    settings = session.info.get("settings")
+    if not isinstance(settings, Settings):
+        raise RegistryError(
+            "This session was not made by petportrait.services.build_services, so it has no settings."
+        )
+    return settings

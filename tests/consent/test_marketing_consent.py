@@ -16,7 +16,7 @@ from petportrait.consent.models import MarketingCopy
 from petportrait.consent.notices import MARKETING_NOTICES
 from petportrait.db import session_scope
 from petportrait.lifecycle import holds, sweeper
-from petportrait.lifecycle.models import HoldScope
+from petportrait.retention.models import HoldScope
 from petportrait.web.app import Services
 from tests.conftest import sign_up
 from tests.rights.helpers import add_items, audit_entries, exists, staff, user_id

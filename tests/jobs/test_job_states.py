@@ -10,8 +10,10 @@ import pytest
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import Clock
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.models import Job, JobKind, JobState
-from petportrait.jobs.worker import reap
+from petportrait.jobs.models import Job, JobState
+from petportrait.jobs.worker import reap as reap_jobs
+from petportrait.portraits.models import JobKind
+from petportrait.retention import leases
 from petportrait.web.app import Services
 
 
@@ -114,10 +116,25 @@ def test_cancelling_a_queued_job_is_immediate_and_a_claim_then_fails(services: S
 
 def test_only_one_process_holds_the_periodic_lease(services: Services, frozen_clock: Clock) -> None:
     ttl = timedelta(seconds=10)
-    with services.session_factory() as session:
-        assert jobs_service.try_lease(session, name="periodic", holder="a", ttl=ttl)
-        assert not jobs_service.try_lease(session, name="periodic", holder="b", ttl=ttl)
-        assert jobs_service.try_lease(session, name="periodic", holder="a", ttl=ttl)
-        frozen_clock.advance(timedelta(seconds=11))
-        assert jobs_service.try_lease(session, name="periodic", holder="b", ttl=ttl)
-        assert not jobs_service.try_lease(session, name="periodic", holder="a", ttl=ttl)
+    factory = services.session_factory
+    assert leases.take(factory, name="periodic", holder="a", ttl=ttl)
+    assert not leases.take(factory, name="periodic", holder="b", ttl=ttl)
+    assert leases.take(factory, name="periodic", holder="a", ttl=ttl)
+    frozen_clock.advance(timedelta(seconds=9))
+    assert not leases.take(factory, name="periodic", holder="b", ttl=ttl)
+    frozen_clock.advance(timedelta(seconds=1))  # expired at exactly now >= expires_at
+    assert leases.take(factory, name="periodic", holder="b", ttl=ttl)
+    assert not leases.take(factory, name="periodic", holder="a", ttl=ttl)
+    leases.release(factory, name="periodic", holder="b")
+    assert leases.take(factory, name="periodic", holder="a", ttl=ttl)
+
+
+def reap(services: Services, *, stale_after: timedelta) -> object:
+    """One reaper pass with the handlers the domains registered."""
+    return reap_jobs(
+        services.session_factory,
+        blobs=services.blobs,
+        queue=services.queue,
+        handlers=services.registry.job_handlers,
+        stale_after=stale_after,
+    )

@@ -8,8 +8,8 @@ import threading
 from sqlalchemy import delete, func, select, update
 
 from petportrait.db import session_scope
-from petportrait.lifecycle import audit
-from petportrait.lifecycle.models import AuditEntry, AuditHead
+from petportrait.retention import audit
+from petportrait.retention.models import AuditEntry, AuditHead
 from petportrait.web.app import Services
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from petportrait.lifecycle import blobops
+from petportrait.retention import blobops
 from petportrait.storage.base import BlobInfo, BlobStore
 from petportrait.storage.local import LocalBlobStore
 from petportrait.storage.s3 import S3BlobStore

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from petportrait.cli import app
 from petportrait.clock import Clock
 from petportrait.db import new_id, session_scope
-from petportrait.jobs.models import Job
-from petportrait.lifecycle import audit, holds, policy, sweeper
+from petportrait.lifecycle import holds, sweeper
 from petportrait.lifecycle.check import CheckReport, run_check
-from petportrait.lifecycle.models import AuditEntry, HoldScope, Tombstone
+from petportrait.retention import audit
+from petportrait.retention.models import AuditEntry, HoldScope, Tombstone
 from petportrait.settings import get_settings
 from petportrait.storage.local import LocalBlobStore
 from petportrait.web.app import Services
@@ -82,7 +82,7 @@ def test_orphans_tombstoned_blobs_missing_blobs_and_unlisted_prefixes_are_found(
     house = add_household(services, at=now)
     gone = add_household(services, at=now)
     with session_scope(services.session_factory) as session:
-        from petportrait.lifecycle.service import delete_now
+        from petportrait.retention.tombstones import delete_now
 
         delete_now(
             session,
@@ -124,28 +124,6 @@ def test_an_item_deleted_as_expired_before_its_period_is_found(services: Service
     assert problems(report) == [("deleted_early", "photo")]
 
 
-def test_derived_data_of_an_ended_job_is_a_leftover(services: Services, now: datetime) -> None:
-    house = add_household(services, at=now)
-    with session_scope(services.session_factory) as session:
-        job = Job(
-            kind="train",
-            owner_id=house.user_id,
-            target_id=house.model_id,
-            state="failed",
-            created_at=now,
-            finished_at=now,
-        )
-        session.add(job)
-        session.flush()
-        key = policy.derived_prefix(owner_id=house.user_id, job_id=job.id) + "class/1.png"
-    put_blob(services.blobs, key, now)
-    assert check(services, now + SLACK).ok
-    assert problems(check(services, now + SLACK + timedelta(seconds=1))) == [("derived_leftover", "derived")]
-    sweep(services, now + SLACK)
-    assert check(services, now + DAY).ok
-
-
-@pytest.fixture
 def cli_env(services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     """The CLI pointed at this test's database and blob folder."""
     assert isinstance(services.blobs, LocalBlobStore)

@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from petportrait.lifecycle import audit, sweeper
+from petportrait.lifecycle import sweeper
 from petportrait.lifecycle.check import run_check
-from petportrait.lifecycle.models import Tombstone
 from petportrait.portraits.models import Render
+from petportrait.retention import audit
+from petportrait.retention.models import Tombstone
 from petportrait.storage.local import LocalBlobStore
 from petportrait.web.app import Services
 from tests.lifecycle.helpers import DAY, add_household

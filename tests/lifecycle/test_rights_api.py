@@ -17,9 +17,10 @@ from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import Role
 from petportrait.clock import Clock
 from petportrait.db import session_scope
-from petportrait.lifecycle import audit, sweeper
-from petportrait.lifecycle.models import AuditEntry
+from petportrait.lifecycle import sweeper
 from petportrait.pets.models import Pet
+from petportrait.retention import audit
+from petportrait.retention.models import AuditEntry
 from petportrait.web.app import Services, create_app
 from tests.conftest import PASSWORD, pet_photos
 from tests.lifecycle.helpers import DAY, add_model, add_render

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from petportrait.cli import app
 from petportrait.lifecycle import s3rules, sweeper
-from petportrait.lifecycle.models import Tombstone
+from petportrait.retention.models import Tombstone
 from petportrait.settings import get_settings
 from petportrait.storage.s3 import S3BlobStore
 from petportrait.web.app import Services
@@ -40,7 +41,7 @@ def test_rules_expire_each_prefix_a_day_after_the_policy(new_s3_store: NewStore,
     s3rules.apply_rules(store, None)
     rules = stored_rules(s3_client, store.bucket)
     expiring = {prefix_of(r): r["Expiration"]["Days"] for r in rules.values() if "Expiration" in r}
-    assert expiring == {"photos/": 31, "models/": 8, "renders/": 31, "derived/": 2}
+    assert expiring == {"photos/": 31, "models/": 8, "renders/": 31}
     assert all(r["Status"] == "Enabled" for r in rules.values())
     abort = rules["petportrait-abort-incomplete-uploads"]
     assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
@@ -121,17 +122,7 @@ def test_the_sweeper_deletes_expired_objects_from_s3(
     new_s3_store: NewStore, services: Services, now: datetime
 ) -> None:
     store = new_s3_store()
-    on_s3 = Services(
-        settings=services.settings,
-        engine=services.engine,
-        session_factory=services.session_factory,
-        blobs=store,
-        **{
-            k: v
-            for k, v in vars(services).items()
-            if k not in {"settings", "engine", "session_factory", "blobs"}
-        },
-    )
+    on_s3 = dataclasses.replace(services, blobs=store)
     house = add_household(on_s3, at=now)
     report = sweeper.sweep_once(
         services.session_factory, store, now=now + 30 * DAY, settings=services.settings, reconcile=True

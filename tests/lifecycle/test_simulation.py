@@ -19,12 +19,14 @@ from sqlalchemy.orm import make_transient
 
 from petportrait.clock import Clock
 from petportrait.db import new_id, session_scope
-from petportrait.lifecycle import audit, holds, policy, sweeper
+from petportrait.lifecycle import holds, sweeper
 from petportrait.lifecycle.check import run_check
 from petportrait.lifecycle.holds import LegalHoldActive
-from petportrait.lifecycle.models import HoldScope, LegalHold, Tombstone
-from petportrait.lifecycle.service import delete_now, erase_account
+from petportrait.lifecycle.service import erase_account
 from petportrait.pets.models import Pet
+from petportrait.retention import audit, policy
+from petportrait.retention.models import HoldScope, LegalHold, Tombstone
+from petportrait.retention.tombstones import delete_now
 from petportrait.settings import Settings
 from petportrait.web.app import Services
 from tests.lifecycle.helpers import (
@@ -109,9 +111,11 @@ class World:
         with self.services.session_factory() as session:
             choices = [
                 (kind, item_id)
-                for kind, model in policy.ITEM_MODELS.items()
+                for kind, model in self.services.registry.item_models.items()
                 for item_id in session.scalars(
-                    select(model.id).where(model.owner_id == owner_id, policy.live_clause(model, now=at))
+                    select(model.id).where(
+                        model.owner_id == owner_id, policy.live_clause(model, now=at, settings=self.settings)
+                    )
                 )
             ]
         if not choices:
@@ -156,7 +160,7 @@ class World:
                 return
             present = [
                 (kind, item_id)
-                for kind, model in policy.ITEM_MODELS.items()
+                for kind, model in self.services.registry.item_models.items()
                 for item_id in session.scalars(select(model.id))
             ]
             if present:
@@ -300,7 +304,7 @@ def _judge(world: World, end: datetime) -> None:
         held_ever = {(h.subject_kind, h.subject_id) for h in session.scalars(select(LegalHold))}
         assert audit.verify(session).ok
         for item_id, item in ledger.items.items():
-            row = session.get(policy.ITEM_MODELS[item.kind], item_id)
+            row = session.get(world.services.registry.item_models[item.kind], item_id)
             stone = stones.get(item_id)
             assert (row is None) != (stone is None), (
                 f"{item.kind} {item_id}: exactly one of row and tombstone"

@@ -10,11 +10,12 @@ from sqlalchemy import func, select
 
 from petportrait.accounts.models import ApiToken, User
 from petportrait.db import new_id, session_scope
-from petportrait.jobs.models import Job, Lease
-from petportrait.lifecycle import audit, holds, policy, sweeper
-from petportrait.lifecycle.models import AuditEntry, DeletionReason, HoldScope, SweepRun, Tombstone
+from petportrait.jobs.models import Job
+from petportrait.lifecycle import holds, sweeper
 from petportrait.lifecycle.service import erase_account
 from petportrait.pets.models import Pet, Photo
+from petportrait.retention import audit, leases, policy
+from petportrait.retention.models import AuditEntry, DeletionReason, HoldScope, Lease, SweepRun, Tombstone
 from petportrait.web.app import Services
 from tests.lifecycle.helpers import DAY, add_household, add_pet, add_photo, add_user, put_blob, settings_with
 
@@ -37,7 +38,7 @@ def sweep(services: Services, at: datetime, **kwargs: object) -> sweeper.SweepRe
 
 def present(services: Services, kind: str, item_id: str) -> bool:
     with services.session_factory() as session:
-        return session.get(policy.ITEM_MODELS[kind], item_id) is not None
+        return session.get(services.registry.item_models[kind], item_id) is not None
 
 
 @pytest.mark.parametrize("kind", ["photo", "model", "render"])
@@ -124,8 +125,8 @@ def test_a_sweep_killed_between_blob_and_row_is_finished_by_the_next(
         assert session.scalar(select(func.count()).select_from(Tombstone)) == 0
     # The expired row stays hidden meanwhile.
     with services.session_factory() as session:
-        render = session.get(policy.ITEM_MODELS["render"], house.render_id)
-        assert policy.is_expired(render, now + 30 * DAY)
+        render = session.get(services.registry.item_models["render"], house.render_id)
+        assert policy.is_expired(render, now + 30 * DAY, settings=services.settings)
 
     report = sweep(services, now + 30 * DAY)
     assert report.ran and report.purged == {"render": 1, "model": 1, "photo": 1}
@@ -138,7 +139,7 @@ def test_another_holder_waits_for_the_lease_until_it_expires(services: Services,
     add_household(services, at=now)
     ttl = sweeper.lease_ttl(services.settings)
     died = now + 30 * DAY
-    assert sweeper.acquire_lease(
+    assert leases.take(
         services.session_factory, name=sweeper.SWEEP_LEASE, holder="dead-process", now=died, ttl=ttl
     )
     blocked = sweep(services, died + ttl - timedelta(seconds=1), holder="me")
@@ -210,33 +211,6 @@ def test_reconciliation_runs_at_its_interval(services: Services, now: datetime) 
     assert first.reconciled
     assert not sweep(services, now + timedelta(seconds=60)).reconciled
     assert sweep(services, now + timedelta(seconds=sweeper.DEFAULT_RECONCILE_SECONDS)).reconciled
-
-
-def test_derived_data_goes_when_its_job_ends(services: Services, now: datetime) -> None:
-    house = add_household(services, at=now)
-    with session_scope(services.session_factory) as session:
-        done = Job(
-            kind="train",
-            owner_id=house.user_id,
-            target_id=house.model_id,
-            state="succeeded",
-            created_at=now,
-            finished_at=now,
-        )
-        running = Job(
-            kind="train", owner_id=house.user_id, target_id=house.model_id, state="running", created_at=now
-        )
-        session.add_all([done, running])
-        session.flush()
-        prefix = policy.derived_prefix(owner_id=house.user_id, job_id=done.id)
-        done_keys = [f"{prefix}crops/{i}.png" for i in range(3)]
-        running_key = f"{policy.derived_prefix(owner_id=house.user_id, job_id=running.id)}latents.pt"
-    for key in [*done_keys, running_key]:
-        put_blob(services.blobs, key, now)
-    report = sweep(services, now + timedelta(seconds=1))
-    assert report.derived_removed == 3
-    assert not any(services.blobs.exists(k) for k in done_keys)
-    assert services.blobs.exists(running_key)
 
 
 def test_account_erasure_is_complete_within_one_sweep(services: Services, now: datetime) -> None:

@@ -15,9 +15,9 @@ from sqlalchemy import select, update
 from petportrait.accounts.models import Role, User
 from petportrait.clock import utcnow
 from petportrait.db import session_scope
-from petportrait.lifecycle.models import AuditEntry
 from petportrait.pets.models import Photo
 from petportrait.portraits.models import PetModel, Render
+from petportrait.retention.models import AuditEntry
 from petportrait.web.app import Services
 from tests.conftest import sign_up
 from tests.lifecycle.helpers import add_model, add_pet, add_photo, add_render

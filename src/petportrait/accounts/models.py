@@ -19,6 +19,10 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+# The roles of staff; each sees a person's items only on a basis (a consent, a support case, a T&S case).
+STAFF_ROLES = (Role.SUPPORT, Role.MARKETING, Role.TRUST_SAFETY, Role.ADMIN)
+
+
 class User(IdMixin, Base):
     __tablename__ = "users"
 

@@ -7,9 +7,10 @@ from datetime import timedelta
 from fastapi import APIRouter, Response, status
 
 from petportrait.accounts import service
+from petportrait.accounts.deps import CurrentUser, PrincipalDep
 from petportrait.accounts.schemas import AccountCreate, TokenInfo, TokenOut, TokenRequest, UserOut
 from petportrait.errors import NotFound
-from petportrait.web.deps import CurrentUser, PrincipalDep, SessionDep, SettingsDep
+from petportrait.http import SessionDep, SettingsDep
 
 router = APIRouter(tags=["accounts"])
 

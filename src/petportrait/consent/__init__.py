@@ -3,7 +3,21 @@
 - Marketing staff file a request naming exact items, channels, a purpose and the notice version shown;
   the person grants or declines each item in their inbox. A grant makes a consent (with a Kantara-style
   receipt) and a copy in the marketing library (blob prefix `marketing/`), kept while the consent stands.
-  Withdrawing deletes the copy through `lifecycle.service.delete_now`.
+  Withdrawing deletes the copy through `retention.tombstones.delete_now`.
 - Support cases: a person opens one naming items; support staff may view those items while it is open,
   at most 7 days.
 """
+
+from __future__ import annotations
+
+from petportrait.consent import service
+from petportrait.consent.models import MarketingCopy
+from petportrait.registry import Registry
+
+
+def register(registry: Registry) -> None:
+    """What the consent domain contributes: the marketing library's table, receipts, withdrawal on erasure."""
+    registry.add_domain("consent")
+    registry.add_item_kind("marketing", MarketingCopy)
+    registry.add_export_section("consent_receipts", service.export_receipts)
+    registry.add_erasure_hook("consent.withdraw_all", service.withdraw_all_on_erasure)

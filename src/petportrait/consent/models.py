@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, synonym
 
 from petportrait.db import Base, IdMixin
-from petportrait.lifecycle import policy
 
 
 class Decision(StrEnum):
@@ -76,6 +75,7 @@ class MarketingCopy(IdMixin, Base):
     """
 
     __tablename__ = "marketing_copies"
+    retention_kind: ClassVar[str] = "marketing"
     __table_args__ = (Index("ix_marketing_copies_expires_at", "expires_at"),)
 
     consent_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -104,6 +104,3 @@ class SupportCase(IdMixin, Base):
     opened_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-policy.register_item("marketing", MarketingCopy)

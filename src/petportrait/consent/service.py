@@ -21,14 +21,14 @@ from petportrait.consent.models import (
 from petportrait.consent.notices import CHANNELS, MARKETING_NOTICES
 from petportrait.db import new_id
 from petportrait.errors import Conflict, InvalidInput, NotFound
-from petportrait.lifecycle import audit, policy
-from petportrait.lifecycle import service as lifecycle_service
-from petportrait.pets.models import Photo
 from petportrait.portraits.models import Render, RenderState
+from petportrait.registry import registry_of, settings_of
+from petportrait.retention import audit, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
-ITEM_MODELS: dict[str, Any] = {"photo": Photo, "render": Render}
+# The kinds of item marketing may ask for: photos and portraits; model weights never leave their use.
+MARKETABLE = ("photo", "render")
 RECEIPT_VERSION = "KI-CR-v1.1.0"
 GRANT_METHOD = "explicit grant of this item in the petportrait consent inbox"
 WITHDRAWN = "consent_withdrawn"
@@ -36,11 +36,11 @@ WITHDRAWN = "consent_withdrawn"
 
 def live_item(session: Session, *, kind: str, item_id: str, now: datetime | None = None) -> Any:
     """A photo or a ready render that has not expired, or None."""
-    model = ITEM_MODELS.get(kind)
+    model = registry_of(session).item_model(kind) if kind in MARKETABLE else None
     if model is None:
         return None
     row = session.get(model, item_id)
-    if row is None or policy.is_expired(row, now):
+    if row is None or policy.is_expired(row, now, settings=settings_of(session)):
         return None
     if isinstance(row, Render) and (row.state != RenderState.READY.value or not row.storage_key):
         return None
@@ -68,7 +68,7 @@ def file_request(
         raise InvalidInput("Name at least one item and the purpose.", code="invalid_request")
     rows = []
     for kind, item_id in dict.fromkeys(items):
-        if kind not in ITEM_MODELS:
+        if kind not in MARKETABLE:
             raise InvalidInput(
                 "Only photos and portraits can be asked for; model weights never leave their use.",
                 code="not_marketable",
@@ -364,7 +364,7 @@ def withdraw(
         # delete_now checks for a legal hold before it changes anything; a held copy is hidden at once
         # and the sweeper deletes it when the hold ends
         with contextlib.suppress(Conflict):
-            lifecycle_service.delete_now(
+            tombstones.delete_now(
                 session,
                 blobs=blobs,
                 kind="marketing",
@@ -457,13 +457,3 @@ def export_receipts(session: Session, owner_id: str) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def _register() -> None:
-    from petportrait.lifecycle import export
-
-    export.register_section("consent_receipts", export_receipts)
-    lifecycle_service.register_erasure_hook("consent.withdraw_all", withdraw_all_on_erasure)
-
-
-_register()

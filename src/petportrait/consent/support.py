@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from petportrait.clock import utcnow
 from petportrait.consent.models import SupportCase
 from petportrait.errors import InvalidInput, NotFound
-from petportrait.lifecycle import audit, policy
 from petportrait.pets.models import Photo
 from petportrait.portraits.models import PetModel, Render
+from petportrait.registry import settings_of
+from petportrait.retention import audit, policy
 from petportrait.settings import Settings
 
 SCOPABLE: dict[str, Any] = {"photo": Photo, "model": PetModel, "render": Render}
@@ -42,7 +43,11 @@ def open_case(
     for kind, item_id in dict.fromkeys(items):
         model = SCOPABLE.get(kind)
         row = session.get(model, item_id) if model is not None else None
-        if row is None or row.owner_id != owner_id or policy.is_expired(row, now):
+        if (
+            row is None
+            or row.owner_id != owner_id
+            or policy.is_expired(row, now, settings=settings_of(session))
+        ):
             raise NotFound(f"No such {kind}.", code="item_not_found")
         named.append({"kind": kind, "id": item_id})
     case = SupportCase(

@@ -7,24 +7,26 @@ import hashlib
 import io
 import json
 import zipfile
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import Role, User
-from petportrait.consent import service, support
+from petportrait.accounts.deps import CurrentUser, require_role
+from petportrait.accounts.models import STAFF_ROLES, Role, User
+from petportrait.consent import access, service, support
 from petportrait.consent.models import Consent, MarketingCopy, MarketingRequest, SupportCase
 from petportrait.consent.schemas import GrantBody, MarketingRequestCreate, SupportCaseCreate
-from petportrait.lifecycle import audit
-from petportrait.rights import access
+from petportrait.http import BlobsDep, SessionDep, SettingsDep
+from petportrait.retention import audit
 from petportrait.rights import service as rights_service
-from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, require_role
 
 router = APIRouter(tags=["consent"])
 MarketingStaff = Annotated[User, require_role(Role.MARKETING)]
 SupportStaff = Annotated[User, require_role(Role.SUPPORT)]
+Staff = Annotated[User, require_role(*STAFF_ROLES)]
 
 
 def _request_out(session: Session, request: MarketingRequest, *, staff: bool = False) -> dict[str, Any]:
@@ -289,3 +291,35 @@ def list_support_cases(session: SessionDep, staff: SupportStaff) -> list[dict[st
     """Open support cases and the items each lets support view (view them under /staff/items)."""
     _ = staff
     return [_case_out(c) for c in support.open_cases(session)]
+
+
+# ---- staff item views --------------------------------------------------------------------------------
+
+
+def _item_out(kind: str, row: Any, basis: access.Basis) -> dict[str, Any]:
+    fields = ("id", "pet_id", "state", "content_type", "size", "sha256", "expires_at")
+    out: dict[str, Any] = {"kind": kind, "basis": {"kind": basis.kind, "id": basis.id}}
+    for name in fields:
+        value: Any = getattr(row, name, None)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    out["content_url"] = f"/api/v1/staff/items/{kind}/{row.id}/content"
+    return out
+
+
+@router.get("/staff/items/{kind}/{item_id}")
+def staff_item(kind: str, item_id: str, session: SessionDep, staff: Staff) -> dict[str, Any]:
+    """One item, for staff with a consent, an open support case or a T&S case about it (else 404)."""
+    row, basis = access.authorize(session, staff=staff, kind=kind, item_id=item_id, content=False)
+    return _item_out(kind, row, basis)
+
+
+@router.get("/staff/items/{kind}/{item_id}/content")
+def staff_item_content(
+    kind: str, item_id: str, session: SessionDep, blobs: BlobsDep, staff: Staff
+) -> Response:
+    """The item's bytes, on the same terms; the read is audited with its basis."""
+    row, _basis = access.authorize(session, staff=staff, kind=kind, item_id=item_id, content=True)
+    if not row.storage_key:
+        return Response(status_code=204)
+    media = getattr(row, "content_type", None) or "application/octet-stream"
+    return Response(blobs.get_bytes(row.storage_key), media_type=media, headers={"Cache-Control": "no-store"})

@@ -1,4 +1,7 @@
-"""The job table: the source of truth for training and render work (the queue carries only ids)."""
+"""The job table: the source of truth for work done by workers (the queue carries only ids).
+
+A job's `kind` names the handler a domain registered for it (portraits: "train", "render").
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,6 @@ from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petportrait.db import Base, IdMixin
-
-
-class JobKind(StrEnum):
-    TRAIN = "train"
-    RENDER = "render"
 
 
 class JobState(StrEnum):
@@ -53,14 +51,3 @@ class Job(IdMixin, Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-class Lease(Base):
-    """A named, time-limited lock held by one process (periodic tasks run only on the holder)."""
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[datetime]
-    last_run_at: Mapped[datetime | None] = mapped_column(default=None)

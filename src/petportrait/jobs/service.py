@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, NotFound
-from petportrait.jobs.models import FINAL_STATES, Job, JobKind, JobState, Lease
+from petportrait.jobs.base import JobQueue
+from petportrait.jobs.models import FINAL_STATES, Job, JobState
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class LostJob(RuntimeError):
 def create_job(
     session: Session,
     *,
-    kind: JobKind,
+    kind: str,
     owner_id: str,
     target_id: str,
     max_attempts: int,
@@ -38,7 +38,7 @@ def create_job(
 ) -> Job:
     """Add a queued job; the caller commits, then enqueues its id (unless it waits for another job)."""
     job = Job(
-        kind=kind.value,
+        kind=kind,
         owner_id=owner_id,
         target_id=target_id,
         state=JobState.QUEUED.value,
@@ -57,6 +57,29 @@ def mark_enqueued(session: Session, *, job_ids: list[str]) -> None:
     """Record when the ids were sent to the queue (the reaper re-sends ids that were lost)."""
     if job_ids:
         session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))
+
+
+def send(session_factory: sessionmaker[Session], queue: JobQueue, job_ids: list[str]) -> list[str]:
+    """Send the ids of committed jobs to the queue and mark them enqueued; returns the ids sent.
+
+    Call it after the transaction that created (or requeued) the jobs has committed. An id that cannot be
+    sent is logged and left unmarked: the reaper sends it again.
+    """
+    sent: list[str] = []
+    for job_id in job_ids:
+        try:
+            queue.enqueue(job_id)
+        except Exception:
+            log.exception(
+                "could not send job %s to the queue %s; the reaper will send it again", job_id, queue.name
+            )
+            continue
+        sent.append(job_id)
+    if sent:
+        with session_factory() as session:
+            mark_enqueued(session, job_ids=sent)
+            session.commit()
+    return sent
 
 
 def get_job_for_owner(session: Session, *, owner_id: str, job_id: str) -> Job:
@@ -295,38 +318,3 @@ def requeue_stale(session: Session, *, job: Job, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     )
     return True
-
-
-def try_lease(session: Session, *, name: str, holder: str, ttl: timedelta) -> bool:
-    """Take or renew a named lease for `holder`; True if it holds the lease now."""
-    now = utcnow()
-    result = session.execute(
-        update(Lease)
-        .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now))
-        .values(holder=holder, expires_at=now + ttl)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
-        session.commit()
-        return True
-    if session.get(Lease, name) is None:
-        session.add(Lease(name=name, holder=holder, expires_at=now + ttl))
-        try:
-            session.commit()
-            return True
-        except IntegrityError:
-            session.rollback()
-            return False
-    session.rollback()
-    return False
-
-
-def release_lease(session: Session, *, name: str, holder: str) -> None:
-    """Give a lease back so another process can take it at once."""
-    session.execute(
-        update(Lease)
-        .where(Lease.name == name, Lease.holder == holder)
-        .values(expires_at=utcnow() - timedelta(seconds=1))
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()

@@ -4,8 +4,15 @@
 GPU with PETPORTRAIT__ML__DEVICE=cuda:N). `petportrait serve` runs one in a background thread unless
 PETPORTRAIT__QUEUE__EMBEDDED_CONSUMER=false.
 
-Periodic tasks (the reaper, the retention sweeper) run only in the consumer that holds the `periodic`
-lease in the database, so exactly one consumer of a deployment runs them at a time.
+Periodic tasks (the reaper, and what domains registered: the retention sweeper, trust & safety deadlines)
+run only in the consumer that holds the `periodic` lease in the database, so exactly one consumer of a
+deployment runs them at a time. Jobs run through the handler their kind registered; this module knows no
+domain.
+
+Why not huey's own consumer: its SIGTERM stops at once (ours lets the current job finish, a second one hands
+it back), it sets signal handlers and so cannot run in `serve`'s thread, and its periodic tasks and
+`lock_task` locks run on every consumer with locks that a SIGKILLed holder never releases (ours is a lease
+that expires). huey carries the job ids (a task per id) and stores them (SQLite or Redis).
 """
 
 from __future__ import annotations
@@ -17,19 +24,22 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from petportrait.clock import utcnow
 from petportrait.db import new_id
+from petportrait.jobs import runner
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.base import JobQueue
+from petportrait.jobs.base import JobHandler, JobQueue, Periodic
 from petportrait.jobs.models import Job
-from petportrait.lifecycle import sweeper
-from petportrait.portraits import runner
-from petportrait.portraits import service as portraits_service
+from petportrait.retention import leases
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 PERIODIC_LEASE = "periodic"
@@ -50,34 +60,35 @@ class Consumer:
 
     def __init__(
         self,
-        services: object,
         *,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        blobs: BlobStore,
+        queue: JobQueue,
+        handlers: Mapping[str, JobHandler],
+        periodic_tasks: Sequence[Periodic] = (),
         worker_id: str | None = None,
         periodic: bool = True,
-        engine: runner.PortraitEngine | None = None,
     ) -> None:
-        from petportrait.web.deps import Services
-
-        assert isinstance(services, Services)
-        self.services = services
-        self.settings = services.settings
-        self.queue: JobQueue = services.queue
+        self.settings = settings
+        self.session_factory = session_factory
+        self.blobs = blobs
+        self.queue = queue
+        self.handlers = dict(handlers)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
         scratch_root = (self.settings.data_dir / "scratch" / self.worker_id.replace(":", "_")).resolve()
         self.ctx = runner.WorkerContext(
             settings=self.settings,
-            session_factory=services.session_factory,
-            blobs=services.blobs,
+            session_factory=session_factory,
+            blobs=blobs,
+            handlers=self.handlers,
             worker_id=self.worker_id,
-            engine=engine or runner.PortraitEngine(self.settings),
             scratch_root=scratch_root,
         )
         self.periodic_enabled = periodic
-        self.periodic_tasks: list[PeriodicTask] = [
-            PeriodicTask("reaper", self.reaper_interval, self.reap),
-            PeriodicTask("sweeper", sweeper.interval(self.settings), self.sweep),
-            PeriodicTask("case-deadlines", 60.0, self.settle_cases),
-        ]
+        self.periodic_tasks: list[PeriodicTask] = [PeriodicTask("reaper", self.reaper_interval, self.reap)]
+        for name, interval, run in periodic_tasks:
+            self.add_periodic(name, interval, run)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.busy = threading.Event()
@@ -165,24 +176,16 @@ class Consumer:
                 self._send_released()
 
     def _send_released(self) -> None:
-        while self.ctx.released:
-            job_id = self.ctx.released.pop(0)
-            try:
-                self.queue.enqueue(job_id)
-                with self.services.session_factory() as session:
-                    jobs_service.mark_enqueued(session, job_ids=[job_id])
-                    session.commit()
-            except Exception:
-                log.exception("could not enqueue job %s; the reaper will send it again", job_id)
+        released, self.ctx.released[:] = list(self.ctx.released), []
+        jobs_service.send(self.session_factory, self.queue, released)
 
     def _periodic_loop(self) -> None:
         ttl = timedelta(seconds=min(10.0, max(2.0, self.settings.queue.stale_after_seconds)))
         while not self._stop.wait(0.25):
             try:
-                with self.services.session_factory() as session:
-                    holder = jobs_service.try_lease(
-                        session, name=PERIODIC_LEASE, holder=self.worker_id, ttl=ttl
-                    )
+                holder = leases.take(
+                    self.session_factory, name=PERIODIC_LEASE, holder=self.worker_id, ttl=ttl
+                )
                 if not holder:
                     continue
                 now = time.monotonic()
@@ -198,8 +201,7 @@ class Consumer:
 
     def _release_lease(self) -> None:
         try:
-            with self.services.session_factory() as session:
-                jobs_service.release_lease(session, name=PERIODIC_LEASE, holder=self.worker_id)
+            leases.release(self.session_factory, name=PERIODIC_LEASE, holder=self.worker_id)
         except Exception:
             log.exception("could not release the periodic lease")
 
@@ -214,24 +216,15 @@ class Consumer:
 
     # --- periodic tasks ----------------------------------------------------------------------------
 
-    def sweep(self) -> object:
-        """Delete what passed its retention period (the sweeper takes a lease of its own)."""
-        return sweeper.sweep_once(
-            self.services.session_factory, self.services.blobs, settings=self.settings, holder=self.worker_id
-        )
-
-    def settle_cases(self) -> int:
-        """Revoke the licences of trust & safety cases whose cure period ended uncured."""
-        from petportrait.rights import service as rights_service
-
-        with self.services.session_factory() as session:
-            settled = rights_service.enforce_due(session)
-            session.commit()
-        return settled
-
     def reap(self) -> jobs_service.ReapReport:
         """Re-send lost messages; requeue (or fail) running jobs whose heartbeat stopped."""
-        return reap(self.services, stale_after=timedelta(seconds=self.settings.queue.stale_after_seconds))
+        return reap(
+            self.session_factory,
+            blobs=self.blobs,
+            queue=self.queue,
+            handlers=self.handlers,
+            stale_after=timedelta(seconds=self.settings.queue.stale_after_seconds),
+        )
 
 
 def _worker_alive(folder_name: str) -> bool:
@@ -249,14 +242,18 @@ def _worker_alive(folder_name: str) -> bool:
     return True
 
 
-def reap(services: object, *, stale_after: timedelta) -> jobs_service.ReapReport:
+def reap(
+    session_factory: sessionmaker[Session],
+    *,
+    blobs: BlobStore,
+    queue: JobQueue,
+    handlers: Mapping[str, JobHandler],
+    stale_after: timedelta,
+) -> jobs_service.ReapReport:
     """One reaper pass over the database; safe to run from any process at any time."""
-    from petportrait.web.deps import Services
-
-    assert isinstance(services, Services)
     report = jobs_service.ReapReport()
     now = utcnow()
-    with services.session_factory() as session:
+    with session_factory() as session:
         for job in jobs_service.find_stale(session, now=now, stale_after=stale_after):
             dead_attempt = job.attempt
             requeued = jobs_service.requeue_stale(session, job=job, now=now)
@@ -264,19 +261,19 @@ def reap(services: object, *, stale_after: timedelta) -> jobs_service.ReapReport
             fresh = session.get(Job, job.id, populate_existing=True)
             if fresh is None:
                 continue
-            runner.remove_attempt_outputs(session, blobs=services.blobs, job=fresh, attempt=dead_attempt)
+            handler = handlers.get(fresh.kind)
+            if handler is not None:
+                handler.remove_outputs(session, blobs=blobs, job=fresh, attempt=dead_attempt)
             if requeued:
                 report.requeued.append(job.id)
-                services.queue.enqueue(job.id)
             else:
-                portraits_service.reflect_job_end(session, job=fresh)
+                if handler is not None:
+                    handler.on_end(session, job=fresh)
                 report.failed.append(job.id)
             session.commit()
-        for job_id in jobs_service.find_lost_messages(session, now=now, resend_after=stale_after):
-            services.queue.enqueue(job_id)
-            jobs_service.mark_enqueued(session, job_ids=[job_id])
-            report.resent.append(job_id)
-        session.commit()
+        lost = jobs_service.find_lost_messages(session, now=now, resend_after=stale_after)
+    jobs_service.send(session_factory, queue, report.requeued)
+    report.resent.extend(jobs_service.send(session_factory, queue, lost))
     if report.requeued or report.failed or report.resent:
         log.info("reaper: requeued %s, failed %s, re-sent %s", report.requeued, report.failed, report.resent)
     return report

@@ -8,7 +8,6 @@ Findings (any one makes the check fail):
   reconciliation may take to come round;
 - tombstone_blob: a blob whose key a tombstone names (the item was deleted; its bytes must be too);
 - missing_blob: a live item whose blob is not in storage;
-- derived_leftover: derived data of a job that ended more than one sweep interval ago;
 - unlisted_blob: a blob under a prefix that the retention policy does not list.
 """
 
@@ -24,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
-from petportrait.jobs.models import FINAL_STATES, Job
-from petportrait.lifecycle import holds, policy
-from petportrait.lifecycle.models import DeletionReason, Tombstone
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
+from petportrait.registry import registry_of
+from petportrait.retention import holds, policy
+from petportrait.retention.models import DeletionReason, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -82,14 +81,13 @@ def run_check(
     orphan_cutoff = now - grace - slack - timedelta(seconds=reconcile_interval)
 
     owned: dict[str, dict[str, bool]] = {}  # kind -> key -> whether the row is live (not due)
-    for kind, model in policy.ITEM_MODELS.items():
+    for kind, model in registry_of(session).item_models.items():
         owned[kind] = _scan_rows(
             session, kind, model, now=now, cutoff=cutoff, settings=settings, report=report
         )
     _scan_tombstones(session, settings=settings, report=report)
 
     listed: set[str] = set()
-    derived: dict[str, list[Any]] = {}
     unowned: dict[str, list[Any]] = {}
     for info in blobs.list(""):
         report.blobs_checked += 1
@@ -101,8 +99,6 @@ def run_check(
                     "unlisted_blob", "?", storage_key=info.key, detail="no retention rule covers this prefix"
                 )
             )
-        elif spec.name == "derived":
-            derived.setdefault(info.key.split("/")[2] if info.key.count("/") >= 3 else "", []).append(info)
         elif spec.name in owned and info.key not in owned[spec.name]:
             unowned.setdefault(spec.name, []).append(info)
 
@@ -136,7 +132,6 @@ def run_check(
                         "missing_blob", kind, storage_key=key, detail="a live item's blob is not in storage"
                     )
                 )
-    _scan_derived(session, derived, cutoff=cutoff, orphan_cutoff=orphan_cutoff, report=report)
     return report
 
 
@@ -223,41 +218,3 @@ def _tombstoned(session: Session, keys: list[str]) -> dict[str, str]:
             if key is not None:
                 found[key] = item_id
     return found
-
-
-def _scan_derived(
-    session: Session,
-    derived: dict[str, list[Any]],
-    *,
-    cutoff: datetime,
-    orphan_cutoff: datetime,
-    report: CheckReport,
-) -> None:
-    job_ids = [job_id for job_id in derived if job_id]
-    jobs: dict[str, tuple[str, datetime | None]] = {}
-    for start in range(0, len(job_ids), _IN_CHUNK):
-        chunk = job_ids[start : start + _IN_CHUNK]
-        for job_id, state, finished_at in session.execute(
-            select(Job.id, Job.state, Job.finished_at).where(Job.id.in_(chunk))
-        ):
-            jobs[job_id] = (state, finished_at)
-    for job_id, infos in derived.items():
-        job = jobs.get(job_id)
-        for info in infos:
-            if job is None:
-                if info.modified_at <= orphan_cutoff:
-                    report.findings.append(
-                        Finding(
-                            "orphan_blob", "derived", storage_key=info.key, detail="no job owns this blob"
-                        )
-                    )
-            elif job[0] in FINAL_STATES and (job[1] is None or job[1] < cutoff):
-                report.findings.append(
-                    Finding(
-                        "derived_leftover",
-                        "derived",
-                        item_id=job_id,
-                        storage_key=info.key,
-                        detail=f"its job ended ({job[0]}) more than one sweep interval ago",
-                    )
-                )

@@ -32,10 +32,10 @@ from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.errors import NotFound
 from petportrait.jobs.models import Job
-from petportrait.lifecycle import audit, policy
-from petportrait.lifecycle.models import AuditEntry, Tombstone
 from petportrait.pets.models import Pet, Photo
 from petportrait.portraits.models import PetModel, Render
+from petportrait.retention import audit, policy
+from petportrait.retention.models import AuditEntry, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobNotFound, BlobStore
 
@@ -95,7 +95,7 @@ def build_export(
     *,
     user_id: str,
     out: IO[bytes],
-    settings: Settings | None = None,
+    settings: Settings,
     actor_id: str | None = None,
 ) -> ExportSummary:
     """Write the person's export ZIP to `out` and audit the photo reads."""

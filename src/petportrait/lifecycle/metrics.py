@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
-from petportrait.lifecycle import holds, policy
-from petportrait.lifecycle.models import LegalHold, SweepRun, Tombstone
+from petportrait.registry import registry_of
+from petportrait.retention import holds, policy
+from petportrait.retention.models import LegalHold, SweepRun, Tombstone
 from petportrait.settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,12 +61,10 @@ def _count(session: Session, query: Any) -> int:
     return int(session.scalar(query) or 0)
 
 
-def item_states(
-    session: Session, *, now: datetime, settings: Settings | None = None
-) -> dict[str, dict[str, int]]:
+def item_states(session: Session, *, now: datetime, settings: Settings) -> dict[str, dict[str, int]]:
     """Per kind: how many items are live, due, held and deleted."""
     states: dict[str, dict[str, int]] = {}
-    for kind, model in policy.ITEM_MODELS.items():
+    for kind, model in registry_of(session).item_models.items():
         due = or_(policy.expired_clause(model, now=now, settings=settings), User.deleted_at.is_not(None))
         held = holds.held_clause(kind, model.id, model.owner_id, at=now)
         base = select(func.count()).select_from(model).join(User, User.id == model.owner_id)
@@ -82,12 +81,10 @@ def item_states(
     return states
 
 
-def oldest_overdue_seconds(
-    session: Session, *, now: datetime, settings: Settings | None = None
-) -> dict[str, float]:
+def oldest_overdue_seconds(session: Session, *, now: datetime, settings: Settings) -> dict[str, float]:
     """Per kind: seconds since the oldest due, unheld item fell due (0 when there is none)."""
     ages: dict[str, float] = {}
-    for kind, model in policy.ITEM_MODELS.items():
+    for kind, model in registry_of(session).item_models.items():
         not_held = ~holds.held_clause(kind, model.id, model.owner_id, at=now)
         base = select().select_from(model).join(User, User.id == model.owner_id).where(not_held)
         due_times: list[datetime] = []
@@ -114,7 +111,7 @@ def oldest_overdue_seconds(
 
 
 class _StateCollector(Collector):
-    def __init__(self, session: Session, now: datetime, settings: Settings | None) -> None:
+    def __init__(self, session: Session, now: datetime, settings: Settings) -> None:
         self.session = session
         self.now = now
         self.settings = settings
@@ -161,7 +158,7 @@ class _StateCollector(Collector):
         yield purged
 
 
-def render(session: Session, *, settings: Settings | None = None, now: datetime | None = None) -> bytes:
+def render(session: Session, *, settings: Settings, now: datetime | None = None) -> bytes:
     """The exposition text: the lifecycle state from the database and this process's sweep metrics."""
     registry = CollectorRegistry()
     registry.register(_StateCollector(session, now or utcnow(), settings))

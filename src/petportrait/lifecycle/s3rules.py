@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from petportrait.lifecycle import policy
+from petportrait.retention import policy
 from petportrait.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 RULE_PREFIX = "petportrait-"
 
 
-def backstop_rules(settings: Settings | None, *, key_prefix: str = "") -> list[dict[str, Any]]:
+def backstop_rules(settings: Settings, *, key_prefix: str = "") -> list[dict[str, Any]]:
     """The lifecycle rules for a store whose keys live under `key_prefix` in the bucket."""
     rules: list[dict[str, Any]] = []
     for kind in policy.KINDS.values():
@@ -60,7 +60,7 @@ def current_rules(store: S3BlobStore) -> list[dict[str, Any]]:
     return [dict(rule) for rule in response.get("Rules", [])]
 
 
-def apply_rules(store: S3BlobStore, settings: Settings | None) -> list[dict[str, Any]]:
+def apply_rules(store: S3BlobStore, settings: Settings) -> list[dict[str, Any]]:
     """Write our rules to the store's bucket, keeping the bucket's other rules; returns what was written."""
     ours = backstop_rules(settings, key_prefix=store.prefix)
     kept = [rule for rule in current_rules(store) if not str(rule.get("ID", "")).startswith(RULE_PREFIX)]

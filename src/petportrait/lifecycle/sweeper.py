@@ -8,8 +8,7 @@ minute). It takes the `lifecycle.sweeper` lease, so two processes never sweep at
    the rows into tombstones and audits each deletion. Killed after the blobs and before the commit,
    the rows are still due, their blobs are already gone, and the next run finishes them;
 2. removes what is left of deleted accounts once their items are gone (pets, tokens, ended jobs);
-3. removes derived data (`derived/{owner}/{job}/...`) of jobs that have ended;
-4. every `reconcile_interval` seconds, reconciles storage with the database: a blob under an item
+3. every `reconcile_interval` seconds, reconciles storage with the database: a blob under an item
    prefix that no row owns is deleted once older than the grace period (so an upload in flight, whose
    row is not committed yet, is never touched); a blob whose key a tombstone names is deleted at once.
 """
@@ -27,20 +26,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, null, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.accounts.models import ApiToken, User
 from petportrait.clock import utcnow
 from petportrait.db import session_scope
-from petportrait.jobs.models import FINAL_STATES, Job, Lease
-from petportrait.lifecycle import audit, blobops, holds, policy
-from petportrait.lifecycle.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
-from petportrait.lifecycle.service import deletion_event, tombstone_values
+from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.pets.models import Pet
+from petportrait.registry import registry_from
+from petportrait.retention import audit, blobops, holds, leases, policy
+from petportrait.retention.models import DeletionReason, HoldScope, Lease, LegalHold, SweepRun, Tombstone
+from petportrait.retention.tombstones import deletion_event, tombstone_values
 from petportrait.settings import Settings
-from petportrait.storage.base import BlobInfo, BlobStore
+from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ class SweepReport:
     duration_seconds: float = 0.0
     purged: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
-    derived_removed: int = 0
     orphans_removed: int = 0
     tombstone_blobs_removed: int = 0
     accounts_cleared: int = 0
@@ -86,40 +85,6 @@ def interval(settings: Settings) -> float:
 
 
 # -- the lease ---------------------------------------------------------------------------------------
-
-
-def acquire_lease(
-    session_factory: sessionmaker[Session], *, name: str, holder: str, now: datetime, ttl: timedelta
-) -> bool:
-    """Take or renew a named lease; True if `holder` holds it until now + ttl."""
-    with session_scope(session_factory) as session:
-        result = session.execute(
-            update(Lease)
-            .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at <= now))
-            .values(holder=holder, expires_at=now + ttl)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            return True
-        if session.get(Lease, name) is not None:
-            return False
-    try:
-        with session_scope(session_factory) as session:
-            session.execute(insert(Lease).values(name=name, holder=holder, expires_at=now + ttl))
-    except IntegrityError:
-        return False
-    return True
-
-
-def release_lease(session_factory: sessionmaker[Session], *, name: str, holder: str, now: datetime) -> None:
-    """Give the lease back and note when it last ran."""
-    with session_scope(session_factory) as session:
-        session.execute(
-            update(Lease)
-            .where(Lease.name == name, Lease.holder == holder)
-            .values(expires_at=now, last_run_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
 
 # -- the sweep ---------------------------------------------------------------------------------------
@@ -149,7 +114,7 @@ def sweep_once(
         report.ran = False
         return report
     try:
-        for kind, model in policy.ITEM_MODELS.items():
+        for kind, model in registry_from(session_factory).item_models.items():
             _sweep_kind(
                 session_factory,
                 blobs,
@@ -165,7 +130,6 @@ def sweep_once(
         _checkpoint(session_factory)
         _clear_erased_accounts(session_factory, report=report)
         grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
-        _sweep_derived(session_factory, blobs, now=now, grace=grace, report=report)
         if reconcile is None:
             reconcile = _reconcile_due(session_factory, now=now, every=timedelta(seconds=reconcile_interval))
         if reconcile:
@@ -216,7 +180,7 @@ class _HeldLease:
         return self.start + timedelta(seconds=self.elapsed())
 
     def take(self) -> bool:
-        return acquire_lease(
+        return leases.take(
             self.session_factory, name=SWEEP_LEASE, holder=self.holder, now=self.now(), ttl=self.ttl
         )
 
@@ -229,7 +193,7 @@ class _HeldLease:
         self.renewed = time.perf_counter()
 
     def release(self) -> None:
-        release_lease(self.session_factory, name=SWEEP_LEASE, holder=self.holder, now=self.start)
+        leases.release(self.session_factory, name=SWEEP_LEASE, holder=self.holder, now=self.start, ran=True)
 
 
 def _observe(report: SweepReport) -> None:
@@ -246,7 +210,7 @@ def _phases(kind: str, model: Any, *, now: datetime, settings: Settings) -> list
     Rows of deleted accounts are due whatever their expiry.
     """
     phases: list[tuple[str, Any]] = [(DeletionReason.EXPIRED.value, model.expires_at <= now)]
-    length, full = policy.period(kind, settings), policy.period(kind)
+    length, full = policy.period(kind, settings), policy.policy_period(kind)
     if length is not None and full is not None and length < full:
         clock = getattr(model, policy.KINDS[kind].clock)
         phases.append(
@@ -457,7 +421,7 @@ def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: Sw
     with session_scope(session_factory) as session:
         remaining = [
             exists().where(model.pet_id == Pet.id)
-            for model in policy.ITEM_MODELS.values()
+            for model in registry_from(session_factory).item_models.values()
             if hasattr(model, "pet_id")
         ]
         pets = session.execute(
@@ -474,61 +438,6 @@ def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: Sw
             .execution_options(synchronize_session=False)
         )
         report.accounts_cleared += int(pets.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _sweep_derived(
-    session_factory: sessionmaker[Session],
-    blobs: BlobStore,
-    *,
-    now: datetime,
-    grace: timedelta,
-    report: SweepReport,
-) -> None:
-    """Delete derived data of jobs that have ended (or that no job row owns, after the grace period)."""
-    by_job: dict[str, list[BlobInfo]] = {}
-    for info in blobs.list(policy.KINDS["derived"].prefix):
-        parts = info.key.split("/")
-        if len(parts) >= 4:
-            by_job.setdefault(parts[2], []).append(info)
-        elif info.modified_at <= now - grace:
-            by_job.setdefault("", []).append(info)
-    if not by_job:
-        return
-    states: dict[str, str] = {}
-    job_ids = [job_id for job_id in by_job if job_id]
-    with session_factory() as session:
-        for start in range(0, len(job_ids), _IN_CHUNK):
-            chunk = job_ids[start : start + _IN_CHUNK]
-            states.update(session.execute(select(Job.id, Job.state).where(Job.id.in_(chunk))).tuples().all())
-    doomed: list[str] = []
-    for job_id, infos in by_job.items():
-        state = states.get(job_id)
-        if state in FINAL_STATES:
-            doomed.extend(info.key for info in infos)
-        elif state is None:
-            doomed.extend(info.key for info in infos if info.modified_at <= now - grace)
-    if not doomed:
-        return
-    jobs_of = sorted({key.split("/")[2] if key.count("/") >= 3 else "" for key in doomed})
-    with session_scope(session_factory) as session:
-        audit.record_many(
-            session,
-            [
-                audit.AuditEvent(
-                    action="derived.deleted",
-                    actor_id=None,
-                    subject_kind="job",
-                    subject_id=job_id or None,
-                    purpose="job_ended" if states.get(job_id) else "orphaned",
-                    details={"keys": sum(1 for k in doomed if k.split("/")[2:3] == [job_id])},
-                )
-                for job_id in jobs_of
-            ],
-            at=now,
-        )
-    failures = blobops.delete_many(blobs, doomed)
-    report.errors.extend(f"derived: could not delete blob {k}: {e}" for k, e in failures.items())
-    report.derived_removed += sum(1 for key in doomed if key not in failures)
 
 
 def _reconcile_due(session_factory: sessionmaker[Session], *, now: datetime, every: timedelta) -> bool:
@@ -575,7 +484,7 @@ def _reconcile(
     lease: _HeldLease,
 ) -> None:
     """Delete blobs under item prefixes that no row owns: at once if tombstoned, else after the grace."""
-    for kind, model in policy.ITEM_MODELS.items():
+    for kind, model in registry_from(session_factory).item_models.items():
         lease.renew()
         with session_factory() as session:
             owned = owned_keys(session, model)

@@ -3,20 +3,47 @@
 from __future__ import annotations
 
 import hmac
+import tempfile
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
+from petportrait.accounts.deps import CurrentUser, require_role
 from petportrait.accounts.models import Role, User
 from petportrait.errors import Unauthorized
-from petportrait.lifecycle import holds, metrics, service
-from petportrait.lifecycle.models import HoldScope, LegalHold
+from petportrait.http import BlobsDep, SessionDep, SettingsDep, bearer_value, iter_chunks
+from petportrait.lifecycle import export, holds, metrics, service
 from petportrait.lifecycle.schemas import DeletionOut, ErasureOut, HoldCreate, HoldOut, HoldRelease
 from petportrait.lifecycle.sweeper import interval
-from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, bearer_value, require_role
-from petportrait.web.streaming import export_zip_response
+from petportrait.retention import tombstones
+from petportrait.retention.models import HoldScope, LegalHold
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobStore
+
+
+def export_zip_response(
+    session: Session, blobs: BlobStore, *, user_id: str, settings: Settings
+) -> StreamingResponse:
+    """Everything held about a person as one ZIP; the photo reads are on record before a byte leaves."""
+    spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
+    summary = export.build_export(session, blobs, user_id=user_id, out=spool, settings=settings)
+    session.commit()
+    size = spool.tell()
+    spool.seek(0)
+    stamp = summary.exported_at.strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(
+        iter_chunks(spool, 1024 * 1024),  # type: ignore[arg-type]
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="petportrait-export-{stamp}.zip"',
+            "Content-Length": str(size),
+            "Cache-Control": "private, no-store",
+        },
+    )
+
 
 router = APIRouter(tags=["your data"])
 admin_router = APIRouter(prefix="/admin", tags=["admin"])
@@ -33,7 +60,7 @@ def my_deletions(
     before: datetime | None = None,
 ) -> list[DeletionOut]:
     """Deletion receipts: what of yours was deleted, why and when (newest first; page with `before`)."""
-    stones = service.list_deletions(session, owner_id=user.id, limit=limit, before=before)
+    stones = tombstones.list_deletions(session, owner_id=user.id, limit=limit, before=before)
     return [DeletionOut.model_validate(s) for s in stones]
 
 
@@ -42,7 +69,7 @@ def delete_item(
     kind: str, item_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep
 ) -> DeletionOut:
     """Delete one of your items (photo, model or render) now; returns its deletion receipt."""
-    stone = service.delete_now(
+    stone = tombstones.delete_now(
         session, blobs=blobs, kind=kind, item_id=item_id, owner_id=user.id, actor_id=user.id
     )
     return DeletionOut.model_validate(stone)

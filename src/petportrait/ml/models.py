@@ -108,6 +108,14 @@ def family_of(source: str) -> Family:
     return "sdxl" if "xl" in source.lower() else "sd15"
 
 
+NATIVE_SIZE: dict[Family, int] = {"sd15": 512, "sdxl": 1024}
+
+
+def native_size(source: str) -> int:
+    """The side, in pixels, a model of this source's family is trained and renders at."""
+    return NATIVE_SIZE[family_of(source)]
+
+
 def resolve_base_model(configured: str | None, *, device: str, models_dir: Path) -> ResolvedModel:
     """The base model: the configured hub id or folder, else SD 1.5 on CUDA or MPS, else the preview."""
     if configured == PREVIEW_MODEL_ID or (not configured and torch.device(device).type == "cpu"):

@@ -28,7 +28,10 @@ from petportrait.ml.styles import COMMON_NEGATIVE_PROMPT, get_style
 from petportrait.ml.train import CLASS_NOUNS, DEFAULT_TOKEN, METADATA_PREFIX, SPECIES
 
 MAX_COUNT = 8
-MAX_SIDE = 2048
+MIN_SIDE = 64
+MAX_SIDE = 1536
+MAX_STEPS = 100
+MAX_GUIDANCE = 30.0
 PREVIEW_LABEL = "PREVIEW - random model, not a portrait"
 _LORA_CACHE_SIZE = 8
 
@@ -274,16 +277,18 @@ class Renderer:
         width = request.width or self.native_size
         height = request.height or self.native_size
         for name, value in (("width", width), ("height", height)):
-            if value % 8 != 0 or not 64 <= value <= MAX_SIDE:
+            if value % 8 != 0 or not MIN_SIDE <= value <= MAX_SIDE:
                 raise InvalidRenderRequest(
-                    f"{name} {value} must be a multiple of 8 between 64 and {MAX_SIDE}"
+                    f"{name} {value} must be a multiple of 8 between {MIN_SIDE} and {MAX_SIDE}"
                 )
         if not 1 <= request.count <= MAX_COUNT:
             raise InvalidRenderRequest(f"count must be between 1 and {MAX_COUNT}, got {request.count}")
-        if not 1 <= request.steps <= 150:
-            raise InvalidRenderRequest(f"steps must be between 1 and 150, got {request.steps}")
-        if not (math.isfinite(request.guidance) and 0 <= request.guidance <= 30):
-            raise InvalidRenderRequest(f"guidance must be between 0 and 30, got {request.guidance}")
+        if not 1 <= request.steps <= MAX_STEPS:
+            raise InvalidRenderRequest(f"steps must be between 1 and {MAX_STEPS}, got {request.steps}")
+        if not (math.isfinite(request.guidance) and 0 <= request.guidance <= MAX_GUIDANCE):
+            raise InvalidRenderRequest(
+                f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {request.guidance}"
+            )
         if not math.isfinite(request.lora_scale):
             raise InvalidRenderRequest(f"lora_scale must be a number, got {request.lora_scale}")
         if request.lora_path is not None and not Path(request.lora_path).is_file():

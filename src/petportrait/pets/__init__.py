@@ -1,0 +1,12 @@
+"""Pets and their photos (the `photo` kind of the retention policy)."""
+
+from __future__ import annotations
+
+from petportrait.pets.models import Photo
+from petportrait.registry import Registry
+
+
+def register(registry: Registry) -> None:
+    """What the pets domain contributes: the table of photos."""
+    registry.add_domain("pets")
+    registry.add_item_kind("photo", Photo)

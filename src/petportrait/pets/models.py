@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,6 +33,7 @@ class Photo(IdMixin, Base):
     """A sanitised photo: metadata stripped, re-encoded; kept until expires_at (uploaded_at + 30 days)."""
 
     __tablename__ = "photos"
+    retention_kind: ClassVar[str] = "photo"
     __table_args__ = (Index("ix_photos_expires_at", "expires_at"),)
 
     pet_id: Mapped[str] = mapped_column(ForeignKey("pets.id", ondelete="CASCADE"), index=True)

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from petportrait.clock import utcnow
 from petportrait.db import new_id
 from petportrait.errors import NotFound
-from petportrait.lifecycle import policy
-from petportrait.lifecycle import service as lifecycle_service
+from petportrait.jobs import service as jobs_service
+from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
 from petportrait.pets.models import Pet, Photo, Species
+from petportrait.registry import registry_of, settings_of
+from petportrait.retention import holds, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -86,9 +88,9 @@ def get_pet(session: Session, *, owner_id: str, pet_id: str) -> Pet:
     return pet
 
 
-def live_photos_query(*, now: datetime | None = None) -> Select[Photo]:
+def live_photos_query(*, settings: Settings, now: datetime | None = None) -> Select[Photo]:
     """A select of photos not yet expired (read-time hiding: expired photos are gone at once)."""
-    return select(Photo).where(policy.live_clause(Photo, now=now))
+    return select(Photo).where(policy.live_clause(Photo, now=now, settings=settings))
 
 
 def count_live_photos(session: Session, *, pet_id: str) -> int:
@@ -97,7 +99,9 @@ def count_live_photos(session: Session, *, pet_id: str) -> int:
     return (
         session.scalar(
             select(func.count()).select_from(
-                live_photos_query(now=now).where(Photo.pet_id == pet_id).subquery()
+                live_photos_query(now=now, settings=settings_of(session))
+                .where(Photo.pet_id == pet_id)
+                .subquery()
             )
         )
         or 0
@@ -107,7 +111,11 @@ def count_live_photos(session: Session, *, pet_id: str) -> int:
 def list_photos(session: Session, *, owner_id: str, pet_id: str) -> list[Photo]:
     """A pet's unexpired photos, oldest first."""
     get_pet(session, owner_id=owner_id, pet_id=pet_id)
-    query = live_photos_query().where(Photo.pet_id == pet_id).order_by(Photo.uploaded_at, Photo.id)
+    query = (
+        live_photos_query(settings=settings_of(session))
+        .where(Photo.pet_id == pet_id)
+        .order_by(Photo.uploaded_at, Photo.id)
+    )
     return list(session.scalars(query))
 
 
@@ -116,7 +124,9 @@ def get_photo(session: Session, *, owner_id: str, photo_id: str) -> Photo:
     photo = session.get(Photo, photo_id)
     if photo is None or photo.owner_id != owner_id:
         raise NotFound("No such photo.", code="photo_not_found")
-    policy.ensure_live(photo)  # 410 photo_expired from the moment it expires, before any sweep
+    policy.ensure_live(
+        photo, settings=settings_of(session)
+    )  # 410 photo_expired from the moment it expires, before any sweep
     return photo
 
 
@@ -130,7 +140,11 @@ def upload_photos(
 ) -> list[FileOutcome]:
     """Sanitise and store each file; each is stored or rejected with a reason, never half-stored."""
     now = utcnow()
-    existing = list(session.scalars(live_photos_query(now=now).where(Photo.pet_id == pet.id)))
+    existing = list(
+        session.scalars(
+            live_photos_query(now=now, settings=settings_of(session)).where(Photo.pet_id == pet.id)
+        )
+    )
     hashes = [(p.sha256, p.phash) for p in existing]
     room = limits.max_photos - len(existing)
     outcomes: list[FileOutcome] = []
@@ -208,7 +222,7 @@ def open_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: s
 
 def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> None:
     """Delete the owner's photo now: blob first, then a tombstone and receipt (409 under a legal hold)."""
-    lifecycle_service.delete_now(
+    tombstones.delete_now(
         session, blobs=blobs, kind="photo", item_id=photo_id, owner_id=owner_id, actor_id=owner_id
     )
 
@@ -216,9 +230,17 @@ def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id:
 def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str) -> None:
     """Delete the owner's pet now, with its photos, models and renders."""
     pet = get_pet(session, owner_id=owner_id, pet_id=pet_id)
-    lifecycle_service.delete_pet_items(
-        session, blobs=blobs, owner_id=owner_id, pet_id=pet.id, actor_id=owner_id
-    )
+    rows: list[tuple[str, Any]] = []
+    for kind, model in registry_of(session).item_models.items():
+        if hasattr(model, "pet_id"):
+            query = select(model).where(model.pet_id == pet.id, model.owner_id == owner_id)
+            rows.extend((kind, row) for row in session.scalars(query))
+    for kind, row in rows:
+        holds.ensure_not_held(session, kind=kind, item_id=row.id, owner_id=row.owner_id)
+    targets = [pet.id, *(row.id for _, row in rows)]
+    for job in session.scalars(select(Job).where(Job.target_id.in_(targets), Job.state.not_in(FINAL_STATES))):
+        jobs_service.request_cancel(session, job=job)
+    tombstones.delete_rows(session, blobs=blobs, rows=rows, actor_id=owner_id)
     session.delete(pet)
     session.flush()
 
@@ -238,7 +260,7 @@ def read_photos_for_training(
     This is the only path by which photo bytes reach a training job (the data policy's purpose limit):
     a job whose owner is not the pet's owner is refused.
     """
-    from petportrait.lifecycle import audit
+    from petportrait.retention import audit
 
     pet = session.get(Pet, pet_id)
     if pet is None or pet.owner_id != job_owner_id:
@@ -247,7 +269,7 @@ def read_photos_for_training(
     now = utcnow()
     photos = list(
         session.scalars(
-            live_photos_query(now=now)
+            live_photos_query(now=now, settings=settings_of(session))
             .where(Photo.pet_id == pet.id, Photo.id.in_(photo_ids))
             .order_by(Photo.id)
         )

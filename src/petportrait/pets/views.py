@@ -8,13 +8,13 @@ from fastapi import APIRouter, File, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from petportrait.accounts.deps import CurrentUser
 from petportrait.errors import InvalidInput
-from petportrait.lifecycle import audit
+from petportrait.http import BlobsDep, SessionDep, SettingsDep, iter_chunks
 from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult
-from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep
-from petportrait.web.streaming import iter_chunks
+from petportrait.retention import audit
 
 router = APIRouter(tags=["pets"])
 

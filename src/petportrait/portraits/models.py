@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petportrait.db import Base, IdMixin
+
+
+class JobKind(StrEnum):
+    """The kinds of job the portraits domain registers handlers for."""
+
+    TRAIN = "train"
+    RENDER = "render"
 
 
 class ModelState(StrEnum):
@@ -32,6 +39,7 @@ class PetModel(IdMixin, Base):
     """LoRA weights trained on one pet's photos; kept until expires_at (trained_at + 7 days)."""
 
     __tablename__ = "pet_models"
+    retention_kind: ClassVar[str] = "model"
     __table_args__ = (Index("ix_pet_models_expires_at", "expires_at"),)
 
     pet_id: Mapped[str] = mapped_column(ForeignKey("pets.id", ondelete="CASCADE"), index=True)
@@ -56,6 +64,7 @@ class Render(IdMixin, Base):
     """One rendered portrait; kept until expires_at (rendered_at + 30 days)."""
 
     __tablename__ = "renders"
+    retention_kind: ClassVar[str] = "render"
     __table_args__ = (Index("ix_renders_expires_at", "expires_at"),)
 
     model_id: Mapped[str] = mapped_column(

@@ -1,4 +1,4 @@
-"""The worker side of portraits: run a training or a render job claimed by a consumer.
+"""The worker side of portraits: the handlers of training and render jobs (registered by `register`).
 
 Outputs are written under keys derived from the job and its attempt
 (`models/{owner}/{job}/a{attempt}/{model}.safetensors`, `renders/{owner}/{job}/a{attempt}/{render}.png`),
@@ -13,41 +13,25 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.models import Job, JobKind, JobState
+from petportrait.jobs.models import Job, JobState
+from petportrait.jobs.runner import Beat, JobFailed, JobStopped, WorkerContext
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service
-from petportrait.portraits.models import ModelState, PetModel, Render, RenderState
-from petportrait.rights import service as rights_service
+from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, RenderState
+from petportrait.registry import emit
+from petportrait.retention import policy
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
-
-
-class JobStopped(Exception):
-    """The job must stop: cancelled by its owner, handed back at shutdown, or lost to the reaper."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class JobFailed(Exception):
-    """The job cannot succeed; `code` and the message are shown to the person."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def model_key(*, owner_id: str, job_id: str, attempt: int, model_id: str) -> str:
@@ -105,197 +89,9 @@ class PortraitEngine:
             return self._renderers[base_model]
 
 
-@dataclass
-class Beat:
-    """Shared between a running job and its heartbeat thread: latest progress and stop reasons."""
-
-    step: int | None = None
-    total: int | None = None
-    eta_seconds: float | None = None
-    message: str | None = None
-    stop_reason: str | None = None
-    changed: threading.Event = field(default_factory=threading.Event)
-
-    def update(
-        self, *, step: int, total: int, eta_seconds: float | None = None, message: str | None = None
-    ) -> None:
-        self.step, self.total, self.eta_seconds = step, total, eta_seconds
-        if message is not None:
-            self.message = message
-        self.changed.set()
-
-    def should_stop(self) -> bool:
-        return self.stop_reason is not None
-
-    def check(self) -> None:
-        if self.stop_reason is not None:
-            raise JobStopped(self.stop_reason)
-
-
-class Heartbeat:
-    """A thread that writes the job's heartbeat and progress, and notices cancellation or loss."""
-
-    def __init__(
-        self,
-        factory: sessionmaker[Session],
-        *,
-        job: Job,
-        worker_id: str,
-        interval: float,
-        beat: Beat,
-        shutdown: threading.Event,
-        hand_back: threading.Event,
-    ) -> None:
-        self.factory, self.job, self.worker_id, self.interval = factory, job, worker_id, interval
-        self.beat, self.shutdown, self.hand_back = beat, shutdown, hand_back
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.id[:8]}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self.beat.changed.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        last = 0.0
-        while not self._done.is_set():
-            self.beat.changed.wait(timeout=min(self.interval, 0.5))
-            self.beat.changed.clear()
-            if self.hand_back.is_set() and self.beat.stop_reason is None:
-                self.beat.stop_reason = "hand_back"
-            now = time.monotonic()
-            if now - last < min(self.interval, 0.5) and not self._done.is_set():
-                continue
-            last = now
-            try:
-                with self.factory() as session:
-                    cancel = jobs_service.heartbeat(
-                        session,
-                        job=self.job,
-                        worker_id=self.worker_id,
-                        step=self.beat.step,
-                        total=self.beat.total,
-                        eta_seconds=self.beat.eta_seconds,
-                        message=self.beat.message,
-                    )
-                if cancel and self.beat.stop_reason is None:
-                    self.beat.stop_reason = "cancelled"
-            except jobs_service.LostJob:
-                self.beat.stop_reason = "lost"
-                return
-            except Exception:
-                log.exception("heartbeat of job %s failed; retrying", self.job.id)
-
-
-@dataclass
-class WorkerContext:
-    """What a consumer gives each job: settings, database, blobs, the model engine and stop signals."""
-
-    settings: Settings
-    session_factory: sessionmaker[Session]
-    blobs: BlobStore
-    worker_id: str
-    engine: PortraitEngine
-    scratch_root: Path
-    shutdown: threading.Event = field(default_factory=threading.Event)
-    hand_back: threading.Event = field(default_factory=threading.Event)
-    released: list[str] = field(default_factory=list)
-
-
-def run_job(ctx: WorkerContext, job_id: str) -> str | None:
-    """Claim and run one job; returns its end state (None if not claimable). Job errors never raise."""
-    with ctx.session_factory() as session:
-        job = jobs_service.claim(session, job_id=job_id, worker_id=ctx.worker_id)
-        if job is None:
-            return None
-        beat = Beat(total=0, step=0)
-        scratch = ctx.scratch_root / f"{job.id}-a{job.attempt}"
-        heartbeat = Heartbeat(
-            ctx.session_factory,
-            job=job,
-            worker_id=ctx.worker_id,
-            interval=ctx.settings.queue.heartbeat_seconds,
-            beat=beat,
-            shutdown=ctx.shutdown,
-            hand_back=ctx.hand_back,
-        )
-        try:
-            with heartbeat:
-                if job.kind == JobKind.TRAIN.value:
-                    _train(ctx, session, job, beat, scratch)
-                else:
-                    _render(ctx, session, job, beat, scratch)
-            return JobState.SUCCEEDED.value
-        except JobStopped as stop:
-            return _stopped(ctx, session, job, stop.reason)
-        except JobFailed as failure:
-            return _end(ctx, session, job, JobState.FAILED, failure.code, failure.message)
-        except jobs_service.LostJob:
-            return _stopped(ctx, session, job, "lost")
-        except Exception:
-            log.exception("job %s failed unexpectedly", job.id)
-            return _end(
-                ctx,
-                session,
-                job,
-                JobState.FAILED,
-                "job_error",
-                "Something went wrong on our side while running this job; nothing was kept half-way. "
-                "Try again.",
-            )
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _end(
-    ctx: WorkerContext, session: Session, job: Job, state: JobState, code: str | None, message: str | None
-) -> str | None:
-    session.rollback()
-    try:
-        remove_attempt_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)
-        released = jobs_service.finish(
-            session, job=job, worker_id=ctx.worker_id, state=state, error_code=code, error_message=message
-        )
-        service.reflect_job_end(session, job=job)
-        session.commit()
-        ctx.released.extend(released)
-        return state.value
-    except jobs_service.LostJob:
-        session.rollback()
-        return None
-
-
-def _stopped(ctx: WorkerContext, session: Session, job: Job, reason: str) -> str | None:
-    session.rollback()
-    if reason == "cancelled":
-        return _end(ctx, session, job, JobState.CANCELLED, None, None)
-    if reason == "hand_back":
-        remove_attempt_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)
-        try:
-            jobs_service.assert_owned(session, job=job, worker_id=ctx.worker_id)
-            job_row = session.get(Job, job.id, populate_existing=True)
-            assert job_row is not None
-            job_row.state = JobState.QUEUED.value
-            job_row.worker_id = None
-            job_row.heartbeat_at = None
-            job_row.message = "Handed back by a worker that was shutting down; another worker continues."
-            session.commit()
-            ctx.released.append(job.id)
-            return JobState.QUEUED.value
-        except jobs_service.LostJob:
-            session.rollback()
-            return None
-    # lost: the reaper gave this attempt's job to another; leave nothing of ours behind
-    remove_attempt_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)
-    session.commit()
-    return None
-
-
-def _train(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: Path) -> None:
+def _train(
+    ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat, scratch: Path
+) -> None:
     from petportrait.ml.models import ModelLoadError
     from petportrait.ml.train import InvalidTrainSpec, TrainingCancelled, TrainProgress, TrainSpec, train_lora
 
@@ -321,7 +117,7 @@ def _train(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: 
             f"{service.MIN_TRAINING_PHOTOS}. Upload more photos and train again.",
         )
     try:
-        resolved = ctx.engine.resolve(model.base_model)
+        resolved = engine.resolve(model.base_model)
     except ModelLoadError as exc:
         raise JobFailed("model_unavailable", str(exc)) from exc
 
@@ -339,7 +135,7 @@ def _train(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: 
         steps=ctx.settings.ml.train_steps,
         resolution=ctx.settings.ml.resolution,
         seed=int(hashlib.sha256(model.id.encode()).hexdigest()[:8], 16),
-        device=ctx.engine.device,
+        device=engine.device,
         work_dir=scratch,
     )
     try:
@@ -377,7 +173,9 @@ def _png_bytes(image: Any) -> bytes:
     return out.getvalue()
 
 
-def _render(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: Path) -> None:
+def _render(
+    ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat, scratch: Path
+) -> None:
     from petportrait.ml.models import ModelLoadError
     from petportrait.ml.render import RenderRequest
 
@@ -387,16 +185,18 @@ def _render(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch:
         raise JobFailed("model_unavailable", "The model was deleted before the portraits could be rendered.")
     if model.state != ModelState.READY.value:
         raise JobFailed("model_unavailable", f"The model is not ready (it is {model.state}).")
-    if service.model_expired(model):
+    if service.model_expired(model, settings=ctx.settings):
         raise JobFailed(
-            "model_expired", "The model passed its 7-day period before the portraits were rendered."
+            "model_expired",
+            f"The model passed its retention period ({policy.days('model', ctx.settings)}) "
+            "before the portraits were rendered.",
         )
     scratch.mkdir(parents=True, exist_ok=True)
     lora_path = scratch / f"{model.id}.safetensors"
     with ctx.blobs.open(model.storage_key) as stream, lora_path.open("wb") as out:
         shutil.copyfileobj(stream, out)
     try:
-        renderer = ctx.engine.renderer(model.base_model)
+        renderer = engine.renderer(model.base_model)
     except ModelLoadError as exc:
         raise JobFailed("model_unavailable", str(exc)) from exc
     total = len(render_ids)
@@ -455,7 +255,7 @@ def _render(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch:
         render.is_preview = bool(result.is_preview)
         render.rendered_at = now
         render.expires_at = service.expiry_for_render(ctx.settings, now)
-        rights_service.record_generation(session, render=render, model=model, settings=ctx.settings)
+        emit(session, "render.ready", owner_id=render.owner_id, render_id=render.id, model_id=model.id)
         session.commit()
         done += 1
         elapsed = time.monotonic() - started
@@ -474,3 +274,31 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+class PortraitJobs:
+    """The handler of training and render jobs; keeps base pipelines loaded between jobs."""
+
+    def __init__(self, engine: PortraitEngine | None = None) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+
+    def engine(self, settings: Settings) -> PortraitEngine:
+        """The engine of this process, made on first use (it loads pipelines only when a job needs them)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = PortraitEngine(settings)
+            return self._engine
+
+    def run(self, ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: Path) -> None:
+        engine = self.engine(ctx.settings)
+        if job.kind == JobKind.TRAIN.value:
+            _train(ctx, engine, session, job, beat, scratch)
+        else:
+            _render(ctx, engine, session, job, beat, scratch)
+
+    def remove_outputs(self, session: Session, *, blobs: BlobStore, job: Job, attempt: int) -> list[str]:
+        return remove_attempt_outputs(session, blobs=blobs, job=job, attempt=attempt)
+
+    def on_end(self, session: Session, *, job: Job) -> None:
+        service.reflect_job_end(session, job=job)

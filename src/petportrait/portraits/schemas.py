@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from petportrait.jobs.schemas import JobOut
+from petportrait.portraits.requests import (
+    MAX_GUIDANCE,
+    MAX_IMAGES,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
+)
 
 
 class ModelOut(BaseModel):
@@ -29,27 +38,23 @@ class TrainOut(BaseModel):
 
 
 class RenderCreate(BaseModel):
+    """A render request; its limits are checked by the portraits service (`portraits.requests`), so the
+    API, the pages and the CLI give the same answer to the same request."""
+
     model_config = ConfigDict(extra="forbid")
 
-    style: str | None = Field(
-        default=None, max_length=64, description="A style preset name (GET /api/v1/styles)"
-    )
+    style: str | None = Field(default=None, description="A style preset name (GET /api/v1/styles)")
     prompt: str | None = Field(
-        default=None, max_length=500, description="Free text; `{pet}` (or the start) stands for your pet"
+        default=None,
+        description=f"Free text, at most {MAX_PROMPT_CHARS} characters; `{{pet}}` (or the start) is your pet",
     )
-    negative_prompt: str | None = Field(default=None, max_length=500)
-    count: int = Field(default=1, ge=1, le=8)
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    width: int | None = Field(default=None, ge=64, le=1536, multiple_of=8)
-    height: int | None = Field(default=None, ge=64, le=1536, multiple_of=8)
-    steps: int | None = Field(default=None, ge=1, le=100)
-    guidance: float | None = Field(default=None, ge=0.0, le=30.0)
-
-    @model_validator(mode="after")
-    def _style_or_prompt(self) -> RenderCreate:
-        if not self.style and not (self.prompt and self.prompt.strip()):
-            raise ValueError("give a style preset or a prompt")
-        return self
+    negative_prompt: str | None = Field(default=None, description=f"At most {MAX_PROMPT_CHARS} characters")
+    count: int = Field(default=1, description=f"How many portraits, 1 to {MAX_IMAGES}")
+    seed: int | None = Field(default=None, description=f"0 to {MAX_SEED}; random when left out")
+    width: int | None = Field(default=None, description=f"A multiple of 8 from {MIN_SIDE} to {MAX_SIDE}")
+    height: int | None = Field(default=None, description=f"A multiple of 8 from {MIN_SIDE} to {MAX_SIDE}")
+    steps: int | None = Field(default=None, description=f"1 to {MAX_STEPS}")
+    guidance: float | None = Field(default=None, description=f"0 to {MAX_GUIDANCE:g}")
 
 
 class RenderOut(BaseModel):

@@ -1,7 +1,8 @@
 """Portraits: train a pet's model, render portraits from it, and read or delete both.
 
-The request side (API) creates rows and jobs; the worker side (`run_train_job`, `run_render_job` in
-portraits/runner.py) fills them in. A model lives 7 days from training, a render 30 days from rendering.
+The request side (API, pages, CLI) creates rows and jobs; the worker side (the handler in
+portraits/runner.py) fills them in. A model lives 7 days from training, a render 30 days from rendering
+(or less, as the settings say).
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from sqlalchemy.orm import Session
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, Gone, InvalidInput, NotFound
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.models import FINAL_STATES, Job, JobKind, JobState
-from petportrait.ml.styles import UnknownStyle, get_style
+from petportrait.jobs.models import FINAL_STATES, Job, JobState
+from petportrait.ml.models import DEFAULT_CUDA_MODEL, native_size, pick_device
+from petportrait.ml.preview import PREVIEW_MODEL_ID, PREVIEW_RESOLUTION
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
-from petportrait.portraits.models import ModelState, PetModel, Render, RenderState
+from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, RenderState
+from petportrait.portraits.requests import RenderRequest
+from petportrait.registry import registry_of
+from petportrait.retention import policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -38,12 +43,9 @@ class BaseModelChoice:
 
 def base_model_choice(settings: Settings) -> BaseModelChoice:
     """The base model new trainings use: configured, SD 1.5 on a GPU, else the offline preview model."""
-    from petportrait.ml.models import DEFAULT_CUDA_MODEL, pick_device
-    from petportrait.ml.preview import PREVIEW_MODEL_ID, PREVIEW_RESOLUTION
-
     configured = settings.ml.base_model
     if configured and configured != PREVIEW_MODEL_ID:
-        resolution = settings.ml.resolution or (1024 if "xl" in configured.lower() else 512)
+        resolution = settings.ml.resolution or native_size(configured)
         return BaseModelChoice(source=configured, is_preview=False, resolution=resolution)
     device = pick_device(settings.ml.device)
     if not configured and not device.startswith("cpu"):
@@ -57,27 +59,21 @@ def base_model_choice(settings: Settings) -> BaseModelChoice:
 
 def default_render_size(model: PetModel, settings: Settings) -> int:
     """The side of a render when the request names none: the setting, else the model's native size."""
-    from petportrait.ml.preview import PREVIEW_RESOLUTION
-
     if settings.ml.resolution:
         return settings.ml.resolution
     if model.is_preview:
         return PREVIEW_RESOLUTION
-    return 1024 if "xl" in model.base_model.lower() else 512
+    return native_size(model.base_model)
 
 
-def model_expired(model: PetModel, now: datetime | None = None) -> bool:
-    """Whether a trained model has passed its 7-day period (it is then hidden and its weights deleted)."""
-    from petportrait.lifecycle import policy
-
-    return policy.is_expired(model, now)
+def model_expired(model: PetModel, now: datetime | None = None, *, settings: Settings) -> bool:
+    """Whether a trained model has passed its period (it is then hidden and its weights deleted)."""
+    return policy.is_expired(model, now, settings=settings)
 
 
-def render_expired(render: Render, now: datetime | None = None) -> bool:
-    """Whether a render has passed its 30-day period."""
-    from petportrait.lifecycle import policy
-
-    return policy.is_expired(render, now)
+def render_expired(render: Render, now: datetime | None = None, *, settings: Settings) -> bool:
+    """Whether a render has passed its period."""
+    return policy.is_expired(render, now, settings=settings)
 
 
 def current_job(session: Session, *, kind: JobKind, target_id: str) -> Job | None:
@@ -101,9 +97,9 @@ def _new_training(
     if len(photo_ids) < MIN_TRAINING_PHOTOS:
         if retrained_from is not None:
             raise Gone(
-                "This model passed its 7-day period and the photos it was trained on are gone too "
-                f"(photos are kept 30 days). Upload at least {MIN_TRAINING_PHOTOS} new photos and train "
-                "again.",
+                f"This model passed its retention period ({policy.days('model', settings)}) and the photos "
+                f"it was trained on are gone too (photos are kept {policy.days('photo', settings)}). Upload "
+                f"at least {MIN_TRAINING_PHOTOS} new photos and train again.",
                 code="model_and_photos_expired",
             )
         raise InvalidInput(
@@ -155,28 +151,28 @@ def request_training(
     return _new_training(session, pet=pet, settings=settings, retrained_from=None)
 
 
-def get_model(session: Session, *, owner_id: str, model_id: str, allow_expired: bool = False) -> PetModel:
+def get_model(
+    session: Session, *, owner_id: str, model_id: str, settings: Settings, allow_expired: bool = False
+) -> PetModel:
     """The owner's model; 404 for another person's; 410 once expired (unless allow_expired)."""
     model = session.get(PetModel, model_id)
     if model is None or model.owner_id != owner_id:
         raise NotFound("No such model.", code="model_not_found")
-    if not allow_expired and model_expired(model):
+    if not allow_expired and model_expired(model, settings=settings):
         raise Gone(
-            "This model passed its 7-day period and its weights were deleted. Asking it for a render trains "
-            "it again from the pet's photos while they exist.",
+            f"This model passed its retention period ({policy.days('model', settings)}) and its weights "
+            "were deleted. Asking it for a render trains it again from the pet's photos while they exist.",
             code="model_expired",
         )
     return model
 
 
-def list_models(session: Session, *, owner_id: str, pet_id: str) -> list[PetModel]:
+def list_models(session: Session, *, owner_id: str, pet_id: str, settings: Settings) -> list[PetModel]:
     """A pet's models that have not expired, newest first."""
     pets_service.get_pet(session, owner_id=owner_id, pet_id=pet_id)
-    from petportrait.lifecycle import policy
-
     query = (
         select(PetModel)
-        .where(PetModel.pet_id == pet_id, policy.live_clause(PetModel))
+        .where(PetModel.pet_id == pet_id, policy.live_clause(PetModel, settings=settings))
         .order_by(PetModel.created_at.desc())
     )
     return list(session.scalars(query))
@@ -200,38 +196,24 @@ class RenderPlan:
 
 
 def request_render(
-    session: Session,
-    *,
-    owner_id: str,
-    model_id: str,
-    style: str | None,
-    prompt: str | None,
-    negative_prompt: str | None,
-    count: int,
-    seed: int | None,
-    width: int | None,
-    height: int | None,
-    steps: int | None,
-    guidance: float | None,
-    settings: Settings,
+    session: Session, *, owner_id: str, model_id: str, request: RenderRequest, settings: Settings
 ) -> RenderPlan:
-    """Queue `count` renders of the model; an expired model is retrained first from the pet's photos."""
-    if style is not None:
-        try:
-            get_style(style)
-        except UnknownStyle as exc:
-            raise InvalidInput(str(exc), code="unknown_style") from exc
-    model = get_model(session, owner_id=owner_id, model_id=model_id, allow_expired=True)
+    """Queue the renders a request asks for (checked here, whichever door it came through); an expired
+    model is retrained first from the pet's photos."""
+    request = request.checked(settings, registry_of(session).prompt_screens.values())
+    model = get_model(session, owner_id=owner_id, model_id=model_id, settings=settings, allow_expired=True)
     pet = pets_service.get_pet(session, owner_id=owner_id, pet_id=model.pet_id)
     retraining = False
     training_job: Job | None = None
     notice: str | None = None
-    if model_expired(model):
+    count, seed = request.count, request.seed
+    if model_expired(model, settings=settings):
         model, training_job = _new_training(session, pet=pet, settings=settings, retrained_from=model.id)
         retraining = True
         notice = (
-            "The model you asked for passed its 7-day period and was deleted, so it is being trained again "
-            "from your pet's photos first; the portraits follow when training ends."
+            f"The model you asked for passed its retention period ({policy.days('model', settings)}) and "
+            "was deleted, so it is being trained again from your pet's photos first; the portraits follow "
+            "when training ends."
         )
     elif model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value):
         training_job = current_job(session, kind=JobKind.TRAIN, target_id=model.id)
@@ -251,13 +233,17 @@ def request_render(
             owner_id=owner_id,
             position=position,
             state=RenderState.QUEUED.value,
-            style=style,
-            prompt=prompt,
+            style=request.style,
+            prompt=request.prompt,
             seed=(base_seed + position) % (2**31),
-            width=width or choice_resolution,
-            height=height or choice_resolution,
+            width=request.width or choice_resolution,
+            height=request.height or choice_resolution,
             is_preview=model.is_preview,
-            params={"negative_prompt": negative_prompt, "steps": steps, "guidance": guidance},
+            params={
+                "negative_prompt": request.negative_prompt,
+                "steps": request.steps,
+                "guidance": request.guidance,
+            },
             created_at=now,
         )
         session.add(render)
@@ -283,21 +269,20 @@ def request_render(
     )
 
 
-def get_render(session: Session, *, owner_id: str, render_id: str) -> Render:
-    """The owner's render; 404 for another person's; 410 once past its 30 days."""
+def get_render(session: Session, *, owner_id: str, render_id: str, settings: Settings) -> Render:
+    """The owner's render; 404 for another person's; 410 once past its period."""
     render = session.get(Render, render_id)
     if render is None or render.owner_id != owner_id:
         raise NotFound("No such render.", code="render_not_found")
-    if render_expired(render):
-        raise Gone("This portrait passed its 30-day period and was deleted.", code="render_expired")
+    policy.ensure_live(render, settings=settings)
     return render
 
 
-def list_renders(session: Session, *, owner_id: str, pet_id: str | None = None) -> list[Render]:
+def list_renders(
+    session: Session, *, owner_id: str, settings: Settings, pet_id: str | None = None
+) -> list[Render]:
     """The owner's renders that have not expired, newest first."""
-    from petportrait.lifecycle import policy
-
-    query = select(Render).where(Render.owner_id == owner_id, policy.live_clause(Render))
+    query = select(Render).where(Render.owner_id == owner_id, policy.live_clause(Render, settings=settings))
     if pet_id is not None:
         query = query.where(Render.pet_id == pet_id)
     return list(session.scalars(query.order_by(Render.created_at.desc(), Render.position)))
@@ -305,24 +290,20 @@ def list_renders(session: Session, *, owner_id: str, pet_id: str | None = None) 
 
 def delete_model(session: Session, *, blobs: BlobStore, owner_id: str, model_id: str) -> None:
     """Delete the owner's model now (weights first, then a tombstone and receipt); its renders stay."""
-    from petportrait.lifecycle import service as lifecycle_service
-
     model = session.get(PetModel, model_id)
     if model is not None and model.owner_id == owner_id:
         job = current_job(session, kind=JobKind.TRAIN, target_id=model.id)
         if job is not None and job.state not in FINAL_STATES:
             jobs_service.request_cancel(session, job=job)
             reflect_job_end(session, job=job)
-    lifecycle_service.delete_now(
+    tombstones.delete_now(
         session, blobs=blobs, kind="model", item_id=model_id, owner_id=owner_id, actor_id=owner_id
     )
 
 
 def delete_render(session: Session, *, blobs: BlobStore, owner_id: str, render_id: str) -> None:
     """Delete the owner's render now (image first, then a tombstone and receipt)."""
-    from petportrait.lifecycle import service as lifecycle_service
-
-    lifecycle_service.delete_now(
+    tombstones.delete_now(
         session, blobs=blobs, kind="render", item_id=render_id, owner_id=owner_id, actor_id=owner_id
     )
 

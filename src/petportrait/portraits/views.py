@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from petportrait.errors import ProblemError
+from petportrait.accounts.deps import CurrentUser
+from petportrait.http import BlobsDep, ServicesDep, SessionDep, SettingsDep
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.models import JobKind
-from petportrait.jobs.views import job_out
+from petportrait.jobs.schemas import job_out
 from petportrait.ml.styles import list_styles
 from petportrait.portraits import service
-from petportrait.portraits.models import PetModel, Render, RenderState
+from petportrait.portraits.models import JobKind, PetModel, Render
+from petportrait.portraits.requests import RenderRequest
 from petportrait.portraits.schemas import (
     ModelOut,
     RenderCreate,
@@ -21,9 +22,6 @@ from petportrait.portraits.schemas import (
     StyleOut,
     TrainOut,
 )
-from petportrait.rights import downloads
-from petportrait.rights import policy as content_policy
-from petportrait.web.deps import BlobsDep, CurrentUser, ServicesDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["portraits"])
 
@@ -65,17 +63,6 @@ def render_out(render: Render) -> RenderOut:
     )
 
 
-def _enqueue(services: ServicesDep, session: Session, job_ids: list[str]) -> None:
-    """Send job ids after their rows committed; a failed send is re-sent by the reaper."""
-    for job_id in job_ids:
-        try:
-            services.queue.enqueue(job_id)
-        except Exception:
-            continue
-        jobs_service.mark_enqueued(session, job_ids=[job_id])
-        session.commit()
-
-
 @router.post("/pets/{pet_id}/models", status_code=status.HTTP_202_ACCEPTED, response_model=TrainOut)
 def train_model(
     pet_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep, services: ServicesDep
@@ -83,21 +70,24 @@ def train_model(
     """Train a model of the pet from its current photos (runs as a job; follow its events)."""
     model, job = service.request_training(session, owner_id=user.id, pet_id=pet_id, settings=settings)
     session.commit()
-    _enqueue(services, session, [job.id])
+    jobs_service.send(services.session_factory, services.queue, [job.id])
     body = TrainOut(model=model_out(session, model), job=job_out(job))
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 
 
 @router.get("/pets/{pet_id}/models", response_model=list[ModelOut])
-def list_models(pet_id: str, user: CurrentUser, session: SessionDep) -> list[ModelOut]:
+def list_models(pet_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> list[ModelOut]:
     """The pet's models that have not expired."""
-    return [model_out(session, m) for m in service.list_models(session, owner_id=user.id, pet_id=pet_id)]
+    models = service.list_models(session, owner_id=user.id, pet_id=pet_id, settings=settings)
+    return [model_out(session, m) for m in models]
 
 
 @router.get("/models/{model_id}", response_model=ModelOut)
-def get_model(model_id: str, user: CurrentUser, session: SessionDep) -> ModelOut:
+def get_model(model_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> ModelOut:
     """A model's state and when its weights are deleted (`expires_at`, 7 days after training)."""
-    return model_out(session, service.get_model(session, owner_id=user.id, model_id=model_id))
+    return model_out(
+        session, service.get_model(session, owner_id=user.id, model_id=model_id, settings=settings)
+    )
 
 
 @router.delete("/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -119,24 +109,15 @@ def create_renders(
     services: ServicesDep,
 ) -> JSONResponse:
     """Render portraits from a style or prompt; an expired model is retrained first (the answer says so)."""
-    content_policy.screen_prompt(body.prompt, settings)
     plan = service.request_render(
         session,
         owner_id=user.id,
         model_id=model_id,
-        style=body.style,
-        prompt=body.prompt,
-        negative_prompt=body.negative_prompt,
-        count=body.count,
-        seed=body.seed,
-        width=body.width,
-        height=body.height,
-        steps=body.steps,
-        guidance=body.guidance,
+        request=RenderRequest(**body.model_dump()),
         settings=settings,
     )
     session.commit()
-    _enqueue(services, session, plan.to_enqueue)
+    jobs_service.send(services.session_factory, services.queue, plan.to_enqueue)
     out = RenderRequestOut(
         model_id=plan.model.id,
         retraining=plan.retraining,
@@ -149,46 +130,18 @@ def create_renders(
 
 
 @router.get("/renders", response_model=list[RenderOut])
-def list_renders(user: CurrentUser, session: SessionDep, pet_id: str | None = None) -> list[RenderOut]:
+def list_renders(
+    user: CurrentUser, session: SessionDep, settings: SettingsDep, pet_id: str | None = None
+) -> list[RenderOut]:
     """The signed-in person's renders that have not expired (optionally of one pet)."""
-    return [render_out(r) for r in service.list_renders(session, owner_id=user.id, pet_id=pet_id)]
+    renders = service.list_renders(session, owner_id=user.id, pet_id=pet_id, settings=settings)
+    return [render_out(r) for r in renders]
 
 
 @router.get("/renders/{render_id}", response_model=RenderOut)
-def get_render(render_id: str, user: CurrentUser, session: SessionDep) -> RenderOut:
+def get_render(render_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> RenderOut:
     """A render's state, parameters and when it is deleted (`expires_at`, 30 days after rendering)."""
-    return render_out(service.get_render(session, owner_id=user.id, render_id=render_id))
-
-
-@router.get("/renders/{render_id}/content", response_class=StreamingResponse)
-def render_content(
-    render_id: str,
-    request: Request,
-    user: CurrentUser,
-    session: SessionDep,
-    blobs: BlobsDep,
-    settings: SettingsDep,
-) -> Response:
-    """The rendered image (PNG) with a signed C2PA manifest naming its licence; 451 once it is revoked."""
-    render = service.get_render(session, owner_id=user.id, render_id=render_id)
-    if render.state != RenderState.READY.value or not render.storage_key:
-        raise ProblemError(
-            f"This portrait is not ready yet (it is {render.state}).", code="render_not_ready", status=409
-        )
-    base_url = (settings.base_url or str(request.base_url)).rstrip("/")
-    data, licence = downloads.signed_render(
-        session, render=render, blobs=blobs, settings=settings, base_url=base_url
-    )
-    filename = f"portrait-{render.id}.png"
-    return Response(
-        data,
-        media_type="image/png",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "private, no-store",
-            "Link": f'<{base_url}/licences/{licence.id}>; rel="license"',
-        },
-    )
+    return render_out(service.get_render(session, owner_id=user.id, render_id=render_id, settings=settings))
 
 
 @router.delete("/renders/{render_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,24 @@
+"""Rights: generation records, licences with C2PA provenance, trust & safety cases with notice and cure."""
+
+from __future__ import annotations
+
+from petportrait.registry import Registry, Services
+from petportrait.rights import policy, service
+
+
+def _settle_cases(services: Services) -> int:
+    """Revoke the licences of trust & safety cases whose cure period ended uncured."""
+    with services.session_factory() as session:
+        settled = service.enforce_due(session)
+        session.commit()
+    return settled
+
+
+def register(registry: Registry) -> None:
+    """What the rights domain contributes: licences in exports, erasure scrubbing, deadlines, licences."""
+    registry.add_domain("rights")
+    registry.add_export_section("licences", service.export_licences)
+    registry.add_erasure_hook("rights.scrub_generations", service.scrub_generations)
+    registry.add_periodic("case-deadlines", lambda _settings: 60.0, _settle_cases)
+    registry.add_prompt_screen("content_policy", policy.screen_prompt)
+    registry.subscribe("render.ready", service.on_render_ready)

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
-from petportrait.lifecycle import audit
 from petportrait.portraits.models import PetModel, Render
+from petportrait.registry import Event, settings_of
+from petportrait.retention import audit
 from petportrait.rights import policy
 from petportrait.rights.models import (
     CaseEvent,
@@ -608,12 +609,10 @@ def appeal(session: Session, *, owner_id: str, notice_id: str, statement: str) -
     return case
 
 
-def _register() -> None:
-    from petportrait.lifecycle import export
-    from petportrait.lifecycle import service as lifecycle_service
-
-    export.register_section("licences", export_licences)
-    lifecycle_service.register_erasure_hook("rights.scrub_generations", scrub_generations)
-
-
-_register()
+def on_render_ready(session: Session, event: Event) -> None:
+    """A render is ready: write its generation record and licence in the same transaction."""
+    render = session.get(Render, event.data["render_id"])
+    if render is None:
+        return
+    model = session.get(PetModel, render.model_id) if render.model_id else None
+    record_generation(session, render=render, model=model, settings=settings_of(session))

@@ -6,15 +6,19 @@ from __future__ import annotations
 import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from petportrait.accounts.deps import CurrentUser, require_role
 from petportrait.accounts.models import Role, User
-from petportrait.rights import access, policy, provenance, service
+from petportrait.errors import ProblemError
+from petportrait.http import BlobsDep, SessionDep, SettingsDep
+from petportrait.portraits import service as portraits_service
+from petportrait.portraits.models import RenderState
+from petportrait.rights import downloads, policy, provenance, service
 from petportrait.rights.models import CaseEvent, Notice, SafetyCase
 from petportrait.rights.schemas import (
     AppealBody,
@@ -27,10 +31,8 @@ from petportrait.rights.schemas import (
     ReportCreate,
 )
 from petportrait.settings import Settings
-from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, require_role
 
 TrustSafety = Annotated[User, require_role(Role.TRUST_SAFETY)]
-Staff = Annotated[User, require_role(*access.STAFF_ROLES)]
 
 
 @asynccontextmanager
@@ -299,33 +301,32 @@ def clearly_illegal(
     return _case_out(session, case)
 
 
-# ---- staff item views --------------------------------------------------------------------------------
-
-
-def _item_out(kind: str, row: Any, basis: access.Basis) -> dict[str, Any]:
-    fields = ("id", "pet_id", "state", "content_type", "size", "sha256", "expires_at")
-    out: dict[str, Any] = {"kind": kind, "basis": {"kind": basis.kind, "id": basis.id}}
-    for name in fields:
-        value: Any = getattr(row, name, None)
-        out[name] = value.isoformat() if isinstance(value, datetime) else value
-    out["content_url"] = f"/api/v1/staff/items/{kind}/{row.id}/content"
-    return out
-
-
-@router.get("/staff/items/{kind}/{item_id}")
-def staff_item(kind: str, item_id: str, session: SessionDep, staff: Staff) -> dict[str, Any]:
-    """One item, for staff with a consent, an open support case or a T&S case about it (else 404)."""
-    row, basis = access.authorize(session, staff=staff, kind=kind, item_id=item_id, content=False)
-    return _item_out(kind, row, basis)
-
-
-@router.get("/staff/items/{kind}/{item_id}/content")
-def staff_item_content(
-    kind: str, item_id: str, session: SessionDep, blobs: BlobsDep, staff: Staff
+@router.get("/renders/{render_id}/content", response_class=StreamingResponse)
+def render_content(
+    render_id: str,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    blobs: BlobsDep,
+    settings: SettingsDep,
 ) -> Response:
-    """The item's bytes, on the same terms; the read is audited with its basis."""
-    row, _basis = access.authorize(session, staff=staff, kind=kind, item_id=item_id, content=True)
-    if not row.storage_key:
-        return Response(status_code=204)
-    media = getattr(row, "content_type", None) or "application/octet-stream"
-    return Response(blobs.get_bytes(row.storage_key), media_type=media, headers={"Cache-Control": "no-store"})
+    """The rendered image (PNG) with a signed C2PA manifest naming its licence; 451 once it is revoked."""
+    render = portraits_service.get_render(session, owner_id=user.id, render_id=render_id, settings=settings)
+    if render.state != RenderState.READY.value or not render.storage_key:
+        raise ProblemError(
+            f"This portrait is not ready yet (it is {render.state}).", code="render_not_ready", status=409
+        )
+    base_url = (settings.base_url or str(request.base_url)).rstrip("/")
+    data, licence = downloads.signed_render(
+        session, render=render, blobs=blobs, settings=settings, base_url=base_url
+    )
+    filename = f"portrait-{render.id}.png"
+    return Response(
+        data,
+        media_type="image/png",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, no-store",
+            "Link": f'<{base_url}/licences/{licence.id}>; rel="license"',
+        },
+    )

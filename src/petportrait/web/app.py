@@ -15,46 +15,24 @@ from sqlalchemy import text
 from petportrait import __version__
 from petportrait.accounts.views import router as accounts_router
 from petportrait.consent.views import router as consent_router
-from petportrait.db import make_engine, make_session_factory
-from petportrait.jobs.huey_queue import create_queue
-from petportrait.jobs.views import router as jobs_router
 from petportrait.lifecycle.views import admin_router as lifecycle_admin_router
 from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_router
 from petportrait.lifecycle.views import router as lifecycle_router
 from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
+from petportrait.registry import Services
 from petportrait.rights.views import page_router as rights_page_router
 from petportrait.rights.views import router as rights_router
+from petportrait.services import build_consumer, build_services
 from petportrait.settings import Settings, get_settings
-from petportrait.storage import create_blob_store
-from petportrait.web.deps import Services, ServicesDep
+from petportrait.web.deps import ServicesDep
+from petportrait.web.jobs import router as jobs_router
 from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
-
-
-def build_services(settings: Settings, *, migrate: bool | None = None) -> Services:
-    """Open the database and blob store; migrate SQLite automatically (or when asked)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url, echo=settings.database.echo)
-    if migrate is None:
-        migrate = engine.dialect.name == "sqlite"
-    if migrate:
-        from petportrait.migrate import upgrade
-
-        upgrade(engine)
-    blobs = create_blob_store(settings)
-    queue = create_queue(settings)
-    return Services(
-        settings=settings,
-        engine=engine,
-        session_factory=make_session_factory(engine),
-        blobs=blobs,
-        queue=queue,
-    )
 
 
 def create_app(
@@ -73,9 +51,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedded = None
         if run_consumer:
-            from petportrait.jobs.worker import Consumer
-
-            embedded = Consumer(built)
+            embedded = build_consumer(built)
             embedded.start()
         app.state.consumer = embedded
         try:

@@ -1,152 +1,47 @@
-"""FastAPI dependencies: the database session, the blob store and the signed-in person."""
+"""The dependencies the web layer's pages use, gathered from where they live (http, accounts.deps)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Annotated
+from petportrait.accounts.deps import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    CurrentUser,
+    Principal,
+    PrincipalDep,
+    csrf_token_for,
+    get_current_user,
+    get_principal,
+    require_role,
+)
+from petportrait.http import (
+    BlobsDep,
+    ServicesDep,
+    SessionDep,
+    SettingsDep,
+    bearer_value,
+    get_services,
+    get_session,
+)
+from petportrait.registry import Services
 
-from fastapi import Depends, Request
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from petportrait.accounts import service as accounts_service
-from petportrait.accounts.models import ApiToken, Role, User
-from petportrait.db import session_scope
-from petportrait.errors import Forbidden, NotFound, Unauthorized
-from petportrait.jobs.base import JobQueue
-from petportrait.settings import Settings
-from petportrait.storage.base import BlobStore
-
-SESSION_COOKIE = "pp_session"
-CSRF_HEADER = "X-CSRF-Token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def csrf_token_for(secret_key: str, token_id: str) -> str:
-    """The CSRF token of a web session: an HMAC of the session token's id with the secret key."""
-    return hmac.new(secret_key.encode(), f"csrf:{token_id}".encode(), hashlib.sha256).hexdigest()
-
-
-@dataclass
-class Services:
-    """What one running app holds: settings, database, blob store, job queue."""
-
-    settings: Settings
-    engine: Engine
-    session_factory: sessionmaker[Session]
-    blobs: BlobStore
-    queue: JobQueue
-
-
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    """A session per request, committed when the handler returns without error."""
-    with session_scope(services.session_factory) as session:
-        yield session
-
-
-# scope="function": the commit happens when the handler returns, before the response is sent, so a client's
-# next request always sees what the previous answer reported.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-
-
-def get_settings_dep(services: ServicesDep) -> Settings:
-    return services.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-
-
-def get_blobs(services: ServicesDep) -> BlobStore:
-    return services.blobs
-
-
-BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
-
-
-@dataclass
-class Principal:
-    """The person a request acts for, and the token it came with."""
-
-    user: User
-    token: ApiToken
-
-
-def bearer_value(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header; None when there is no such header."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return value.strip() or None
-
-
-def _secret_from(request: Request) -> str | None:
-    if request.headers.get("authorization"):
-        value = bearer_value(request)
-        if value is None:
-            raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
-        return value
-    return request.cookies.get(SESSION_COOKIE)
-
-
-def get_principal(request: Request, session: SessionDep) -> Principal:
-    """The signed-in person; 401 with a stable code when the token is missing, wrong or expired."""
-    header = request.headers.get("authorization")
-    secret = _secret_from(request)
-    if not secret:
-        raise Unauthorized(
-            "Sign in first: send a bearer token from POST /api/v1/auth/token.",
-            code="not_authenticated",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    resolved = accounts_service.resolve_token(session, secret=secret)
-    if resolved is None:
-        raise Unauthorized(
-            "The token is wrong, expired or revoked; sign in again.",
-            code="invalid_token",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
-    user, token = resolved
-    if header is None and request.method not in SAFE_METHODS:
-        # Authenticated by the cookie: an unsafe request must prove it came from our own pages.
-        expected = csrf_token_for(request.app.state.services.settings.security.secret_key, token.id)
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), expected.encode()):
-            raise Forbidden(
-                f"This request came with the session cookie but without a valid {CSRF_HEADER} header.",
-                code="csrf_failed",
-            )
-    return Principal(user=user, token=token)
-
-
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def get_current_user(principal: PrincipalDep) -> User:
-    return principal.user
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-def require_role(*roles: Role) -> object:
-    """A dependency that lets only the named roles through (others get 404, as if nothing were there)."""
-
-    allowed = {role.value for role in roles}
-
-    def _check(user: CurrentUser) -> User:
-        if user.role not in allowed:
-            raise NotFound("Nothing here.")
-        return user
-
-    return Depends(_check)
+__all__ = [
+    "CSRF_HEADER",
+    "SAFE_METHODS",
+    "SESSION_COOKIE",
+    "BlobsDep",
+    "CurrentUser",
+    "Principal",
+    "PrincipalDep",
+    "Services",
+    "ServicesDep",
+    "SessionDep",
+    "SettingsDep",
+    "bearer_value",
+    "csrf_token_for",
+    "get_current_user",
+    "get_principal",
+    "get_services",
+    "get_session",
+    "require_role",
+]

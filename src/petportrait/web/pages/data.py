@@ -10,11 +10,12 @@ from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.lifecycle.sweeper import interval
+from petportrait.lifecycle.views import export_zip_response
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service as portraits_service
+from petportrait.retention import tombstones
 from petportrait.web.deps import SESSION_COOKIE
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
-from petportrait.web.streaming import export_zip_response
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -43,8 +44,12 @@ def pets_and_items(page: Page) -> list[dict[str, Any]]:
                 pets_service.list_photos(page.session, owner_id=owner_id, pet_id=pet.id),
                 key=lambda p: (p.uploaded_at, p.original_filename),
             ),
-            "models": portraits_service.list_models(page.session, owner_id=owner_id, pet_id=pet.id),
-            "renders": portraits_service.list_renders(page.session, owner_id=owner_id, pet_id=pet.id),
+            "models": portraits_service.list_models(
+                page.session, owner_id=owner_id, pet_id=pet.id, settings=page.settings
+            ),
+            "renders": portraits_service.list_renders(
+                page.session, owner_id=owner_id, pet_id=pet.id, settings=page.settings
+            ),
         }
         for pet in pets_service.list_pets(page.session, owner_id=owner_id)
     ]
@@ -61,7 +66,7 @@ def _data_context(page: Page) -> dict[str, Any]:
     ]
     return {
         "pets": pets,
-        "receipts": lifecycle_service.list_deletions(page.session, owner_id=user.id, limit=200),
+        "receipts": tombstones.list_deletions(page.session, owner_id=user.id, limit=200),
         "tokens": sessions,
         "kind_labels": KIND_LABELS,
         "reason_labels": REASON_LABELS,

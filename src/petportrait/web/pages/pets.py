@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 
 from petportrait.errors import InvalidInput
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.models import FINAL_STATES, Job, JobKind
+from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.views import read_incoming
 from petportrait.portraits import service as portraits_service
-from petportrait.portraits.models import ModelState, PetModel
-from petportrait.web.deps import Services
+from petportrait.portraits.models import JobKind, ModelState, PetModel
+from petportrait.registry import settings_of
 from petportrait.web.pages import examples
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute, preview_in_use
 
@@ -84,21 +84,9 @@ def training_of(session: Session, *, pet: Pet) -> Training:
             return Training(model=model, job=job, status="failed" if job.state == "failed" else "cancelled")
         return Training(model=model, job=job, status="running")
     if model.state == ModelState.READY.value:
-        expired = portraits_service.model_expired(model)
+        expired = portraits_service.model_expired(model, settings=settings_of(session))
         return Training(model=model, job=job, status="expired" if expired else "ready")
     return Training(model=model, job=job, status=model.state)
-
-
-def enqueue(page: Page, job_ids: list[str]) -> None:
-    """Send job ids after their rows committed; a failed send is re-sent by the reaper."""
-    services: Services = page.services
-    for job_id in job_ids:
-        try:
-            services.queue.enqueue(job_id)
-        except Exception:
-            continue
-        jobs_service.mark_enqueued(page.session, job_ids=[job_id])
-        page.session.commit()
 
 
 def _pet_context(page: Page, pet: Pet) -> dict[str, Any]:
@@ -246,7 +234,7 @@ def train(pet_id: str, page: FormPage) -> Response:
         page.session, owner_id=page.user.id, pet_id=pet_id, settings=page.settings
     )
     page.session.commit()
-    enqueue(page, [job.id])
+    jobs_service.send(page.services.session_factory, page.services.queue, [job.id])
     return page.redirect(f"/pets/{pet_id}#training")
 
 

@@ -10,19 +10,20 @@ from fastapi import APIRouter, Form, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from petportrait.errors import Conflict, NotFound, ProblemError
-from petportrait.ml.styles import Style, list_styles
+from petportrait.jobs import service as jobs_service
+from petportrait.ml.styles import list_styles
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import Render, RenderState
+from petportrait.portraits.requests import MAX_IMAGES, MAX_SEED, RenderRequest
 from petportrait.rights import downloads
-from petportrait.rights import policy as content_policy
 from petportrait.web.pages import examples
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute, preview_in_use
-from petportrait.web.pages.pets import Training, enqueue, training_of
+from petportrait.web.pages.pets import Training, training_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-MAX_COUNT = 4
+MAX_COUNT = MAX_IMAGES
 PENDING = (RenderState.QUEUED.value, RenderState.RENDERING.value)
 
 
@@ -98,21 +99,32 @@ def example_image(name: str, page: PageDep) -> Response:
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
+# Which form field a refused render request's code belongs to (the rest go next to the styles).
+_FIELD_OF_CODE = {
+    "prompt_refused": "prompt",
+    "prompt_too_long": "prompt",
+    "negative_prompt_too_long": "prompt",
+    "style_or_prompt": "style",
+    "unknown_style": "style",
+    "invalid_count": "count",
+    "invalid_seed": "seed",
+}
+
+
 @router.post("/render")
 def render(
     page: FormPage,
     pet_id: Annotated[str, Form(max_length=64)] = "",
     style: Annotated[list[str] | None, Form()] = None,
-    prompt: Annotated[str, Form(max_length=2000)] = "",
+    prompt: Annotated[str, Form(max_length=10_000)] = "",
     count: Annotated[str, Form(max_length=8)] = "1",
     seed: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
-    """Queue portraits: one request per chosen style (or one for the free prompt alone)."""
+    """Queue portraits: one request per chosen style (or one for the free prompt alone), each checked by
+    the portraits service exactly as the API's request is; nothing is queued unless every one passes."""
     user = page.user
-    chosen = [s for s in style or [] if s]
-    known: dict[str, Style] = {s.name: s for s in list_styles()}
+    chosen = list(dict.fromkeys(s for s in style or [] if s))
     errors: dict[str, str] = {}
-    prompt = prompt.strip()
     pet: Pet | None = None
     training: Training | None = None
     try:
@@ -123,17 +135,7 @@ def render(
     if training is not None and training.status not in ("ready", "expired", "running"):
         errors["pet_id"] = "This pet has no trained model yet: train it on its page first."
     try:
-        content_policy.screen_prompt(prompt or None, page.settings)
-    except ProblemError as exc:
-        errors["prompt"] = exc.detail
-    if not chosen and not prompt:
-        errors["style"] = "Choose at least one style, or describe a portrait in the prompt box."
-    if any(s not in known for s in chosen):
-        errors["style"] = "One of the chosen styles does not exist."
-    try:
         number = int(count)
-        if not 1 <= number <= MAX_COUNT:
-            raise ValueError
     except ValueError:
         errors["count"] = f"The number of portraits must be a whole number from 1 to {MAX_COUNT}."
         number = 1
@@ -141,10 +143,23 @@ def render(
     if seed.strip():
         try:
             seed_value = int(seed)
-            if not 0 <= seed_value < 2**31 - MAX_COUNT * 10:
-                raise ValueError
         except ValueError:
-            errors["seed"] = "The seed must be a whole number from 0 to 2,000,000,000, or left empty."
+            errors["seed"] = "The seed must be a whole number, or left empty."
+    requests = [
+        RenderRequest(
+            style=name,
+            prompt=prompt,
+            count=number,
+            seed=None if seed_value is None else (seed_value + index * MAX_COUNT) % (MAX_SEED + 1),
+        )
+        for index, name in enumerate(chosen or [None])
+    ]
+    screens = page.services.registry.prompt_screens.values()
+    for request in requests:
+        try:
+            request.checked(page.settings, screens)
+        except ProblemError as exc:
+            errors.setdefault(_FIELD_OF_CODE.get(exc.code, "style"), exc.detail)
 
     def form_again(status: int) -> Response:
         """The styles page with the form as sent and a sentence by each field that was wrong."""
@@ -164,37 +179,25 @@ def render(
         return form_again(422)
     model_id = training.model.id
     retraining = False
-    for index, name in enumerate(chosen or [None]):
+    for request in requests:
         try:
             plan = portraits_service.request_render(
-                page.session,
-                owner_id=user.id,
-                model_id=model_id,
-                style=name,
-                prompt=prompt or None,
-                negative_prompt=None,
-                count=number,
-                seed=None if seed_value is None else seed_value + index * MAX_COUNT,
-                width=None,
-                height=None,
-                steps=None,
-                guidance=None,
-                settings=page.settings,
+                page.session, owner_id=user.id, model_id=model_id, request=request, settings=page.settings
             )
-        except ProblemError as exc:  # a refused prompt, a model that cannot render: said next to the form
+        except ProblemError as exc:  # a model that cannot render: said next to the form
             page.session.rollback()
-            errors["prompt" if "prompt" in exc.code else "style"] = exc.detail
+            errors[_FIELD_OF_CODE.get(exc.code, "style")] = exc.detail
             return form_again(exc.status)
         retraining = retraining or plan.retraining
         model_id = plan.model.id  # a retrained model serves the next styles too
         page.session.commit()
-        enqueue(page, plan.to_enqueue)
+        jobs_service.send(page.services.session_factory, page.services.queue, plan.to_enqueue)
     return page.redirect("/portraits?retraining=1" if retraining else "/portraits")
 
 
 def _gallery_context(page: Page) -> dict[str, Any]:
     user = page.user
-    renders = portraits_service.list_renders(page.session, owner_id=user.id)
+    renders = portraits_service.list_renders(page.session, owner_id=user.id, settings=page.settings)
     pets = {p.id: p for p in pets_service.list_pets(page.session, owner_id=user.id)}
     expired = []
     for pet in pets.values():
@@ -228,7 +231,9 @@ def gallery_fragment(page: PageDep) -> Response:
 
 
 def _ready_render(page: Page, render_id: str) -> Render:
-    render = portraits_service.get_render(page.session, owner_id=page.user.id, render_id=render_id)
+    render = portraits_service.get_render(
+        page.session, owner_id=page.user.id, render_id=render_id, settings=page.settings
+    )
     if render.state != RenderState.READY.value or not render.storage_key:
         raise Conflict(f"This portrait is not ready yet (it is {render.state}).", code="render_not_ready")
     return render

@@ -55,7 +55,7 @@ def item_view(page: Page, kind: str, item_id: str) -> dict[str, Any]:
             "label": f"Photo {row.original_filename}",
         }
     label = "Portrait" + (f" ({row.style.replace('_', ' ')})" if row.style else "")
-    ready = row.state == "ready" and not portraits_service.render_expired(row)
+    ready = row.state == "ready" and not portraits_service.render_expired(row, settings=page.settings)
     return {
         "kind": kind,
         "id": item_id,
@@ -213,7 +213,9 @@ def appeal(notice_id: str, page: FormPage, statement: Annotated[str, Form(max_le
 @router.get("/portraits/{render_id}/licence")
 def licence_page(render_id: str, page: PageDep) -> Response:
     """The licence of a portrait: who owns it, what the person may do, and whether it stands."""
-    render = portraits_service.get_render(page.session, owner_id=page.user.id, render_id=render_id)
+    render = portraits_service.get_render(
+        page.session, owner_id=page.user.id, render_id=render_id, settings=page.settings
+    )
     view = None
     if render.state == "ready" and render.storage_key:
         with contextlib.suppress(downloads.LicenceRevoked):  # a revoked licence is shown as revoked

@@ -15,8 +15,8 @@ from petportrait.consent import service as consent_service
 from petportrait.consent import support
 from petportrait.consent.notices import CHANNELS, MARKETING_NOTICES
 from petportrait.errors import InvalidInput, NotFound, ProblemError
-from petportrait.lifecycle import audit
-from petportrait.lifecycle.models import AuditEntry
+from petportrait.retention import audit
+from petportrait.retention.models import AuditEntry
 from petportrait.rights import policy
 from petportrait.rights import service as rights_service
 from petportrait.rights.models import SafetyCase

@@ -1,6 +1,6 @@
 """Lifecycle commands: `retention check|holds|sweep`, `audit verify`, `storage lifecycle [--apply]`.
 
-petportrait/cli.py registers these apps (`app.add_typer(retention_app, name="retention")`, ...).
+petportrait/cli/__init__.py registers these apps (`app.add_typer(retention_app, name="retention")`, ...).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import typer
 from petportrait.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from petportrait.web.deps import Services
+    from petportrait.registry import Services
 
 retention_app = typer.Typer(
     help="Retention: check the policy holds, list legal holds, sweep now.", no_args_is_help=True
@@ -35,7 +35,7 @@ def cli_settings() -> Settings:
 
 @contextmanager
 def _services() -> Iterator[Services]:
-    from petportrait.web.app import build_services
+    from petportrait.services import build_services
 
     services = build_services(cli_settings())
     try:
@@ -133,7 +133,7 @@ def sweep(
         return
     typer.echo(
         f"purged {report.total_purged} items {report.purged} in {report.duration_seconds:.2f}s; "
-        f"derived {report.derived_removed}, orphans {report.orphans_removed}, "
+        f"orphans {report.orphans_removed}, "
         f"tombstoned blobs {report.tombstone_blobs_removed}"
     )
     for error in report.errors:
@@ -148,7 +148,7 @@ retention_app.command("sweep")(sweep)
 @audit_app.command("verify")
 def verify() -> None:
     """Walk the audit chain; exit 1 if any entry was edited or removed."""
-    from petportrait.lifecycle import audit
+    from petportrait.retention import audit
 
     with _services() as services, services.session_factory() as session:
         result = audit.verify(session)

@@ -1,24 +1,21 @@
-"""The retention policy as code: every kind of stored thing, its clock and its period.
+"""The retention policy as code: every kind of stored item, its clock and its period.
 
 | kind      | blob prefix | clock                       | period          | S3 backstop        |
 |-----------|-------------|-----------------------------|-----------------|--------------------|
 | photo     | photos/     | uploaded_at                 | 30 days         | period + 1 day     |
 | model     | models/     | trained_at                  | 7 days          | period + 1 day     |
 | render    | renders/    | rendered_at                 | 30 days         | period + 1 day     |
-| derived   | derived/    | the end of its job          | none (job end)  | 2 days             |
 | marketing | marketing/  | while the consent stands    | none (consent)  | none               |
 
 Settings may shorten a period, never lengthen it (settings.py refuses a longer one at start-up, and
-`period` refuses again here). An item is expired from the moment `now >= expires_at`, or
+`period` refuses again here). Every function takes the settings: a shortened period applies at read time
+at once, before any sweep. An item is expired from the moment `now >= expires_at`, or
 `now >= clock + period` when a shortened setting makes that earlier: the earlier of the two wins.
 From that moment it is hidden from every list, page and download (use `live_clause` in queries,
 `ensure_live` on direct links), before any sweep removes it.
 
-Derived training data (crops, cached latents, text embeddings, class images, worker scratch) is written
-under `derived/{owner_id}/{job_id}/` (see `derived_prefix`) or in `lifecycle.scratch.job_scratch`, and
-is deleted when the job ends; the sweeper removes what a crashed worker left behind.
-Marketing copies live while their consent stands; the consent domain registers its table with
-`register_item` and withdraws copies with `service.delete_now`.
+Each kind's table is registered by its domain (`Registry.add_item_kind`) and names its kind in a class
+attribute `retention_kind`; this module knows no domain. Derived training data never reaches storage.
 """
 
 from __future__ import annotations
@@ -32,8 +29,6 @@ from sqlalchemy import ColumnElement, and_, or_
 
 from petportrait.clock import utcnow
 from petportrait.errors import Gone
-from petportrait.pets.models import Photo
-from petportrait.portraits.models import PetModel, Render
 from petportrait.settings import (
     POLICY_MODEL_DAYS,
     POLICY_PHOTO_DAYS,
@@ -42,10 +37,12 @@ from petportrait.settings import (
     Settings,
 )
 
+SettingsLike = Settings | RetentionSettings
+
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of stored thing and the rule that keeps it."""
+    """One kind of stored item and the rule that keeps it."""
 
     name: str
     prefix: str
@@ -53,7 +50,21 @@ class Kind:
     policy_days: float | None
     setting: str | None
     description: str
+    noun: str
     backstop_days: int | None = None  # for kinds without a period: the S3 rule's age in days
+
+    @property
+    def clock_column(self) -> str | None:
+        """The column the period runs from, or None for a kind bound to an event (a consent)."""
+        return self.clock if self.policy_days is not None else None
+
+    def description_of_rule(self) -> str:
+        """The rule in words, for `retention check` and the README."""
+        if self.policy_days is None:
+            return f"{self.description}; deleted when its {self.clock} ends"
+        return (
+            f"{self.description}; deleted {self.policy_days:g} days after {self.clock} (sooner by settings)"
+        )
 
 
 KINDS: dict[str, Kind] = {
@@ -66,6 +77,7 @@ KINDS: dict[str, Kind] = {
             POLICY_PHOTO_DAYS,
             "photo_days",
             "a pet photo, sanitised; used only to train that person's own model",
+            "photo",
         ),
         Kind(
             "model",
@@ -74,6 +86,7 @@ KINDS: dict[str, Kind] = {
             POLICY_MODEL_DAYS,
             "model_days",
             "trained model weights (LoRA) and checkpoints",
+            "model",
         ),
         Kind(
             "render",
@@ -82,15 +95,7 @@ KINDS: dict[str, Kind] = {
             POLICY_RENDER_DAYS,
             "render_days",
             "a rendered portrait",
-        ),
-        Kind(
-            "derived",
-            "derived/",
-            "job_end",
-            None,
-            None,
-            "derived training data: crops, cached latents, text embeddings, class images, worker scratch",
-            backstop_days=2,
+            "portrait",
         ),
         Kind(
             "marketing",
@@ -99,40 +104,22 @@ KINDS: dict[str, Kind] = {
             None,
             None,
             "a copy in the marketing library, kept while the person's consent stands",
+            "marketing copy",
         ),
     )
 }
 
-# Kinds whose items are rows with a blob, an owner and an expiry; the sweeper, read-time hiding,
-# erasure and export work on these. Order: what refers to others first.
-ITEM_MODELS: dict[str, Any] = {"render": Render, "model": PetModel, "photo": Photo}
-_MODEL_KIND: dict[type[Any], str] = {Render: "render", PetModel: "model", Photo: "photo"}
-
-
-def register_item(kind: str, model: type[Any]) -> None:
-    """Register the table of a listed kind (the consent domain registers marketing copies).
-
-    The table needs id, owner_id, storage_key, sha256, expires_at and the kind's clock column.
-    """
-    spec = KINDS.get(kind)
-    if spec is None:
-        raise ValueError(f"kind {kind!r} is not in the retention policy; list it in lifecycle/policy.py")
-    for column in ("id", "owner_id", "storage_key", "sha256", "expires_at"):
-        if not hasattr(model, column):
-            raise ValueError(f"{model.__name__} has no {column} column")
-    if spec.policy_days is not None and not hasattr(model, spec.clock):
-        raise ValueError(f"{model.__name__} has no {spec.clock} column")
-    ITEM_MODELS[kind] = model
-    _MODEL_KIND[model] = kind
+# The order in which the sweeper, erasure and checks visit the kinds: what refers to others first.
+ITEM_ORDER = ("render", "model", "photo", "marketing")
 
 
 def kind_of(item: Any) -> str:
-    """The kind name of a row or of a table class."""
+    """The kind name of a row or of a table class (its `retention_kind`)."""
     cls = item if isinstance(item, type) else type(item)
-    try:
-        return _MODEL_KIND[cls]
-    except KeyError:
-        raise ValueError(f"{cls.__name__} is not a kind of stored item in the retention policy") from None
+    kind = getattr(cls, "retention_kind", None)
+    if kind not in KINDS:
+        raise ValueError(f"{cls.__name__} is not a kind of stored item in the retention policy")
+    return str(kind)
 
 
 def kind_for_key(key: str) -> Kind | None:
@@ -143,24 +130,50 @@ def kind_for_key(key: str) -> Kind | None:
     return None
 
 
-def period(kind: str, settings: Settings | RetentionSettings | None = None) -> timedelta | None:
+def period(kind: str, settings: SettingsLike) -> timedelta | None:
     """The retention period of a kind: the policy's, or a shorter one from settings; None if event-bound."""
     spec = KINDS[kind]
     if spec.policy_days is None or spec.setting is None:
         return None
-    days = spec.policy_days
-    if settings is not None:
-        retention = settings.retention if isinstance(settings, Settings) else settings
-        configured = float(getattr(retention, spec.setting))
-        if configured > spec.policy_days:
-            raise ValueError(
-                f"retention.{spec.setting}={configured} is longer than the policy's {spec.policy_days} days"
-            )
-        days = configured
-    return timedelta(days=days)
+    retention = settings.retention if isinstance(settings, Settings) else settings
+    configured = float(getattr(retention, spec.setting))
+    if configured > spec.policy_days:
+        raise ValueError(
+            f"retention.{spec.setting}={configured} is longer than the policy's {spec.policy_days} days"
+        )
+    return timedelta(days=configured)
 
 
-def backstop_days(kind: str, settings: Settings | RetentionSettings | None = None) -> int | None:
+def policy_period(kind: str) -> timedelta | None:
+    """The policy's own period of a kind, before any setting shortens it; None if event-bound."""
+    spec = KINDS[kind]
+    return timedelta(days=spec.policy_days) if spec.policy_days is not None else None
+
+
+def days(kind: str, settings: SettingsLike) -> str:
+    """The period of a kind in words for people ("30 days", "7 days", "12 hours")."""
+    length = period(kind, settings)
+    if length is None:
+        return "while it is needed"
+    return describe(length)
+
+
+def describe(length: timedelta) -> str:
+    """A duration in words: whole days as days, else hours, else minutes."""
+    total = length.total_seconds()
+    count: float
+    if total >= 86400 and total % 86400 == 0:
+        count, unit = total / 86400, "day"
+    elif total >= 86400:
+        count, unit = round(total / 86400, 1), "day"
+    elif total >= 3600:
+        count, unit = round(total / 3600, 1), "hour"
+    else:
+        count, unit = max(1, round(total / 60)), "minute"
+    return f"{count:g} {unit}" + ("" if count == 1 else "s")
+
+
+def backstop_days(kind: str, settings: SettingsLike) -> int | None:
     """Days after an object's creation at which the S3 backstop expires it: a day after the policy would."""
     spec = KINDS[kind]
     length = period(kind, settings)
@@ -173,7 +186,7 @@ def _clock_column(model: Any) -> Any:
     return getattr(model, KINDS[kind_of(model)].clock)
 
 
-def due_at(item: Any, settings: Settings | RetentionSettings | None = None) -> datetime | None:
+def due_at(item: Any, settings: SettingsLike) -> datetime | None:
     """When an item expires: the earlier of expires_at and clock + period; None if it never started."""
     kind = kind_of(item)
     expires: datetime | None = item.expires_at
@@ -186,17 +199,13 @@ def due_at(item: Any, settings: Settings | RetentionSettings | None = None) -> d
     return expires
 
 
-def is_expired(
-    item: Any, now: datetime | None = None, settings: Settings | RetentionSettings | None = None
-) -> bool:
+def is_expired(item: Any, now: datetime | None = None, *, settings: SettingsLike) -> bool:
     """Whether the item has passed its retention period (it is then hidden everywhere)."""
     due = due_at(item, settings)
     return due is not None and (now or utcnow()) >= due
 
 
-def expired_clause(
-    model: Any, *, now: datetime | None = None, settings: Settings | RetentionSettings | None = None
-) -> ColumnElement[bool]:
+def expired_clause(model: Any, *, now: datetime | None = None, settings: SettingsLike) -> ColumnElement[bool]:
     """SQL: the rows of `model` that have expired at `now`."""
     now = now or utcnow()
     length = period(kind_of(model), settings)
@@ -206,9 +215,7 @@ def expired_clause(
     return or_(*clauses)
 
 
-def live_clause(
-    model: Any, *, now: datetime | None = None, settings: Settings | RetentionSettings | None = None
-) -> ColumnElement[bool]:
+def live_clause(model: Any, *, now: datetime | None = None, settings: SettingsLike) -> ColumnElement[bool]:
     """SQL: the rows of `model` that have not expired at `now` (use it in every list and lookup).
 
     Rows not stored yet (expires_at NULL, e.g. a model still training) count as live.
@@ -222,28 +229,15 @@ def live_clause(
     return or_(model.expires_at.is_(None), and_(*conditions))
 
 
-_GONE_DETAIL = {
-    "photo": "This photo passed its {days}-day retention period and has been deleted.",
-    "model": "This model passed its {days}-day retention period and has been deleted.",
-    "render": "This portrait passed its {days}-day retention period and has been deleted.",
-}
-
-
-def ensure_live(
-    item: Any, now: datetime | None = None, settings: Settings | RetentionSettings | None = None
-) -> None:
+def ensure_live(item: Any, now: datetime | None = None, *, settings: SettingsLike) -> None:
     """Raise 410 Gone with code `<kind>_expired` if the item has expired (for direct links)."""
-    if not is_expired(item, now, settings):
+    if not is_expired(item, now, settings=settings):
         return
     kind = kind_of(item)
+    spec = KINDS[kind]
     length = period(kind, settings)
-    days = f"{length.total_seconds() / 86400:g}" if length else "retention"
-    template = _GONE_DETAIL.get(
-        kind, "This item passed its {days}-day retention period and has been deleted."
-    )
-    raise Gone(template.format(days=days), code=f"{kind}_expired")
-
-
-def derived_prefix(*, owner_id: str, job_id: str) -> str:
-    """The blob prefix under which a job's derived training data lives; removed when the job ends."""
-    return f"derived/{owner_id}/{job_id}/"
+    if length is None:
+        detail = f"This {spec.noun} is no longer kept and has been deleted."
+    else:
+        detail = f"This {spec.noun} passed its retention period ({describe(length)}) and has been deleted."
+    raise Gone(detail, code=f"{kind}_expired")

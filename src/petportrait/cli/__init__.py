@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from petportrait.lifecycle.cli import audit_app, cli_settings, retention_app, storage_app, sweep
+from petportrait.cli.retention import audit_app, cli_settings, retention_app, storage_app, sweep
 
 app = typer.Typer(
     help="petportrait: pet portraits with a data policy the code enforces.", no_args_is_help=True
@@ -48,12 +48,11 @@ def worker(
     """Run a job consumer, one job at a time (one per GPU); SIGTERM finishes the job, twice hands it back."""
     import logging
 
-    from petportrait.jobs.worker import Consumer
-    from petportrait.web.app import build_services
+    from petportrait.services import build_consumer, build_services
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     services = build_services(cli_settings())
-    consumer = Consumer(services, periodic=periodic)
+    consumer = build_consumer(services, periodic=periodic)
     consumer.run_forever()
     services.engine.dispose()
 
@@ -87,7 +86,7 @@ def create_user(
     from petportrait.accounts.models import Role
     from petportrait.db import session_scope
     from petportrait.errors import ProblemError
-    from petportrait.web.app import build_services
+    from petportrait.services import build_services
 
     try:
         role_value = Role(role)

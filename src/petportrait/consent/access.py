@@ -14,10 +14,10 @@ from petportrait.accounts.models import Role, User
 from petportrait.consent import service as consent_service
 from petportrait.consent import support
 from petportrait.errors import NotFound
-from petportrait.lifecycle import audit, policy
+from petportrait.registry import settings_of
+from petportrait.retention import audit, policy
 from petportrait.rights.models import CaseState, SafetyCase
 
-STAFF_ROLES = (Role.SUPPORT, Role.MARKETING, Role.TRUST_SAFETY, Role.ADMIN)
 _CLOSED = (CaseState.CURED.value, CaseState.DISMISSED.value)
 
 
@@ -55,7 +55,7 @@ def authorize(session: Session, *, staff: User, kind: str, item_id: str, content
     model = support.SCOPABLE.get(kind)
     row = session.get(model, item_id) if model is not None else None
     basis = None
-    if row is not None and not policy.is_expired(row):
+    if row is not None and not policy.is_expired(row, settings=settings_of(session)):
         basis = _basis(session, staff, row, kind)
     if row is None or basis is None:
         raise refuse(

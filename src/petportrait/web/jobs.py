@@ -9,38 +9,15 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from petportrait.accounts.deps import CurrentUser
+from petportrait.http import ServicesDep, SessionDep
 from petportrait.jobs import service
 from petportrait.jobs.models import FINAL_STATES, Job
-from petportrait.jobs.schemas import JobError, JobOut, Progress
-from petportrait.portraits import service as portraits_service
-from petportrait.web.deps import CurrentUser, ServicesDep, SessionDep
+from petportrait.jobs.schemas import JobOut, job_out
 
 router = APIRouter(tags=["jobs"])
 POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 15.0
-
-
-def job_out(job: Job) -> JobOut:
-    total = job.progress_total or 0
-    step = min(job.progress_step or 0, total) if total else 0
-    fraction = 1.0 if job.state == "succeeded" else (step / total if total else 0.0)
-    return JobOut(
-        id=job.id,
-        kind=job.kind,
-        state=job.state,
-        target_id=job.target_id,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        progress=Progress(step=step, total=total, fraction=round(fraction, 4), eta_seconds=job.eta_seconds),
-        message=job.message,
-        error=JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None,
-        cancel_requested=job.cancel_requested,
-        waits_for=job.waits_for,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        events_url=f"/api/v1/jobs/{job.id}/events",
-    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
@@ -50,11 +27,13 @@ def get_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobOut:
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobOut:
+def cancel_job(job_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep) -> JobOut:
     """Cancel a queued job at once, or ask a running one to stop within a step."""
     job = service.get_job_for_owner(session, owner_id=user.id, job_id=job_id)
     service.request_cancel(session, job=job)
-    portraits_service.reflect_job_end(session, job=job)
+    handler = services.registry.job_handlers.get(job.kind)
+    if handler is not None:
+        handler.on_end(session, job=job)
     session.commit()
     return job_out(job)
 

@@ -25,7 +25,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
-from petportrait.lifecycle.models import GENESIS_HASH, AuditEntry, AuditHead
+from petportrait.retention.models import GENESIS_HASH, AuditEntry, AuditHead
 
 HEAD_ID = 1
 # A fixed key for pg_advisory_xact_lock ("pp-audit" as a 63-bit number).

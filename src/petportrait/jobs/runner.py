@@ -1,0 +1,244 @@
+"""Running one job: claim it, heartbeat while its handler works, and end it (or hand it back).
+
+A job's kind names the handler a domain registered (`Registry.add_job_handler`); this module knows no
+domain. Every write a worker makes is fenced by (job id, attempt, worker id, state running), so a worker
+that lost its job to the reaper can no longer change it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from petportrait.jobs import service as jobs_service
+from petportrait.jobs.base import JobHandler
+from petportrait.jobs.models import Job, JobState
+from petportrait.settings import Settings
+from petportrait.storage.base import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+class JobStopped(Exception):
+    """The job must stop: cancelled by its owner, handed back at shutdown, or lost to the reaper."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobFailed(Exception):
+    """The job cannot succeed; `code` and the message are shown to the person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Beat:
+    """Shared between a running job and its heartbeat thread: latest progress and stop reasons."""
+
+    step: int | None = None
+    total: int | None = None
+    eta_seconds: float | None = None
+    message: str | None = None
+    stop_reason: str | None = None
+    changed: threading.Event = field(default_factory=threading.Event)
+
+    def update(
+        self, *, step: int, total: int, eta_seconds: float | None = None, message: str | None = None
+    ) -> None:
+        self.step, self.total, self.eta_seconds = step, total, eta_seconds
+        if message is not None:
+            self.message = message
+        self.changed.set()
+
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
+
+    def check(self) -> None:
+        if self.stop_reason is not None:
+            raise JobStopped(self.stop_reason)
+
+
+class Heartbeat:
+    """A thread that writes the job's heartbeat and progress, and notices cancellation or loss."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        job: Job,
+        worker_id: str,
+        interval: float,
+        beat: Beat,
+        shutdown: threading.Event,
+        hand_back: threading.Event,
+    ) -> None:
+        self.factory, self.job, self.worker_id, self.interval = factory, job, worker_id, interval
+        self.beat, self.shutdown, self.hand_back = beat, shutdown, hand_back
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.id[:8]}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self.beat.changed.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        last = 0.0
+        while not self._done.is_set():
+            self.beat.changed.wait(timeout=min(self.interval, 0.5))
+            self.beat.changed.clear()
+            if self.hand_back.is_set() and self.beat.stop_reason is None:
+                self.beat.stop_reason = "hand_back"
+            now = time.monotonic()
+            if now - last < min(self.interval, 0.5) and not self._done.is_set():
+                continue
+            last = now
+            try:
+                with self.factory() as session:
+                    cancel = jobs_service.heartbeat(
+                        session,
+                        job=self.job,
+                        worker_id=self.worker_id,
+                        step=self.beat.step,
+                        total=self.beat.total,
+                        eta_seconds=self.beat.eta_seconds,
+                        message=self.beat.message,
+                    )
+                if cancel and self.beat.stop_reason is None:
+                    self.beat.stop_reason = "cancelled"
+            except jobs_service.LostJob:
+                self.beat.stop_reason = "lost"
+                return
+            except Exception:
+                log.exception("heartbeat of job %s failed; retrying", self.job.id)
+
+
+@dataclass
+class WorkerContext:
+    """What a consumer gives each job: settings, database, blobs, the job handlers and stop signals."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    blobs: BlobStore
+    handlers: Mapping[str, JobHandler]
+    worker_id: str
+    scratch_root: Path
+    shutdown: threading.Event = field(default_factory=threading.Event)
+    hand_back: threading.Event = field(default_factory=threading.Event)
+    released: list[str] = field(default_factory=list)
+
+
+def handler_for(ctx: WorkerContext, kind: str) -> JobHandler:
+    """The handler registered for jobs of `kind`."""
+    try:
+        return ctx.handlers[kind]
+    except KeyError:
+        raise JobFailed(
+            "job_kind_unknown", f"No handler runs jobs of kind {kind!r} in this worker."
+        ) from None
+
+
+def run_job(ctx: WorkerContext, job_id: str) -> str | None:
+    """Claim and run one job; returns its end state (None if not claimable). Job errors never raise."""
+    with ctx.session_factory() as session:
+        job = jobs_service.claim(session, job_id=job_id, worker_id=ctx.worker_id)
+        if job is None:
+            return None
+        beat = Beat(total=0, step=0)
+        scratch = ctx.scratch_root / f"{job.id}-a{job.attempt}"
+        heartbeat = Heartbeat(
+            ctx.session_factory,
+            job=job,
+            worker_id=ctx.worker_id,
+            interval=ctx.settings.queue.heartbeat_seconds,
+            beat=beat,
+            shutdown=ctx.shutdown,
+            hand_back=ctx.hand_back,
+        )
+        try:
+            handler = handler_for(ctx, job.kind)
+            with heartbeat:
+                handler.run(ctx, session, job, beat, scratch)
+            return JobState.SUCCEEDED.value
+        except JobStopped as stop:
+            return _stopped(ctx, session, job, stop.reason)
+        except JobFailed as failure:
+            return _end(ctx, session, job, JobState.FAILED, failure.code, failure.message)
+        except jobs_service.LostJob:
+            return _stopped(ctx, session, job, "lost")
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.id)
+            return _end(
+                ctx,
+                session,
+                job,
+                JobState.FAILED,
+                "job_error",
+                "Something went wrong on our side while running this job; nothing was kept half-way. "
+                "Try again.",
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _end(
+    ctx: WorkerContext, session: Session, job: Job, state: JobState, code: str | None, message: str | None
+) -> str | None:
+    session.rollback()
+    try:
+        handler = ctx.handlers.get(job.kind)
+        if handler is not None:
+            handler.remove_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)
+        released = jobs_service.finish(
+            session, job=job, worker_id=ctx.worker_id, state=state, error_code=code, error_message=message
+        )
+        if handler is not None:
+            handler.on_end(session, job=job)
+        session.commit()
+        ctx.released.extend(released)
+        return state.value
+    except jobs_service.LostJob:
+        session.rollback()
+        return None
+
+
+def _stopped(ctx: WorkerContext, session: Session, job: Job, reason: str) -> str | None:
+    session.rollback()
+    if reason == "cancelled":
+        return _end(ctx, session, job, JobState.CANCELLED, None, None)
+    if reason == "hand_back":
+        handler_for(ctx, job.kind).remove_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)
+        try:
+            jobs_service.assert_owned(session, job=job, worker_id=ctx.worker_id)
+            job_row = session.get(Job, job.id, populate_existing=True)
+            assert job_row is not None
+            job_row.state = JobState.QUEUED.value
+            job_row.worker_id = None
+            job_row.heartbeat_at = None
+            job_row.message = "Handed back by a worker that was shutting down; another worker continues."
+            session.commit()
+            ctx.released.append(job.id)
+            return JobState.QUEUED.value
+        except jobs_service.LostJob:
+            session.rollback()
+            return None
+    # lost: the reaper gave this attempt's job to another; leave nothing of ours behind
+    handler_for(ctx, job.kind).remove_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)
+    session.commit()
+    return None

@@ -1,0 +1,68 @@
+"""Named, time-limited leases in the database: one process at a time runs what a lease guards.
+
+One implementation for every lease (the job consumer's periodic tasks, the sweeper). A lease is free
+from the moment `now >= expires_at`; its holder renews it by taking it again before then.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from petportrait.clock import utcnow
+from petportrait.db import session_scope
+from petportrait.retention.models import Lease
+
+
+def take(
+    session_factory: sessionmaker[Session],
+    *,
+    name: str,
+    holder: str,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> bool:
+    """Take or renew the lease `name` for `holder` until now + ttl; True if `holder` holds it now."""
+    now = now or utcnow()
+    with session_scope(session_factory) as session:
+        result = session.execute(
+            update(Lease)
+            .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at <= now))
+            .values(holder=holder, expires_at=now + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        if session.get(Lease, name) is not None:
+            return False
+    try:
+        with session_scope(session_factory) as session:
+            session.execute(insert(Lease).values(name=name, holder=holder, expires_at=now + ttl))
+    except IntegrityError:
+        return False
+    return True
+
+
+def release(
+    session_factory: sessionmaker[Session],
+    *,
+    name: str,
+    holder: str,
+    now: datetime | None = None,
+    ran: bool = False,
+) -> None:
+    """Give the lease back so another process can take it at once (noting the run when `ran`)."""
+    now = now or utcnow()
+    values: dict[str, datetime] = {"expires_at": now}
+    if ran:
+        values["last_run_at"] = now
+    with session_scope(session_factory) as session:
+        session.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.holder == holder)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )

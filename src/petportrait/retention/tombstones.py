@@ -1,0 +1,153 @@
+"""Deleting items now: blob first, then a tombstone (the deletion receipt) and an audit entry.
+
+Everything happens in the caller's transaction; a legal hold refuses with 409 `legal_hold`. The sweeper
+writes the same tombstones and audit entries in bulk (`tombstone_values`, `deletion_event`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from petportrait.clock import utcnow
+from petportrait.errors import InvalidInput, NotFound
+from petportrait.registry import registry_of
+from petportrait.retention import audit, blobops, holds, policy
+from petportrait.retention.models import DeletionReason, Tombstone
+from petportrait.storage.base import BlobStore
+
+
+def tombstone_values(
+    kind: str,
+    *,
+    item_id: str,
+    owner_id: str,
+    created_at: datetime | None,
+    expires_at: datetime | None,
+    storage_key: str | None,
+    sha256: str | None,
+    size: int | None,
+    reason: str,
+    actor_id: str | None,
+    purged_at: datetime,
+) -> dict[str, Any]:
+    """The column values of an item's tombstone."""
+    return {
+        "id": item_id,
+        "kind": kind,
+        "owner_id": owner_id,
+        "created_at": created_at,
+        "expires_at": expires_at,
+        "storage_key": storage_key,
+        "sha256": sha256,
+        "size": size,
+        "reason": reason,
+        "actor_id": actor_id,
+        "purged_at": purged_at,
+    }
+
+
+def deletion_event(stone: dict[str, Any], *, by: str) -> audit.AuditEvent:
+    """The audit entry of one deletion."""
+    return audit.AuditEvent(
+        action="item.deleted",
+        actor_id=stone["actor_id"],
+        subject_kind=stone["kind"],
+        subject_id=stone["id"],
+        owner_id=stone["owner_id"],
+        purpose=stone["reason"],
+        details={"storage_key": stone["storage_key"], "sha256": stone["sha256"], "by": by},
+    )
+
+
+def item_model(session: Session, kind: str) -> Any:
+    """The table of a kind of item (422 `unknown_kind` for a kind nobody registered)."""
+    models = registry_of(session).item_models
+    model = models.get(kind)
+    if model is None:
+        raise InvalidInput(f"Unknown kind {kind!r}; one of: {', '.join(models)}.", code="unknown_kind")
+    return model
+
+
+def stone_of(row: Any, kind: str, *, reason: str, actor_id: str | None, now: datetime) -> dict[str, Any]:
+    """The tombstone values of a row about to be deleted."""
+    return tombstone_values(
+        kind,
+        item_id=row.id,
+        owner_id=row.owner_id,
+        created_at=getattr(row, policy.KINDS[kind].clock, None),
+        expires_at=row.expires_at,
+        storage_key=row.storage_key,
+        sha256=row.sha256,
+        size=getattr(row, "size", None),
+        reason=reason,
+        actor_id=actor_id,
+        purged_at=now,
+    )
+
+
+def delete_now(
+    session: Session,
+    *,
+    blobs: BlobStore,
+    kind: str,
+    item_id: str,
+    owner_id: str,
+    actor_id: str | None,
+    reason: DeletionReason | str = DeletionReason.OWNER_DELETED,
+) -> Tombstone:
+    """Delete one item now: blob first, then tombstone, receipt and audit entry; refuses under a legal hold.
+
+    Deleting an item already deleted returns its tombstone. Another person's item is not found.
+    """
+    model = item_model(session, kind)
+    row = session.get(model, item_id)
+    if row is None or row.owner_id != owner_id:
+        stone = session.get(Tombstone, item_id)
+        if stone is not None and stone.owner_id == owner_id and stone.kind == kind:
+            return stone
+        raise NotFound(f"No such {kind}.", code=f"{kind}_not_found")
+    return delete_rows(session, blobs=blobs, rows=[(kind, row)], actor_id=actor_id, reason=reason)[0]
+
+
+def delete_rows(
+    session: Session,
+    *,
+    blobs: BlobStore,
+    rows: Sequence[tuple[str, Any]],
+    actor_id: str | None,
+    reason: DeletionReason | str = DeletionReason.OWNER_DELETED,
+) -> list[Tombstone]:
+    """Delete these (kind, row) items now; nothing is deleted if a legal hold covers any of them."""
+    for kind, row in rows:
+        holds.ensure_not_held(session, kind=kind, item_id=row.id, owner_id=row.owner_id)
+    now = utcnow()
+    failures = blobops.delete_many(blobs, [row.storage_key for _, row in rows if row.storage_key])
+    if failures:
+        raise RuntimeError(f"could not delete {len(failures)} blob(s): {failures}")
+    stones: list[Tombstone] = []
+    events: list[audit.AuditEvent] = []
+    for kind, row in rows:
+        values = stone_of(row, kind, reason=str(reason), actor_id=actor_id, now=now)
+        session.delete(row)
+        stone = Tombstone(**values)
+        session.add(stone)
+        stones.append(stone)
+        events.append(deletion_event(values, by="request"))
+    session.flush()
+    audit.record_many(session, events, at=now)
+    return stones
+
+
+def list_deletions(
+    session: Session, *, owner_id: str, limit: int = 100, before: datetime | None = None
+) -> list[Tombstone]:
+    """The person's deletion receipts, newest first."""
+    query = select(Tombstone).where(Tombstone.owner_id == owner_id)
+    if before is not None:
+        query = query.where(Tombstone.purged_at < before)
+    return list(session.scalars(query.order_by(Tombstone.purged_at.desc(), Tombstone.id).limit(limit)))

@@ -1,0 +1,71 @@
+"""The composition root: builds the services of a process and the registry of what the domains contribute.
+
+Entry points (the web app, the CLI, the worker) get their services here and nowhere else. Each domain
+contributes through its `register(registry)`, called below in a fixed order; nothing registers itself by
+being imported. Building fails at start-up, with a sentence, if the retention policy names a kind that no
+domain gave a table, or a job kind has no handler.
+"""
+
+from __future__ import annotations
+
+from petportrait import accounts, consent, lifecycle, pets, portraits, rights
+from petportrait.db import make_engine, make_session_factory
+from petportrait.jobs.huey_queue import create_queue
+from petportrait.jobs.worker import Consumer
+from petportrait.portraits.models import JobKind
+from petportrait.registry import Registry, Services
+from petportrait.settings import Settings
+from petportrait.storage import create_blob_store
+
+# The order in which domains register: lower domains first, the lifecycle aggregate last.
+DOMAINS = (accounts, pets, portraits, rights, consent, lifecycle)
+
+
+def build_registry() -> Registry:
+    """A registry with every domain's contribution, validated against the retention policy and frozen."""
+    registry = Registry()
+    for domain in DOMAINS:
+        domain.register(registry)
+    registry.validate(job_kinds=tuple(kind.value for kind in JobKind))
+    registry.freeze()
+    return registry
+
+
+def build_services(
+    settings: Settings, *, migrate: bool | None = None, registry: Registry | None = None
+) -> Services:
+    """Open the database, blob store and queue; migrate SQLite automatically (or when asked)."""
+    registry = registry or build_registry()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url, echo=settings.database.echo)
+    if migrate is None:
+        migrate = engine.dialect.name == "sqlite"
+    if migrate:
+        from petportrait.migrate import upgrade
+
+        upgrade(engine)
+    return Services(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine, info={"registry": registry, "settings": settings}),
+        blobs=create_blob_store(settings),
+        queue=create_queue(settings),
+        registry=registry,
+    )
+
+
+def build_consumer(services: Services, *, worker_id: str | None = None, periodic: bool = True) -> Consumer:
+    """A job consumer for these services: the registered job handlers and periodic tasks."""
+    return Consumer(
+        settings=services.settings,
+        session_factory=services.session_factory,
+        blobs=services.blobs,
+        queue=services.queue,
+        handlers=services.registry.job_handlers,
+        periodic_tasks=[
+            (task.name, task.interval(services.settings), lambda task=task: task.run(services))
+            for task in services.registry.periodic_tasks
+        ],
+        worker_id=worker_id,
+        periodic=periodic,
+    )
