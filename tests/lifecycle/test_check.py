@@ -124,6 +124,7 @@ def test_an_item_deleted_as_expired_before_its_period_is_found(services: Service
     assert problems(report) == [("deleted_early", "photo")]
 
 
+@pytest.fixture
 def cli_env(services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     """The CLI pointed at this test's database and blob folder."""
     assert isinstance(services.blobs, LocalBlobStore)

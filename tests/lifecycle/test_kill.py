@@ -27,11 +27,13 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from petportrait.db import make_engine, make_session_factory
     from petportrait.lifecycle import sweeper
+    from petportrait.services import build_registry
     from petportrait.settings import Settings
     from petportrait.storage.local import LocalBlobStore
 
     url, root, now = sys.argv[1:4]
-    factory = make_session_factory(make_engine(url))
+    settings = Settings(environment="development")
+    factory = make_session_factory(make_engine(url), info={"registry": build_registry(), "settings": settings})
 
     def fault(stage):
         if stage == "after_blobs":
@@ -40,7 +42,7 @@ CHILD = textwrap.dedent(
 
     sweeper.sweep_once(
         factory, LocalBlobStore(Path(root)), now=datetime.fromisoformat(now), batch_size=2,
-        settings=Settings(environment="development"), holder="child", fault=fault,
+        settings=settings, holder="child", fault=fault,
     )
     """
 )

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from petportrait.cli import app
 from petportrait.lifecycle import s3rules, sweeper
 from petportrait.retention.models import Tombstone
-from petportrait.settings import get_settings
+from petportrait.settings import Settings, get_settings
 from petportrait.storage.s3 import S3BlobStore
 from petportrait.web.app import Services
 from tests.lifecycle.helpers import DAY, add_household, settings_with
@@ -38,7 +38,7 @@ def prefix_of(rule: dict[str, Any]) -> str:
 
 def test_rules_expire_each_prefix_a_day_after_the_policy(new_s3_store: NewStore, s3_client: S3Client) -> None:
     store = new_s3_store()
-    s3rules.apply_rules(store, None)
+    s3rules.apply_rules(store, Settings())
     rules = stored_rules(s3_client, store.bucket)
     expiring = {prefix_of(r): r["Expiration"]["Days"] for r in rules.values() if "Expiration" in r}
     assert expiring == {"photos/": 31, "models/": 8, "renders/": 31}
@@ -69,7 +69,6 @@ def test_rules_follow_the_store_prefix_and_shortened_settings_and_keep_foreign_r
     assert sorted(rules) == [
         "backups-expire",
         "petportrait-abort-incomplete-uploads",
-        "petportrait-derived",
         "petportrait-model",
         "petportrait-photo",
         "petportrait-render",
@@ -114,7 +113,7 @@ def test_the_storage_lifecycle_command_prints_then_applies(
     assert s3rules.current_rules(store) == []
     applied = runner.invoke(app, ["storage", "lifecycle", "--apply"])
     assert applied.exit_code == 0, applied.output
-    assert "wrote 5 lifecycle rule(s)" in applied.output
+    assert "wrote 4 lifecycle rule(s)" in applied.output
     assert stored_rules(s3_client, store.bucket)["petportrait-model"]["Expiration"]["Days"] == 8
 
 

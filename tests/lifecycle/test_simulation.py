@@ -21,10 +21,10 @@ from petportrait.clock import Clock
 from petportrait.db import new_id, session_scope
 from petportrait.lifecycle import holds, sweeper
 from petportrait.lifecycle.check import run_check
-from petportrait.lifecycle.holds import LegalHoldActive
 from petportrait.lifecycle.service import erase_account
 from petportrait.pets.models import Pet
 from petportrait.retention import audit, policy
+from petportrait.retention.holds import LegalHoldActive, hold_covering
 from petportrait.retention.models import HoldScope, LegalHold, Tombstone
 from petportrait.retention.tombstones import delete_now
 from petportrait.settings import Settings
@@ -134,7 +134,7 @@ class World:
             self.ledger.owner_deleted[item_id] = at
         except LegalHoldActive:
             with self.services.session_factory() as session:
-                assert holds.hold_covering(session, kind=kind, item_id=item_id, owner_id=owner_id, now=at)
+                assert hold_covering(session, kind=kind, item_id=item_id, owner_id=owner_id, now=at)
             self.ledger.refused_by_hold += 1
 
     def erase(self, owner_id: str, at: datetime) -> None:
@@ -313,7 +313,7 @@ def _judge(world: World, end: datetime) -> None:
                 # Still stored: only if not yet due, or kept by a hold.
                 due = item.expires_at <= end or item.owner_id in ledger.erased
                 if due:
-                    assert holds.hold_covering(
+                    assert hold_covering(
                         session, kind=item.kind, item_id=item_id, owner_id=item.owner_id, now=end
                     ), f"{item.kind} {item_id} is due and unheld but still stored"
                 assert world.services.blobs.exists(item.key)
