@@ -19,7 +19,7 @@ Services reach the registry through the session: the root builds the session fac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.db import make_session_factory
-from petportrait.jobs.base import JobHandler, JobQueue
-from petportrait.retention.policy import ITEM_ORDER, KINDS
+from petportrait.jobs.base import JobQueue
+from petportrait.jobs.runner import JobHandler
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -62,6 +62,15 @@ class Event:
 
 
 @dataclass(frozen=True)
+class ItemKind:
+    """What the retention policy says of a kind of stored item, as the registry checks tables against it."""
+
+    name: str
+    clock_column: str | None  # the column its period runs from; None for a kind bound to an event
+    rule: str  # the rule in words
+
+
+@dataclass(frozen=True)
 class PeriodicTask:
     """`run(services)` every `interval(settings)` seconds on the consumer that holds the periodic lease."""
 
@@ -82,7 +91,9 @@ class TableRule:
 class Registry:
     """What the domains registered; frozen once the composition root has validated it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, item_kinds: Sequence[ItemKind] = ()) -> None:
+        # The kinds the retention policy names, in the order the sweeper visits them (the root passes them).
+        self._kinds: dict[str, ItemKind] = {kind.name: kind for kind in item_kinds}
         self._items: dict[str, type[Any]] = {}
         self._erasure_hooks: dict[str, ErasureHook] = {}
         self._export_sections: dict[str, ExportSection] = {}
@@ -112,7 +123,7 @@ class Registry:
     def add_item_kind(self, kind: str, model: type[Any]) -> None:
         """Register the table of a kind of stored item that the retention policy names."""
         self._check_open(f"item kind {kind}")
-        spec = KINDS.get(kind)
+        spec = self._kinds.get(kind)
         if spec is None:
             raise RegistryError(f"The kind {kind!r} is not in the retention policy (retention/policy.py).")
         if kind in self._items:
@@ -129,7 +140,7 @@ class Registry:
         if getattr(model, "retention_kind", None) != kind:
             raise RegistryError(f"The table {model.__name__} must say retention_kind = {kind!r}.")
         self._items[kind] = model
-        self.add_table_rule(model.__tablename__, spec.description_of_rule(), owner=kind)
+        self.add_table_rule(model.__tablename__, spec.rule, owner=kind)
 
     def add_table_rule(self, table: str, rule: str, *, owner: str) -> None:
         """Say how long the rows of a table that can hold personal data live (a sentence)."""
@@ -191,7 +202,7 @@ class Registry:
     @property
     def item_models(self) -> Mapping[str, type[Any]]:
         """kind -> table, in the policy's order (what refers to others first)."""
-        return {kind: self._items[kind] for kind in ITEM_ORDER if kind in self._items}
+        return {kind: self._items[kind] for kind in self._kinds if kind in self._items}
 
     def item_model(self, kind: str) -> type[Any] | None:
         return self._items.get(kind)
@@ -233,7 +244,7 @@ class Registry:
 
     def validate(self, *, job_kinds: tuple[str, ...] = ()) -> None:
         """Fail with a sentence if a kind the policy names has no table, or a job kind has no handler."""
-        missing = [name for name, spec in KINDS.items() if name not in self._items]
+        missing = [name for name in self._kinds if name not in self._items]
         if missing:
             raise RegistryError(
                 "The retention policy names item kinds that no domain registered a table for: "

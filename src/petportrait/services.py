@@ -14,6 +14,7 @@ from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.worker import Consumer
 from petportrait.portraits.models import JobKind
 from petportrait.registry import Registry, Services
+from petportrait.retention import policy
 from petportrait.settings import Settings
 from petportrait.storage import create_blob_store
 
@@ -23,7 +24,7 @@ DOMAINS = (accounts, pets, portraits, rights, consent, lifecycle)
 
 def build_registry() -> Registry:
     """A registry with every domain's contribution, validated against the retention policy and frozen."""
-    registry = Registry()
+    registry = Registry(item_kinds=policy.item_kinds())
     for domain in DOMAINS:
         domain.register(registry)
     registry.validate(job_kinds=tuple(kind.value for kind in JobKind))

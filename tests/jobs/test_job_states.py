@@ -9,11 +9,11 @@ import pytest
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import Clock
+from petportrait.jobs import leases
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import Job, JobState
 from petportrait.jobs.worker import reap as reap_jobs
 from petportrait.portraits.models import JobKind
-from petportrait.retention import leases
 from petportrait.web.app import Services
 
 

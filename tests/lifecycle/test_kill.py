@@ -33,7 +33,8 @@ CHILD = textwrap.dedent(
 
     url, root, now = sys.argv[1:4]
     settings = Settings(environment="development")
-    factory = make_session_factory(make_engine(url), info={"registry": build_registry(), "settings": settings})
+    info = {"registry": build_registry(), "settings": settings}
+    factory = make_session_factory(make_engine(url), info=info)
 
     def fault(stage):
         if stage == "after_blobs":

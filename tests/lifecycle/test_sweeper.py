@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 
 from petportrait.accounts.models import ApiToken, User
 from petportrait.db import new_id, session_scope
-from petportrait.jobs.models import Job
+from petportrait.jobs import leases
+from petportrait.jobs.models import Job, Lease
 from petportrait.lifecycle import holds, sweeper
 from petportrait.lifecycle.service import erase_account
 from petportrait.pets.models import Pet, Photo
-from petportrait.retention import audit, leases, policy
-from petportrait.retention.models import AuditEntry, DeletionReason, HoldScope, Lease, SweepRun, Tombstone
+from petportrait.retention import audit, policy
+from petportrait.retention.models import AuditEntry, DeletionReason, HoldScope, SweepRun, Tombstone
 from petportrait.web.app import Services
 from tests.lifecycle.helpers import DAY, add_household, add_pet, add_photo, add_user, put_blob, settings_with
 

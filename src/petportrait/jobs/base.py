@@ -8,16 +8,7 @@ duplicate message is a no-op.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-from sqlalchemy.orm import Session
-
-from petportrait.storage.base import BlobStore
-
-if TYPE_CHECKING:
-    from petportrait.jobs.models import Job
-    from petportrait.jobs.runner import Beat, WorkerContext
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -42,23 +33,6 @@ class JobQueue(Protocol):
     def flush(self) -> None: ...
 
     def check(self) -> None: ...
-
-
-class JobHandler(Protocol):
-    """What runs the jobs of one kind; a domain registers one per kind (`Registry.add_job_handler`).
-
-    - run(ctx, session, job, beat, scratch): do the work; raise `JobFailed` to fail with a reason shown to
-      the person, `JobStopped` when `beat` says stop. Claims, heartbeats and ends are the job system's.
-    - remove_outputs(session, blobs=, job=, attempt=): delete what that attempt wrote that no committed row
-      refers to (a dead or failed attempt leaves nothing behind).
-    - on_end(session, job=): reflect a job's end in the domain's rows (e.g. a failed training's model).
-    """
-
-    def run(self, ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: Path) -> None: ...
-
-    def remove_outputs(self, session: Session, *, blobs: BlobStore, job: Job, attempt: int) -> list[str]: ...
-
-    def on_end(self, session: Session, *, job: Job) -> None: ...
 
 
 Periodic = tuple[str, float, Any]

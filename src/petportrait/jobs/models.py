@@ -51,3 +51,14 @@ class Job(IdMixin, Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Lease(Base):
+    """A named, time-limited lock held by one process (periodic tasks run only on the holder)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -14,11 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.base import JobHandler
 from petportrait.jobs.models import Job, JobState
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -127,6 +127,23 @@ class Heartbeat:
                 return
             except Exception:
                 log.exception("heartbeat of job %s failed; retrying", self.job.id)
+
+
+class JobHandler(Protocol):
+    """What runs the jobs of one kind; a domain registers one per kind (`Registry.add_job_handler`).
+
+    - run(ctx, session, job, beat, scratch): do the work; raise `JobFailed` to fail with a reason shown to
+      the person, `JobStopped` when `beat` says stop. Claims, heartbeats and ends are the job system's.
+    - remove_outputs(session, blobs=, job=, attempt=): delete what that attempt wrote that no committed row
+      refers to (a dead or failed attempt leaves nothing behind).
+    - on_end(session, job=): reflect a job's end in the domain's rows (e.g. a failed training's model).
+    """
+
+    def run(self, ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: Path) -> None: ...
+
+    def remove_outputs(self, session: Session, *, blobs: BlobStore, job: Job, attempt: int) -> list[str]: ...
+
+    def on_end(self, session: Session, *, job: Job) -> None: ...
 
 
 @dataclass

@@ -33,11 +33,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.clock import utcnow
 from petportrait.db import new_id
-from petportrait.jobs import runner
+from petportrait.jobs import leases, runner
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.base import JobHandler, JobQueue, Periodic
+from petportrait.jobs.base import JobQueue, Periodic
 from petportrait.jobs.models import Job
-from petportrait.retention import leases
+from petportrait.jobs.runner import JobHandler
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 

@@ -33,11 +33,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from petportrait.accounts.models import ApiToken, User
 from petportrait.clock import utcnow
 from petportrait.db import session_scope
-from petportrait.jobs.models import FINAL_STATES, Job
+from petportrait.jobs import leases
+from petportrait.jobs.models import FINAL_STATES, Job, Lease
 from petportrait.pets.models import Pet
 from petportrait.registry import registry_from
-from petportrait.retention import audit, blobops, holds, leases, policy
-from petportrait.retention.models import DeletionReason, HoldScope, Lease, LegalHold, SweepRun, Tombstone
+from petportrait.retention import audit, blobops, holds, policy
+from petportrait.retention.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
 from petportrait.retention.tombstones import deletion_event, tombstone_values
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore

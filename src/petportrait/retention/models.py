@@ -1,4 +1,4 @@
-"""Retention tables: audit log and head, tombstones (deletion receipts), legal holds, sweep runs, leases."""
+"""Retention tables: audit log and head, tombstones (deletion receipts), legal holds, sweep runs, ."""
 
 from __future__ import annotations
 
@@ -113,14 +113,3 @@ class SweepRun(IdMixin, Base):
     purged: Mapped[int] = mapped_column(Integer, default=0)
     orphans_removed: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class Lease(Base):
-    """A named, time-limited lock held by one process (periodic tasks run only on the holder)."""
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[datetime]
-    last_run_at: Mapped[datetime | None] = mapped_column(default=None)

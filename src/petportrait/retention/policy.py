@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, and_, or_
 
 from petportrait.clock import utcnow
 from petportrait.errors import Gone
+from petportrait.registry import ItemKind
 from petportrait.settings import (
     POLICY_MODEL_DAYS,
     POLICY_PHOTO_DAYS,
@@ -111,6 +112,14 @@ KINDS: dict[str, Kind] = {
 
 # The order in which the sweeper, erasure and checks visit the kinds: what refers to others first.
 ITEM_ORDER = ("render", "model", "photo", "marketing")
+
+
+def item_kinds() -> list[ItemKind]:
+    """The kinds, in the order the sweeper visits them, as the registry checks the domains' tables."""
+    return [
+        ItemKind(name=name, clock_column=KINDS[name].clock_column, rule=KINDS[name].description_of_rule())
+        for name in ITEM_ORDER
+    ]
 
 
 def kind_of(item: Any) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.clock import utcnow
 from petportrait.db import session_scope
-from petportrait.retention.models import Lease
+from petportrait.jobs.models import Lease
 
 
 def take(
