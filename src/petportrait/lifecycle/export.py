@@ -5,14 +5,16 @@ Layout of the archive:
     account.json  pets.json  photos.json  models.json  renders.json  jobs.json
     deletion_receipts.json     the person's tombstones
     access_log.json            audit entries about the person's data (reads with their purpose, deletions)
-    consent_receipts.json      from the consent domain, once it registers a section (empty until then)
-    licences.json              from the rights domain, once it registers a section (empty until then)
+    consent_receipts.json      from the consent domain's section
+    licences.json              from the rights domain's section
+    <name>.json                from every other section a domain registered
     photos/{pet_id}/{photo_id}.{ext}   the person's live photos, as stored
     renders/{render_id}.{ext}          the person's live portraits
 
 Only what the person holds now is exported: items past their period are gone (even where a legal hold
 keeps them from deletion). Each photo read for the export is audited with purpose "export". Other
-domains add sections with `register_section(name, fn)`; fn(session, user_id) returns JSON-ready records.
+domains add sections through the registry (`add_export_section(name, fn)`); fn(session, user_id) returns
+JSON-ready records.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -34,33 +35,17 @@ from petportrait.errors import NotFound
 from petportrait.jobs.models import Job
 from petportrait.pets.models import Pet, Photo
 from petportrait.portraits.models import PetModel, Render
+from petportrait.registry import registry_of
 from petportrait.retention import audit, policy
 from petportrait.retention.models import AuditEntry, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobNotFound, BlobStore
 
 FORMAT = "petportrait-export/1"
-ExportSection = Callable[[Session, str], list[dict[str, Any]]]
-_SECTIONS: dict[str, ExportSection] = {}
-# Sections that later domains fill in; present (empty) in every export until then.
-PLANNED_SECTIONS = ("consent_receipts", "licences")
-
-
-def register_section(name: str, fn: ExportSection) -> None:
-    """Add `name`.json to every export, made by fn(session, user_id) (consent receipts, licences...)."""
-    if name in {
-        "manifest",
-        "account",
-        "pets",
-        "photos",
-        "models",
-        "renders",
-        "jobs",
-        "deletion_receipts",
-        "access_log",
-    }:
-        raise ValueError(f"export section {name!r} is built in")
-    _SECTIONS[name] = fn
+# Names the built-in files take; a domain's section may not use one of them.
+BUILT_IN = frozenset(
+    {"manifest", "account", "pets", "photos", "models", "renders", "jobs", "deletion_receipts", "access_log"}
+)
 
 
 @dataclass
@@ -239,9 +224,9 @@ def build_export(
             for e in access
         ],
     }
-    for name in PLANNED_SECTIONS:
-        sections[name] = []
-    for name, fn in _SECTIONS.items():
+    for name, fn in registry_of(session).export_sections.items():
+        if name in BUILT_IN:
+            raise ValueError(f"export section {name!r} is built in")
         sections[name] = fn(session, user.id)
 
     files: list[dict[str, Any]] = []
