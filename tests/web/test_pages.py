@@ -233,7 +233,7 @@ def test_render_form_errors_read_as_sentences(client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert "Choose one of your pets." in response.text
-    assert "The number of portraits must be a whole number from 1 to 4." in response.text
+    assert "A request renders from 1 to 8 portraits; it asked for 99." in response.text
     assert "The seed must be a whole number" in response.text
 
 

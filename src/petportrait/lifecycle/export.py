@@ -262,7 +262,8 @@ def build_export(
             "files": files,
             "note": (
                 "Everything petportrait holds about this account at the time of export. Photos are kept "
-                "30 days after upload, models 7 days after training, portraits 30 days after rendering."
+                f"{policy.days('photo', settings)} after upload, models {policy.days('model', settings)} "
+                f"after training, portraits {policy.days('render', settings)} after rendering."
             ),
         }
         archive.writestr("manifest.json", _dump(manifest))

@@ -156,10 +156,8 @@ def render(
     ]
     screens = page.services.registry.prompt_screens.values()
     for request in requests:
-        try:
-            request.checked(page.settings, screens)
-        except ProblemError as exc:
-            errors.setdefault(_FIELD_OF_CODE.get(exc.code, "style"), exc.detail)
+        for problem in request.problems(page.settings, screens):
+            errors.setdefault(_FIELD_OF_CODE.get(problem.code, "style"), problem.detail)
 
     def form_again(status: int) -> Response:
         """The styles page with the form as sent and a sentence by each field that was wrong."""
