@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,6 +17,7 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from petportrait.clock import utcnow
+from petportrait.jobs.models import Lease
 from petportrait.portraits.models import PetModel, Render
 from tests.jobs.stack import Stack, close_stack, make_stack
 from tests.jobs.test_queue_contract import REDIS_URL, redis_available
@@ -309,3 +312,46 @@ def test_training_needs_two_photos_and_render_needs_a_known_style(stack: Stack) 
     assert response.status_code == 422 and response.json()["code"] == "not_enough_photos"
     styles = stack.client.get("/api/v1/styles").json()
     assert len(styles) >= 16 and all("{subject}" in s["prompt"] for s in styles)
+
+
+# Why the consumer loop is ours and not huey's (jobs/worker.py): huey's consumer stops at once on SIGTERM,
+# and its task locks have no expiry, so a killed holder would keep the periodic tasks forever.
+
+
+def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(stack: Stack) -> None:
+    alice = stack.user("sigterm@example.com")
+    pet_id = stack.pet_with_photos(alice, "dog")
+    proc = stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="12")
+    try:
+        _model_id, job_id = train(stack, alice, pet_id)
+        stack.wait_job(alice, job_id, lambda j: j["state"] == "running" and j["progress"]["step"] >= 1)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=240) == 0, stack.worker_logs()
+        job = stack.client.get(f"/api/v1/jobs/{job_id}", headers=alice).json()
+        assert job["state"] == "succeeded" and job["attempt"] == 1, (job, stack.worker_logs())
+    finally:
+        stack.stop_all()
+
+
+def _periodic_holder(stack: Stack) -> str | None:
+    with stack.services.session_factory() as session:
+        lease = session.get(Lease, "periodic")
+        return lease.holder if lease is not None and lease.expires_at > utcnow() else None
+
+
+def test_periodic_tasks_move_to_another_worker_when_their_holder_is_killed(stack: Stack) -> None:
+    first = stack.start_worker()
+    try:
+        deadline = time.monotonic() + 60
+        while (holder := _periodic_holder(stack)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert holder is not None, stack.worker_logs()
+        stack.kill(first)
+        stack.start_worker()
+        deadline = time.monotonic() + 60
+        while _periodic_holder(stack) in (None, holder) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        taken = _periodic_holder(stack)
+        assert taken is not None and taken != holder, stack.worker_logs()
+    finally:
+        stack.stop_all()

@@ -23,7 +23,7 @@ from petportrait.db import new_id
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.portraits.models import Render, RenderState
 from petportrait.registry import registry_of, settings_of
-from petportrait.retention import audit, policy, tombstones
+from petportrait.retention import audit, blobkeys, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -244,7 +244,7 @@ def grant(
     digest = hashlib.sha256(data).hexdigest()
     extension = source.storage_key.rsplit(".", 1)[-1] if "." in source.storage_key else "bin"
     copy_id = new_id()
-    key = f"marketing/{owner_id}/{copy_id}.{extension}"
+    key = blobkeys.marketing_key(owner_id=owner_id, copy_id=copy_id, extension=extension)
     blobs.put_bytes(key, data)
     consent.receipt = build_receipt(
         consent=consent,

@@ -10,8 +10,8 @@ multiplies by its merged weight ``W + s·B·A`` (one matrix product where peft's
 separate add; ``merge_lora_in_forward``), and AdamW and gradient clipping run fused over all parameters
 rather than one tensor at a time.
 
-Everything derived from the photos (crops, cached latents, class latents) lives in a temporary work folder
-that is removed when ``train_lora`` returns or raises, whatever happens.
+Everything derived from the photos (crops, cached latents, class latents) stays in memory; the LoRA file
+is written to a temporary work folder that is removed when ``train_lora`` returns or raises.
 """
 
 from __future__ import annotations
@@ -568,7 +568,7 @@ def train_lora(
         spec.work_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="petportrait-train-", dir=spec.work_dir))
     try:
-        # 1. Photos: square crops at the training resolution, kept in the work folder.
+        # 1. Photos: square crops at the training resolution, in memory.
         try:
             photos = prepare_photos(
                 [Path(p) for p in spec.photos],
@@ -578,9 +578,6 @@ def train_lora(
             )
         except PhotoError as exc:
             raise InvalidTrainSpec(str(exc)) from None
-        (work / "photos").mkdir()
-        for index, photo in enumerate(photos):
-            photo.image.save(work / "photos" / f"{index:03d}.png")
 
         # 2. The base model, in float32 on the CPU until the LoRA is attached.
         components = load_train_components(spec.base_model, family=resolved.family)
@@ -611,14 +608,6 @@ def train_lora(
                 should_stop=stop,
             ).to(device)
             class_prompt = encode_prompt(components, resolved.class_prompt, device=device)
-        torch.save(
-            {
-                "instance_mean": instance_mean.cpu(),
-                "instance_std": instance_std.cpu(),
-                "class_latents": None if class_latents is None else class_latents.cpu(),
-            },
-            work / "latents.pt",
-        )
         time_ids = sdxl_time_ids(resolved.resolution).to(device) if resolved.family == "sdxl" else None
         # The VAE and text encoders are not needed any more.
         unet, noise_scheduler = components.unet, components.noise_scheduler

@@ -20,7 +20,7 @@ from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.registry import registry_of, settings_of
-from petportrait.retention import holds, policy, tombstones
+from petportrait.retention import blobkeys, holds, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -130,11 +130,6 @@ def get_photo(session: Session, *, owner_id: str, photo_id: str) -> Photo:
     return photo
 
 
-def photo_key(*, owner_id: str, pet_id: str, photo_id: str, extension: str) -> str:
-    """The blob key of a photo; the 'photos/' prefix carries the photo retention rule."""
-    return f"photos/{owner_id}/{pet_id}/{photo_id}.{extension}"
-
-
 def upload_photos(
     session: Session, *, blobs: BlobStore, pet: Pet, files: list[IncomingFile], limits: UploadLimits
 ) -> list[FileOutcome]:
@@ -193,7 +188,7 @@ def upload_photos(
                 expires_at=now + limits.retention,
             )
             photo.id = new_id()
-            photo.storage_key = photo_key(
+            photo.storage_key = blobkeys.photo_key(
                 owner_id=pet.owner_id, pet_id=pet.id, photo_id=photo.id, extension=clean.extension
             )
             blobs.put_bytes(photo.storage_key, clean.data)

@@ -27,25 +27,17 @@ from petportrait.pets import service as pets_service
 from petportrait.portraits import service
 from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, RenderState
 from petportrait.registry import emit
-from petportrait.retention import policy
+from petportrait.retention import blobkeys, policy
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 
 
-def model_key(*, owner_id: str, job_id: str, attempt: int, model_id: str) -> str:
-    return f"models/{owner_id}/{job_id}/a{attempt}/{model_id}.safetensors"
-
-
-def render_key(*, owner_id: str, job_id: str, attempt: int, render_id: str) -> str:
-    return f"renders/{owner_id}/{job_id}/a{attempt}/{render_id}.png"
-
-
 def remove_attempt_outputs(session: Session, *, blobs: BlobStore, job: Job, attempt: int) -> list[str]:
     """Delete the blobs an attempt wrote that no committed row refers to; returns the keys removed."""
-    prefix_kind = "models" if job.kind == JobKind.TRAIN.value else "renders"
-    prefix = f"{prefix_kind}/{job.owner_id}/{job.id}/a{attempt}/"
+    kind = "model" if job.kind == JobKind.TRAIN.value else "render"
+    prefix = blobkeys.attempt_prefix(kind, owner_id=job.owner_id, job_id=job.id, attempt=attempt)
     keep: set[str] = set()
     if job.kind == JobKind.TRAIN.value:
         key = session.scalar(select(PetModel.storage_key).where(PetModel.id == job.target_id))
@@ -147,7 +139,7 @@ def _train(
     except ModelLoadError as exc:
         raise JobFailed("model_unavailable", str(exc)) from exc
     beat.check()
-    key = model_key(owner_id=job.owner_id, job_id=job.id, attempt=job.attempt, model_id=model.id)
+    key = blobkeys.model_key(owner_id=job.owner_id, job_id=job.id, attempt=job.attempt, model_id=model.id)
     data = trained.path.read_bytes()
     ctx.blobs.put_bytes(key, data)
     now = utcnow()
@@ -236,7 +228,9 @@ def _render(
         params = dict(result.params)
         params.update({"model_id": model.id, "render_id": render.id, "preview": bool(result.is_preview)})
         data = _png_bytes(result.images[0])
-        key = render_key(owner_id=job.owner_id, job_id=job.id, attempt=job.attempt, render_id=render.id)
+        key = blobkeys.render_key(
+            owner_id=job.owner_id, job_id=job.id, attempt=job.attempt, render_id=render.id
+        )
         ctx.blobs.put_bytes(key, data)
         now = utcnow()
         jobs_service.assert_owned(session, job=job, worker_id=ctx.worker_id)
