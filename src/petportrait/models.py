@@ -9,6 +9,7 @@ from petportrait.jobs import models as jobs_models
 from petportrait.lifecycle import models as lifecycle_models
 from petportrait.pets import models as pets_models
 from petportrait.portraits import models as portraits_models
+from petportrait.retention import models as retention_models
 from petportrait.rights import models as rights_models
 
 metadata = Base.metadata
@@ -21,5 +22,6 @@ __all__ = [
     "metadata",
     "pets_models",
     "portraits_models",
+    "retention_models",
     "rights_models",
 ]

@@ -70,6 +70,7 @@ def test_rules_follow_the_store_prefix_and_shortened_settings_and_keep_foreign_r
         "petportrait-abort-incomplete-uploads",
         "petportrait-derived",
         "petportrait-model",
+        "petportrait-noncurrent-versions",
         "petportrait-photo",
         "petportrait-render",
     ]

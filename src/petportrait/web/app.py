@@ -23,6 +23,7 @@ from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_rout
 from petportrait.lifecycle.views import router as lifecycle_router
 from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
+from petportrait.retention.keys import encrypted_store
 from petportrait.rights.views import page_router as rights_page_router
 from petportrait.rights.views import router as rights_router
 from petportrait.settings import Settings, get_settings
@@ -46,12 +47,18 @@ def build_services(settings: Settings, *, migrate: bool | None = None) -> Servic
         from petportrait.migrate import upgrade
 
         upgrade(engine)
-    blobs = create_blob_store(settings)
+    session_factory = make_session_factory(engine)
+    inner = create_blob_store(settings)
+    if settings.storage.backend == "s3":
+        from petportrait.lifecycle.s3rules import warn_versioning  # boto3 only when S3 is used
+
+        warn_versioning(inner, settings)
+    blobs = encrypted_store(settings, session_factory, inner)
     queue = create_queue(settings)
     return Services(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine),
+        session_factory=session_factory,
         blobs=blobs,
         queue=queue,
     )
