@@ -25,6 +25,7 @@ from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.lifecycle import audit, blobops, holds, policy
 from petportrait.lifecycle.models import DeletionReason, Tombstone
+from petportrait.retention.keys import destroy_keys
 from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def delete_now(
     values = _stone_of(row, kind, reason=str(reason), actor_id=actor_id, now=now)
     stone = Tombstone(**values)
     session.delete(row)
+    destroy_keys(session, [row.storage_key])  # crypto-shredded when the tombstone commits
     session.add(stone)
     session.flush()
     audit.record_many(session, [deletion_event(values, by="request")], at=now)
@@ -173,6 +175,7 @@ def delete_pet_items(
         session.add(stone)
         stones.append(stone)
         events.append(deletion_event(values, by="request"))
+    destroy_keys(session, [row.storage_key for _, row in rows])  # crypto-shredded when the tombstones commit
     session.flush()
     audit.record_many(session, events, at=now)
     return stones

@@ -26,6 +26,7 @@ from petportrait.jobs.models import Job, JobKind, JobState
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service
 from petportrait.portraits.models import ModelState, PetModel, Render, RenderState
+from petportrait.retention.keys import destroy_keys
 from petportrait.rights import service as rights_service
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -76,6 +77,7 @@ def remove_attempt_outputs(session: Session, *, blobs: BlobStore, job: Job, atte
         if info.key not in keep:
             blobs.delete(info.key)
             removed.append(info.key)
+    destroy_keys(session, removed)  # in the caller's transaction
     return removed
 
 
