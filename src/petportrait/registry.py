@@ -103,7 +103,9 @@ class Registry:
 
     def _check_open(self, what: str) -> None:
         if self._frozen:
-            raise RegistryError(f"The registry is frozen; {what} must be registered by a domain's register().")
+            raise RegistryError(
+                f"The registry is frozen; {what} must be registered by a domain's register()."
+            )
 
     def add_domain(self, name: str) -> None:
         """Record that a domain registered (the order is the composition root's)."""
@@ -121,12 +123,16 @@ class Registry:
         if spec is None:
             raise RegistryError(f"The kind {kind!r} is not in the retention policy (retention/policy.py).")
         if kind in self._items:
-            raise RegistryError(f"The kind {kind!r} has two tables: {self._items[kind].__name__} and {model.__name__}.")
+            raise RegistryError(
+                f"The kind {kind!r} has two tables: {self._items[kind].__name__} and {model.__name__}."
+            )
         for column in ITEM_COLUMNS:
             if not hasattr(model, column):
                 raise RegistryError(f"The table {model.__name__} of kind {kind!r} has no {column} column.")
         if spec.clock_column and not hasattr(model, spec.clock_column):
-            raise RegistryError(f"The table {model.__name__} of kind {kind!r} has no {spec.clock_column} column.")
+            raise RegistryError(
+                f"The table {model.__name__} of kind {kind!r} has no {spec.clock_column} column."
+            )
         if getattr(model, "retention_kind", None) != kind:
             raise RegistryError(f"The table {model.__name__} must say retention_kind = {kind!r}.")
         self._items[kind] = model
@@ -136,7 +142,9 @@ class Registry:
         """Say how long the rows of a table that can hold personal data live (a sentence)."""
         self._check_open(f"retention rule for {table}")
         if table in self._table_rules and self._table_rules[table].owner != owner:
-            raise RegistryError(f"The table {table} has two retention rules ({self._table_rules[table].owner}, {owner}).")
+            raise RegistryError(
+                f"The table {table} has two retention rules ({self._table_rules[table].owner}, {owner})."
+            )
         self._table_rules[table] = TableRule(table=table, rule=rule, owner=owner)
 
     def add_erasure_hook(self, name: str, hook: ErasureHook) -> None:
@@ -160,7 +168,9 @@ class Registry:
             raise RegistryError(f"Jobs of kind {kind!r} have two handlers.")
         self._job_handlers[kind] = handler
 
-    def add_periodic(self, name: str, interval: Callable[[Settings], float], run: Callable[[Services], object]) -> None:
+    def add_periodic(
+        self, name: str, interval: Callable[[Settings], float], run: Callable[[Services], object]
+    ) -> None:
         """Run `run(services)` every `interval(settings)` seconds on the periodic lease holder."""
         self._check_open(f"periodic task {name}")
         if name in self._periodic:
@@ -231,7 +241,8 @@ class Registry:
         unhandled = [kind for kind in job_kinds if kind not in self._job_handlers]
         if unhandled:
             raise RegistryError(
-                "No domain registered a handler for jobs of kind " + ", ".join(unhandled)
+                "No domain registered a handler for jobs of kind "
+                + ", ".join(unhandled)
                 + ". Call registry.add_job_handler(...) in that domain's register()."
             )
 

@@ -114,7 +114,7 @@ def test_the_storage_lifecycle_command_prints_then_applies(
     assert s3rules.current_rules(store) == []
     applied = runner.invoke(app, ["storage", "lifecycle", "--apply"])
     assert applied.exit_code == 0, applied.output
-    assert "wrote 5 lifecycle rule(s)" in applied.output
+    assert "wrote 6 lifecycle rule(s)" in applied.output
     assert stored_rules(s3_client, store.bucket)["petportrait-model"]["Expiration"]["Days"] == 8
 
 

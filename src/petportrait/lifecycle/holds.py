@@ -168,7 +168,8 @@ def _valid_end(ends_at: datetime | None, *, now: datetime) -> datetime:
     """The end date of a hold, if it is given, in the future, with a time zone, and at most a year away."""
     if ends_at is None:
         raise InvalidInput(
-            "A legal hold needs an end date (at most a year away; it can be renewed).", code="hold_end_required"
+            "A legal hold needs an end date (at most a year away; it can be renewed).",
+            code="hold_end_required",
         )
     if ends_at.tzinfo is None:
         raise InvalidInput(
