@@ -39,8 +39,13 @@ def test_rules_expire_each_prefix_a_day_after_the_policy(new_s3_store: NewStore,
     store = new_s3_store()
     s3rules.apply_rules(store, None)
     rules = stored_rules(s3_client, store.bucket)
-    expiring = {prefix_of(r): r["Expiration"]["Days"] for r in rules.values() if "Expiration" in r}
+    expiring = {
+        prefix_of(r): r["Expiration"]["Days"] for r in rules.values() if "Days" in r.get("Expiration", {})
+    }
     assert expiring == {"photos/": 31, "models/": 8, "renders/": 31, "derived/": 2}
+    noncurrent = rules["petportrait-noncurrent-versions"]
+    assert prefix_of(noncurrent) == "" and noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+    assert noncurrent["Expiration"] == {"ExpiredObjectDeleteMarker": True}
     assert all(r["Status"] == "Enabled" for r in rules.values())
     abort = rules["petportrait-abort-incomplete-uploads"]
     assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1

@@ -34,8 +34,8 @@ from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.lifecycle import holds, policy
 from petportrait.lifecycle.models import DeletionReason, Tombstone
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
-from petportrait.settings import Settings
 from petportrait.retention.models import DataKey
+from petportrait.settings import Settings
 from petportrait.storage.base import BlobNotFound, BlobStore
 from petportrait.storage.crypto import EncryptedBlobStore
 
