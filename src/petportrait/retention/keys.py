@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Engine, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -79,6 +79,8 @@ class DatabaseKeyStore:
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
+        self._engine: Engine | None = session_factory.kw.get("bind")
+        self._get = select(_DATA_KEYS.c.wrapped_key).where(_DATA_KEYS.c.storage_key == bindparam("key"))
 
     def put_if_absent(self, storage_key: str, wrapped: bytes) -> bytes:
         """Store the wrapped key unless the storage key has one; returns the one stored (committed)."""
@@ -106,9 +108,14 @@ class DatabaseKeyStore:
         raise RuntimeError(f"could not store a data key for {storage_key!r}")
 
     def get(self, storage_key: str) -> bytes | None:
-        """The wrapped key of a storage key, or None."""
-        with self.session_factory() as session:
-            found = session.scalar(select(DataKey.wrapped_key).where(DataKey.storage_key == storage_key))
+        """The wrapped key of a storage key, or None (one indexed read on a pooled connection: every blob
+        read asks, and a destroyed key must be seen at once, so nothing is cached)."""
+        if self._engine is None:
+            with self.session_factory() as session:
+                found = session.execute(self._get, {"key": storage_key}).scalar()
+        else:
+            with self._engine.connect() as conn:
+                found = conn.execute(self._get, {"key": storage_key}).scalar()
         return None if found is None else bytes(found)
 
     def destroy(self, storage_keys: Sequence[str]) -> int:
