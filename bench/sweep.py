@@ -2,8 +2,9 @@
 
 Builds a fresh data folder with N expired items (60% photos, 30% renders, 10% models, spread over 2,000
 accounts with one pet each; a render job makes 2.5 portraits on average, a training job one model; each
-blob a small file at its key's path), then runs one `sweep_once`: blob deletion, a
-tombstone, a deletion receipt and a hash-chained audit entry per item, in batches. The reference,
+blob a small file at its key's path, each with its wrapped data key in `data_keys`), then runs one
+`sweep_once`: blob deletion, a tombstone, a deletion receipt, a hash-chained audit entry and the
+destruction of the data key per item, in batches. The reference,
 measured in the same run on a second data folder of the same shape, is a plain loop that deletes each
 item's file and row one at a time (no tombstone, no audit), committing each; the ratio is sweeper
 items/s over reference items/s.
@@ -33,6 +34,7 @@ from petportrait.pets.models import Pet, Photo
 from petportrait.portraits.models import PetModel, Render
 from petportrait.retention import audit
 from petportrait.retention.models import Tombstone
+from petportrait.retention.models import DataKey
 from petportrait.settings import Settings
 from petportrait.storage.local import LocalBlobStore
 
@@ -149,6 +151,17 @@ def build(
         for model, values in rows.items():
             for start in range(0, len(values), 5000):
                 conn.execute(insert(model), values[start : start + 5000])
+        data_keys = [
+            {
+                "storage_key": key,
+                "owner_id": key.split("/")[1],
+                "wrapped_key": os.urandom(69),
+                "created_at": START,
+            }
+            for _, _, key in made
+        ]
+        for start in range(0, len(data_keys), 5000):
+            conn.execute(insert(DataKey), data_keys[start : start + 5000])
     return engine, blobs, settings, made
 
 
@@ -164,6 +177,7 @@ def sweep_rate(items: int, batch_size: int) -> tuple[float, float]:
         with factory() as session:
             assert session.scalar(select(func.count()).select_from(Tombstone)) == items
             assert audit.verify(session).entries == items
+            assert session.scalar(select(func.count()).select_from(DataKey)) == 0
         assert next(iter(blobs.list("")), None) is None
         engine.dispose()
     return items / elapsed, elapsed

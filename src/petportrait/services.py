@@ -8,18 +8,19 @@ domain gave a table, or a job kind has no handler.
 
 from __future__ import annotations
 
-from petportrait import accounts, consent, lifecycle, pets, portraits, rights
+from petportrait import accounts, consent, lifecycle, pets, portraits, retention, rights
 from petportrait.db import make_engine, make_session_factory
 from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.worker import Consumer
 from petportrait.portraits.models import JobKind
 from petportrait.registry import Registry, Services
 from petportrait.retention import policy
+from petportrait.retention.keys import encrypted_store
 from petportrait.settings import Settings
 from petportrait.storage import create_blob_store
 
 # The order in which domains register: lower domains first, the lifecycle aggregate last.
-DOMAINS = (accounts, pets, portraits, rights, consent, lifecycle)
+DOMAINS = (retention, accounts, pets, portraits, rights, consent, lifecycle)
 
 
 def build_registry() -> Registry:
@@ -45,11 +46,17 @@ def build_services(
         from petportrait.migrate import upgrade
 
         upgrade(engine)
+    session_factory = make_session_factory(engine, info={"registry": registry, "settings": settings})
+    inner = create_blob_store(settings)
+    if settings.storage.backend == "s3":
+        from petportrait.lifecycle.s3rules import warn_versioning  # boto3 only when S3 is used
+
+        warn_versioning(inner, settings)
     return Services(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine, info={"registry": registry, "settings": settings}),
-        blobs=create_blob_store(settings),
+        session_factory=session_factory,
+        blobs=encrypted_store(settings, session_factory, inner),
         queue=create_queue(settings),
         registry=registry,
     )

@@ -6,6 +6,9 @@ period longer than the data policy allows (settings may only shorten them).
 
 from __future__ import annotations
 
+import base64
+import binascii
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,6 +22,12 @@ PLACEHOLDER_SECRET = "change-me-development-only"
 POLICY_PHOTO_DAYS = 30
 POLICY_MODEL_DAYS = 7
 POLICY_RENDER_DAYS = 30
+
+# Bounds that keep the guarantees: the sweeper runs at least every 5 minutes (a local folder has no other
+# backstop), a cure period is at least a day, a legal hold ends within a year (it may be renewed).
+MAX_SWEEP_INTERVAL_SECONDS = 300.0
+MIN_CURE_DAYS = 1.0
+MAX_HOLD = timedelta(days=365)
 
 
 class DatabaseSettings(BaseModel):
@@ -72,6 +81,12 @@ class RetentionSettings(BaseModel):
 
     @model_validator(mode="after")
     def _never_longer_than_policy(self) -> RetentionSettings:
+        if not 0 < self.sweep_interval_seconds <= MAX_SWEEP_INTERVAL_SECONDS:
+            raise ValueError(
+                f"retention.sweep_interval_seconds={self.sweep_interval_seconds} is out of bounds: it must "
+                f"be more than 0 and at most {MAX_SWEEP_INTERVAL_SECONDS:.0f} (the sweeper is what deletes "
+                "expired data on time)"
+            )
         for name, limit in (
             ("photo_days", POLICY_PHOTO_DAYS),
             ("model_days", POLICY_MODEL_DAYS),
@@ -104,6 +119,15 @@ class SecuritySettings(BaseModel):
     signin_window_seconds: float = 900.0
     # When set, GET /metrics answers only "Authorization: Bearer <metrics_token>" (a scraper's secret).
     metrics_token: str | None = None
+    # The key-encryption key that wraps every blob's data key: 32 bytes, base64. Required in production
+    # (from a secret manager); elsewhere one is made once in data_dir/keys/kek.b64 when none is set.
+    key_encryption_key: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_kek(self) -> SecuritySettings:
+        if self.key_encryption_key is not None:
+            decode_kek(self.key_encryption_key)
+        return self
 
 
 class RightsSettings(BaseModel):
@@ -124,8 +148,11 @@ class RightsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _sane(self) -> RightsSettings:
-        if self.cure_days <= 0:
-            raise ValueError(f"rights.cure_days must be positive, got {self.cure_days}")
+        if not self.cure_days >= MIN_CURE_DAYS:
+            raise ValueError(
+                f"rights.cure_days={self.cure_days} is too short: a person gets at least {MIN_CURE_DAYS:.0f} "
+                "day to fix a content-policy problem"
+            )
         if not 0 < self.support_case_max_days <= 7:
             raise ValueError("rights.support_case_max_days must be more than 0 and at most 7")
         if (self.signing_cert is None) != (self.signing_key is None):
@@ -166,6 +193,12 @@ class Settings(BaseSettings):
                 f"which is refused in the {self.environment!r} environment; set "
                 "PETPORTRAIT__SECURITY__SECRET_KEY to a long random value"
             )
+        if self.environment == "production" and not self.security.key_encryption_key:
+            raise ValueError(
+                "security.key_encryption_key is required in the 'production' environment (it wraps the data "
+                "key of every blob); set PETPORTRAIT__SECURITY__KEY_ENCRYPTION_KEY to 32 random bytes in "
+                "base64 (e.g. `openssl rand -base64 32`), kept in a secret manager"
+            )
         return self
 
     @property
@@ -189,6 +222,17 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """The folder where model files (the preview model among them) are kept."""
         return (self.data_dir / "models").resolve()
+
+
+def decode_kek(value: str) -> bytes:
+    """The 32 bytes of a base64 key-encryption key; ValueError with a clear message otherwise."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("security.key_encryption_key is not valid base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"security.key_encryption_key must decode to 32 bytes (AES-256), got {len(raw)}")
+    return raw
 
 
 @lru_cache

@@ -143,7 +143,10 @@ def test_the_check_command_exits_non_zero_on_a_finding(
     cli_env: CliRunner, services: Services, frozen_clock: Clock
 ) -> None:
     now = frozen_clock.now()
-    add_household(services, at=now)
+    add_household(services, at=now)  # written in plaintext, as before encryption was turned on
+    plaintext = cli_env.invoke(app, ["retention", "check"])
+    assert plaintext.exit_code == 1 and "plaintext_blob" in plaintext.output
+    assert cli_env.invoke(app, ["retention", "encrypt-existing"]).exit_code == 0
     clean = cli_env.invoke(app, ["retention", "check"])
     assert clean.exit_code == 0, clean.output
     assert "ok: nothing overdue" in clean.output

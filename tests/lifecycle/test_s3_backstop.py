@@ -40,8 +40,13 @@ def test_rules_expire_each_prefix_a_day_after_the_policy(new_s3_store: NewStore,
     store = new_s3_store()
     s3rules.apply_rules(store, Settings())
     rules = stored_rules(s3_client, store.bucket)
-    expiring = {prefix_of(r): r["Expiration"]["Days"] for r in rules.values() if "Expiration" in r}
+    expiring = {
+        prefix_of(r): r["Expiration"]["Days"] for r in rules.values() if "Days" in r.get("Expiration", {})
+    }
     assert expiring == {"photos/": 31, "models/": 8, "renders/": 31}
+    noncurrent = rules["petportrait-noncurrent-versions"]
+    assert prefix_of(noncurrent) == "" and noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+    assert noncurrent["Expiration"] == {"ExpiredObjectDeleteMarker": True}
     assert all(r["Status"] == "Enabled" for r in rules.values())
     abort = rules["petportrait-abort-incomplete-uploads"]
     assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
@@ -70,6 +75,7 @@ def test_rules_follow_the_store_prefix_and_shortened_settings_and_keep_foreign_r
         "backups-expire",
         "petportrait-abort-incomplete-uploads",
         "petportrait-model",
+        "petportrait-noncurrent-versions",
         "petportrait-photo",
         "petportrait-render",
     ]
@@ -113,7 +119,7 @@ def test_the_storage_lifecycle_command_prints_then_applies(
     assert s3rules.current_rules(store) == []
     applied = runner.invoke(app, ["storage", "lifecycle", "--apply"])
     assert applied.exit_code == 0, applied.output
-    assert "wrote 4 lifecycle rule(s)" in applied.output
+    assert "wrote 5 lifecycle rule(s)" in applied.output
     assert stored_rules(s3_client, store.bucket)["petportrait-model"]["Expiration"]["Days"] == 8
 
 

@@ -6,6 +6,7 @@ with an endpoint_url, so requests, signing, multipart uploads and error codes go
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from petportrait.storage.base import BlobStore
+from petportrait.storage.crypto import EncryptedBlobStore, MemoryKeyStore
 from petportrait.storage.local import LocalBlobStore
 from petportrait.storage.s3 import S3BlobStore
 
@@ -78,13 +80,19 @@ def make_s3_store(endpoint: str, *, prefix: str = "", region: str = "us-east-1")
     return store
 
 
-@pytest.fixture(params=["local", "s3", "s3-prefixed"])
+@pytest.fixture(params=["local", "s3", "s3-prefixed", "encrypted-local", "encrypted-s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    """Each backend in turn; every test gets an empty store."""
-    if request.param == "local":
-        return LocalBlobStore(tmp_path / "blobs")
-    endpoint = request.getfixturevalue("moto_endpoint")
-    return make_s3_store(endpoint, prefix="tenant/one" if request.param == "s3-prefixed" else "")
+    """Each backend in turn, plain and sealed (EncryptedBlobStore); every test gets an empty store."""
+    backend = request.param.removeprefix("encrypted-")
+    inner: BlobStore
+    if backend == "local":
+        inner = LocalBlobStore(tmp_path / "blobs")
+    else:
+        endpoint = request.getfixturevalue("moto_endpoint")
+        inner = make_s3_store(endpoint, prefix="tenant/one" if backend == "s3-prefixed" else "")
+    if request.param.startswith("encrypted-"):
+        return EncryptedBlobStore(inner, MemoryKeyStore(), os.urandom(32), allow_plaintext=False)
+    return inner
 
 
 class PatternStream:

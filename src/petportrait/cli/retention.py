@@ -48,13 +48,16 @@ def _services() -> Iterator[Services]:
 def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON")] = False,
     limit: Annotated[int, typer.Option(help="Print at most this many findings")] = 200,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Decrypt every blob whole (else its first segment)")
+    ] = False,
 ) -> None:
     """List every item past its expiry plus one sweep interval, every blob without an owner, every
     tombstone whose blob still exists (and more, see the docs); exit 1 if there is any."""
     from petportrait.lifecycle.check import run_check
 
     with _services() as services, services.session_factory() as session:
-        report = run_check(session, services.blobs, settings=services.settings)
+        report = run_check(session, services.blobs, settings=services.settings, deep=deep)
     if as_json:
         typer.echo(
             json.dumps(
@@ -85,6 +88,60 @@ def check(
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@retention_app.command("encrypt-existing")
+def encrypt_existing(
+    prefix: Annotated[str, typer.Option(help="Only blobs whose key starts with this")] = "",
+) -> None:
+    """Seal every blob stored before encryption was on (idempotent, resumable; prints counts)."""
+    from petportrait.lifecycle.encrypt import EncryptReport
+    from petportrait.lifecycle.encrypt import encrypt_existing as run
+    from petportrait.storage.crypto import EncryptedBlobStore
+
+    def progress(report: EncryptReport) -> None:
+        typer.echo(f"... {report.scanned} scanned, {report.encrypted} encrypted", err=True)
+
+    with _services() as services:
+        assert isinstance(services.blobs, EncryptedBlobStore)
+        report = run(services.blobs, services.session_factory, prefix=prefix, progress=progress)
+    typer.echo(
+        f"scanned {report.scanned} blobs: encrypted {report.encrypted}, already encrypted {report.already}, "
+        f"gone meanwhile {report.vanished}, failed {len(report.errors)}"
+    )
+    for key, error in report.errors.items():
+        typer.echo(f"error: {key}: {error}", err=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@retention_app.command("renew-hold")
+def renew_hold(
+    hold_id: str,
+    until: Annotated[str, typer.Option(help="The new end, ISO 8601 with a time zone (at most a year away)")],
+    note: Annotated[str, typer.Option(help="Why it is renewed (audited)")] = "",
+) -> None:
+    """Move the end of a legal hold in force (at most a year from now); audited."""
+    from datetime import datetime
+
+    from petportrait.db import session_scope
+    from petportrait.errors import ProblemError
+    from petportrait.lifecycle import holds
+
+    try:
+        ends_at = datetime.fromisoformat(until)
+    except ValueError as exc:
+        typer.echo(f"error: --until {until!r} is not an ISO 8601 date", err=True)
+        raise typer.Exit(2) from exc
+    with _services() as services:
+        try:
+            with session_scope(services.session_factory) as session:
+                hold = holds.renew_hold(session, hold_id=hold_id, ends_at=ends_at, actor_id=None, note=note)
+                ends = hold.ends_at.isoformat()
+        except ProblemError as exc:
+            typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"hold {hold_id} now ends at {ends}")
 
 
 @retention_app.command("holds")

@@ -8,7 +8,13 @@ Findings (any one makes the check fail):
   reconciliation may take to come round;
 - tombstone_blob: a blob whose key a tombstone names (the item was deleted; its bytes must be too);
 - missing_blob: a live item whose blob is not in storage;
-- unlisted_blob: a blob under a prefix that the retention policy does not list.
+- unlisted_blob: a blob under a prefix that the retention policy does not list;
+- plaintext_blob, no_key, undecryptable: (encrypted stores) a blob stored in plaintext, a blob whose data
+  key is gone while the blob is still stored, a blob that does not decrypt (tampered with, truncated, or
+  sealed under another key-encryption key) (`deep` decrypts every blob whole, else its first segment);
+- tombstone_key: the data key of a deleted item still exists (its blob could still be read from a copy);
+- old_version: (S3 buckets with versioning) a noncurrent version or delete marker of a deleted item's
+  key, or of a key that no row owns: the bytes of a deleted item still readable as an older version.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
 from petportrait.registry import registry_of
 from petportrait.retention import holds, policy
 from petportrait.retention.models import DeletionReason, Tombstone
+from petportrait.retention.models import DataKey
 from petportrait.settings import Settings
-from petportrait.storage.base import BlobStore
+from petportrait.storage.base import BlobNotFound, BlobStore
+from petportrait.storage.crypto import EncryptedBlobStore
 
 _IN_CHUNK = 500
 
@@ -71,6 +79,7 @@ def run_check(
     settings: Settings,
     now: datetime | None = None,
     reconcile_interval: float = DEFAULT_RECONCILE_SECONDS,
+    deep: bool = False,
 ) -> CheckReport:
     """Scan rows, tombstones and blobs; see the module docstring for what counts as a finding."""
     now = now or utcnow()
@@ -132,7 +141,78 @@ def run_check(
                         "missing_blob", kind, storage_key=key, detail="a live item's blob is not in storage"
                     )
                 )
+    if isinstance(blobs, EncryptedBlobStore):
+        _scan_encryption(blobs, sorted(listed), deep=deep, report=report)
+    _scan_tombstone_keys(session, report=report)
+    _scan_versions(session, getattr(blobs, "inner", blobs), owned=owned, report=report)
     return report
+
+
+def _scan_encryption(blobs: EncryptedBlobStore, keys: list[str], *, deep: bool, report: CheckReport) -> None:
+    """Report every listed blob that cannot be decrypted, has no key, or is still plaintext."""
+    details = {
+        "plaintext": ("plaintext_blob", "stored unencrypted; run `petportrait retention encrypt-existing`"),
+        "no_key": ("no_key", "its data key is gone (the item was deleted) but the blob is still stored"),
+        "undecryptable": ("undecryptable", "does not decrypt: tampered with, truncated, or another KEK"),
+    }
+    for key in keys:
+        try:
+            problem = blobs.inspect(key, deep=deep)
+        except BlobNotFound:
+            continue  # deleted since it was listed
+        if problem is not None:
+            spec = policy.kind_for_key(key)
+            code, detail = details[problem]
+            report.findings.append(Finding(code, spec.name if spec else "?", storage_key=key, detail=detail))
+
+
+def _scan_tombstone_keys(session: Session, *, report: CheckReport) -> None:
+    """Report data keys that outlived their item (a tombstone names their storage key)."""
+    rows = session.execute(
+        select(Tombstone.id, Tombstone.kind, Tombstone.storage_key).join(
+            DataKey, DataKey.storage_key == Tombstone.storage_key
+        )
+    ).all()
+    for item_id, kind, key in rows:
+        report.findings.append(
+            Finding(
+                "tombstone_key",
+                kind,
+                item_id=item_id,
+                storage_key=key,
+                detail="the item was deleted but its data key still exists",
+            )
+        )
+
+
+def _scan_versions(
+    session: Session, store: Any, *, owned: dict[str, dict[str, bool]], report: CheckReport
+) -> None:
+    """On a versioned S3 bucket, report old versions of keys that no live row owns."""
+    versions = getattr(store, "versions", None)
+    status = getattr(store, "versioning", None)
+    if versions is None or status is None or not status():
+        return
+    live = {key for keys in owned.values() for key in keys}
+    stale: dict[str, list[Any]] = {}
+    for version in versions(""):
+        if version.is_latest and not version.is_delete_marker:
+            continue  # the current object: the checks above cover it
+        if version.key not in live:
+            stale.setdefault(version.key, []).append(version)
+    buried = _tombstoned(session, list(stale))
+    for key, found in stale.items():
+        spec = policy.kind_for_key(key)
+        why = "of a deleted item" if key in buried else "of a key that no row owns"
+        report.findings.append(
+            Finding(
+                "old_version",
+                spec.name if spec else "?",
+                item_id=buried.get(key),
+                storage_key=key,
+                detail=f"{len(found)} old version(s) or delete marker(s) {why} are still in the bucket",
+            )
+        )
 
 
 def _scan_rows(

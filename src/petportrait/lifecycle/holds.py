@@ -1,4 +1,14 @@
-"""Placing and releasing legal holds (admin operations, audited); what a hold covers is in retention.holds."""
+"""Placing, renewing and releasing legal holds (admin operations, audited); what a hold covers is in
+retention.holds. An admin suspends deletion of named items, or of a whole account, with a reason and an end.
+
+A hold is active from when it is placed until `ends_at` or until it is released, whichever is first.
+While it is active neither the sweeper nor a person's own deletion removes what it covers; the items
+stay hidden from the person once expired (a hold keeps data, it does not show it). Placing, renewing and
+releasing a hold is audited.
+
+Every hold ends: its end date is required and at most a year away (settings.MAX_HOLD); a hold that must
+last longer is renewed, by a person, again at most a year ahead, and each renewal is on record.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +23,7 @@ from petportrait.registry import registry_of
 from petportrait.retention import audit
 from petportrait.retention.holds import active_at_clause, held_clause, is_active, list_holds
 from petportrait.retention.models import HoldScope, LegalHold, Tombstone
+from petportrait.settings import MAX_HOLD
 
 __all__ = ["active_at_clause", "held_clause", "is_active", "list_holds", "place_hold", "release_hold"]
 
@@ -22,7 +33,7 @@ def place_hold(
     *,
     scope: HoldScope,
     reason: str,
-    ends_at: datetime,
+    ends_at: datetime | None,
     actor_id: str | None,
     owner_id: str | None = None,
     kind: str | None = None,
@@ -33,8 +44,7 @@ def place_hold(
     reason = reason.strip()
     if not reason:
         raise InvalidInput("A legal hold needs a reason.", code="hold_reason_required")
-    if ends_at <= now:
-        raise InvalidInput("A legal hold must end in the future.", code="hold_end_in_past")
+    ends_at = _valid_end(ends_at, now=now)
     if scope == HoldScope.ITEM:
         item_models = registry_of(session).item_models
         if kind is None or kind not in item_models or not item_id:
@@ -75,6 +85,60 @@ def place_hold(
         owner_id=owner_id,
         purpose="legal_hold",
         details={"hold_id": hold.id, "scope": scope.value, "reason": reason, "ends_at": ends_at.isoformat()},
+    )
+    return hold
+
+
+def _valid_end(ends_at: datetime | None, *, now: datetime) -> datetime:
+    """The end date of a hold, if it is given, in the future, with a time zone, and at most a year away."""
+    if ends_at is None:
+        raise InvalidInput(
+            "A legal hold needs an end date (at most a year away; it can be renewed).",
+            code="hold_end_required",
+        )
+    if ends_at.tzinfo is None:
+        raise InvalidInput(
+            "A legal hold's end date needs a time zone (e.g. 2027-01-31T00:00:00Z).", code="hold_end_naive"
+        )
+    if ends_at <= now:
+        raise InvalidInput("A legal hold must end in the future.", code="hold_end_in_past")
+    if ends_at > now + MAX_HOLD:
+        raise InvalidInput(
+            f"A legal hold ends at most {MAX_HOLD.days} days from now (by {(now + MAX_HOLD).isoformat()}); "
+            "renew it before it ends if it must last longer.",
+            code="hold_too_long",
+        )
+    return ends_at
+
+
+def renew_hold(
+    session: Session, *, hold_id: str, ends_at: datetime | None, actor_id: str | None, note: str = ""
+) -> LegalHold:
+    """Move the end of a hold in force to `ends_at` (at most a year from now); audited with both ends."""
+    hold = session.get(LegalHold, hold_id)
+    if hold is None:
+        raise NotFound("No such legal hold.", code="hold_not_found")
+    now = utcnow()
+    if not is_active(hold, now):
+        raise Conflict("This legal hold has already ended; place a new one.", code="hold_ended")
+    ends_at = _valid_end(ends_at, now=now)
+    previous = hold.ends_at
+    hold.ends_at = ends_at
+    session.flush()
+    audit.record(
+        session,
+        action="hold.renewed",
+        actor_id=actor_id,
+        subject_kind=hold.subject_kind or "account",
+        subject_id=hold.subject_id or hold.owner_id,
+        owner_id=hold.owner_id,
+        purpose="legal_hold",
+        details={
+            "hold_id": hold.id,
+            "previous_ends_at": previous.isoformat(),
+            "ends_at": ends_at.isoformat(),
+            "note": note,
+        },
     )
     return hold
 

@@ -4,12 +4,18 @@ The sweeper deletes every expired blob itself, within a minute; these rules make
 anyway if every sweeper is down. One rule per prefix with a period (photos/, models/, renders/, and
 derived/ at two days), each `Expiration: Days = ceil(period) + 1` (S3 counts from the object's creation and
 rounds up to the next midnight UTC, so an object never goes before the policy's time), plus one rule that
-aborts incomplete multipart uploads after a day. marketing/ gets no rule: its copies live while consent
-stands. Rules of the bucket that are not ours (IDs not starting with `petportrait-`) are kept.
+aborts incomplete multipart uploads after a day, and one that expires noncurrent versions a day after
+they stop being current (and removes the delete markers left alone), for buckets with versioning on: the
+store deletes every version itself, this is the backstop. marketing/ gets no rule: its copies live while
+consent stands. Rules of the bucket that are not ours (IDs not starting with `petportrait-`) are kept.
+
+`warn_versioning` (called at start-up) logs a warning when the bucket has versioning on without a rule
+that expires noncurrent versions.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -20,7 +26,10 @@ from petportrait.settings import Settings
 if TYPE_CHECKING:
     from petportrait.storage.s3 import S3BlobStore
 
+log = logging.getLogger(__name__)
+
 RULE_PREFIX = "petportrait-"
+NONCURRENT_DAYS = 1
 
 
 def backstop_rules(settings: Settings, *, key_prefix: str = "") -> list[dict[str, Any]]:
@@ -46,7 +55,60 @@ def backstop_rules(settings: Settings, *, key_prefix: str = "") -> list[dict[str
             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
         }
     )
+    rules.append(
+        {
+            "ID": f"{RULE_PREFIX}noncurrent-versions",
+            "Filter": {"Prefix": key_prefix},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS},
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+        }
+    )
     return rules
+
+
+def expires_noncurrent(rules: list[dict[str, Any]], *, key_prefix: str = "") -> bool:
+    """Whether an enabled rule expires noncurrent versions of every key under key_prefix."""
+    for rule in rules:
+        if rule.get("Status") != "Enabled" or "NoncurrentVersionExpiration" not in rule:
+            continue
+        rule_filter = rule.get("Filter", {})
+        prefix = rule_filter.get("Prefix", rule.get("Prefix", "")) if isinstance(rule_filter, dict) else ""
+        if set(rule_filter) - {"Prefix"}:
+            continue  # a tag or size filter leaves some objects out
+        if key_prefix.startswith(prefix or ""):
+            return True
+    return False
+
+
+def versioning_problem(store: S3BlobStore) -> str | None:
+    """Why the bucket keeps deleted data as old versions with no backstop, or None."""
+    status = store.versioning()
+    if not status:
+        return None
+    if expires_noncurrent(current_rules(store), key_prefix=store.prefix):
+        return None
+    return (
+        f"S3 bucket {store.bucket!r} has versioning {status.lower()} but no lifecycle rule expires "
+        "noncurrent versions: the store deletes every version itself, but nothing backs that up; run "
+        "`petportrait storage lifecycle --apply`"
+    )
+
+
+def warn_versioning(store: Any, settings: Settings | None = None) -> str | None:
+    """At start-up: log a warning (and return it) if `store` is an S3 store whose bucket needs the rule."""
+    _ = settings
+    from petportrait.storage.s3 import S3BlobStore
+
+    if not isinstance(store, S3BlobStore):
+        return None
+    try:
+        problem = versioning_problem(store)
+    except ClientError as exc:  # no permission to read the configuration: say so, do not stop
+        problem = f"could not read the versioning of S3 bucket {store.bucket!r}: {exc}"
+    if problem:
+        log.warning("%s", problem)
+    return problem
 
 
 def current_rules(store: S3BlobStore) -> list[dict[str, Any]]:

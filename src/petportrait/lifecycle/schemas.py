@@ -41,10 +41,17 @@ class HoldCreate(BaseModel):
 
     scope: Literal["item", "account"]
     reason: str = Field(min_length=1, max_length=2000)
-    ends_at: datetime
+    ends_at: datetime | None = Field(default=None, description="required; at most one year from now")
     kind: str | None = Field(default=None, description="photo, model or render (scope item)")
     item_id: str | None = Field(default=None, max_length=32)
     user_id: str | None = Field(default=None, max_length=32, description="the account (scope account)")
+
+
+class HoldRenew(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ends_at: datetime | None = Field(default=None, description="the new end; at most one year from now")
+    note: str = Field(default="", max_length=2000)
 
 
 class HoldRelease(BaseModel):

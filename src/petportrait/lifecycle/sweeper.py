@@ -40,6 +40,7 @@ from petportrait.registry import registry_from
 from petportrait.retention import audit, blobops, holds, policy
 from petportrait.retention.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
 from petportrait.retention.tombstones import deletion_event, tombstone_values
+from petportrait.retention.keys import destroy_keys
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -139,6 +140,7 @@ def sweep_once(
             report.reconciled = True
         report.duration_seconds = lease.elapsed()
         _record_run(session_factory, report, now=now)
+        _checkpoint(session_factory)
     except LeaseLost as exc:
         report.errors.append(str(exc))
         report.duration_seconds = lease.elapsed()
@@ -399,6 +401,7 @@ def _bury(
                     .execution_options(synchronize_session=False)
                 )
             audit.record_many(session, [deletion_event(stone, by="sweeper") for stone in stones], at=now)
+            destroy_keys(session, [row.storage_key for row in rows])  # shredded with the tombstones' commit
             if fault is not None:
                 fault("before_commit")
             session.commit()
@@ -410,10 +413,11 @@ def _bury(
 
 
 def _checkpoint(session_factory: sessionmaker[Session]) -> None:
-    """On SQLite, copy the WAL that the batches wrote back into the database now (once, not per batch)."""
+    """On SQLite, copy the WAL back into the database and truncate it (once, not per batch), so deleted
+    values do not linger in the WAL file (secure_delete, set on every connection, zeroes freed pages)."""
     with session_factory() as session:
         if session.get_bind().dialect.name == "sqlite":
-            session.connection().exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            session.connection().exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: SweepReport) -> None:
@@ -518,6 +522,7 @@ def _reconcile(
                 ],
                 at=now,
             )
+            destroy_keys(session, stale)
         failures = blobops.delete_many(blobs, stale)
         if fault is not None:
             fault("after_orphans")

@@ -16,7 +16,14 @@ from petportrait.accounts.models import Role, User
 from petportrait.errors import Unauthorized
 from petportrait.http import BlobsDep, SessionDep, SettingsDep, bearer_value, iter_chunks
 from petportrait.lifecycle import export, holds, metrics, service
-from petportrait.lifecycle.schemas import DeletionOut, ErasureOut, HoldCreate, HoldOut, HoldRelease
+from petportrait.lifecycle.schemas import (
+    DeletionOut,
+    ErasureOut,
+    HoldCreate,
+    HoldOut,
+    HoldRelease,
+    HoldRenew,
+)
 from petportrait.lifecycle.sweeper import interval
 from petportrait.retention import tombstones
 from petportrait.retention.models import HoldScope, LegalHold
@@ -139,6 +146,13 @@ def place_hold(body: HoldCreate, admin: AdminUser, session: SessionDep) -> HoldO
 def list_holds(admin: AdminUser, session: SessionDep, active: bool = False) -> list[HoldOut]:
     """Legal holds, newest first (only those in force with ?active=true)."""
     return [hold_out(h) for h in holds.list_holds(session, active_only=active)]
+
+
+@admin_router.post("/holds/{hold_id}/renew", response_model=HoldOut)
+def renew_hold(hold_id: str, body: HoldRenew, admin: AdminUser, session: SessionDep) -> HoldOut:
+    """Move the end of a hold in force, at most a year from now (audited, with the previous end)."""
+    hold = holds.renew_hold(session, hold_id=hold_id, ends_at=body.ends_at, actor_id=admin.id, note=body.note)
+    return hold_out(hold)
 
 
 @admin_router.post("/holds/{hold_id}/release", response_model=HoldOut)

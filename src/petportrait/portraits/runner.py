@@ -28,6 +28,7 @@ from petportrait.portraits import service
 from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, RenderState
 from petportrait.registry import emit
 from petportrait.retention import blobkeys, policy
+from petportrait.retention.keys import destroy_keys
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -52,6 +53,7 @@ def remove_attempt_outputs(session: Session, *, blobs: BlobStore, job: Job, atte
         if info.key not in keep:
             blobs.delete(info.key)
             removed.append(info.key)
+    destroy_keys(session, removed)  # in the caller's transaction
     return removed
 
 

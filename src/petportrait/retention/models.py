@@ -1,11 +1,11 @@
-"""Retention tables: audit log and head, tombstones (deletion receipts), legal holds, sweep runs, ."""
+"""Retention tables: audit log and head, tombstones (deletion receipts), legal holds, sweep runs, data keys."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petportrait.db import Base, IdMixin
@@ -113,3 +113,15 @@ class SweepRun(IdMixin, Base):
     purged: Mapped[int] = mapped_column(Integer, default=0)
     orphans_removed: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DataKey(Base):
+    """The data key of one blob, wrapped by the key-encryption key; deleting the row shreds the blob."""
+
+    __tablename__ = "data_keys"
+    __table_args__ = (Index("ix_data_keys_owner_id", "owner_id"),)
+
+    storage_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    owner_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(128))
+    created_at: Mapped[datetime]

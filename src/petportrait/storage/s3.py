@@ -9,7 +9,11 @@ backstop: the sweeper deletes expired blobs itself.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
@@ -34,6 +38,20 @@ MULTIPART_CHUNK_SIZE = 8 * 1024 * 1024
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_BUCKET_CODES = frozenset({"404", "NoSuchBucket", "NotFound"})
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+_LIST_THREADS = 8
+_VERSIONING_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version (or delete marker) of an object in a versioned bucket."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    modified_at: datetime
 
 
 def _error_code(exc: ClientError) -> str:
@@ -105,6 +123,7 @@ class S3BlobStore:
                 config=config,
             )
         self.client: S3Client = client
+        self._versioning: tuple[str, float] | None = None
         self._transfer = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD,
             multipart_chunksize=MULTIPART_CHUNK_SIZE,
@@ -174,28 +193,111 @@ class S3BlobStore:
         return int(head["ContentLength"])
 
     # -- deleting ----------------------------------------------------------------------------------
+    #
+    # On a bucket with versioning on (or once on, now suspended), deleting a key only adds a delete marker
+    # and the bytes stay readable as an older version. So when the bucket is or was versioned, a delete
+    # lists the key's versions (delete markers included) and deletes each one by its VersionId.
+
+    def versioning(self) -> str:
+        """The bucket's versioning status: 'Enabled', 'Suspended', or '' (never turned on); cached 60 s."""
+        now = time.monotonic()
+        if self._versioning is None or now - self._versioning[1] > _VERSIONING_TTL:
+            status = str(self.client.get_bucket_versioning(Bucket=self.bucket).get("Status", ""))
+            self._versioning = (status, now)
+        return self._versioning[0]
+
+    def versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every version and delete marker under prefix (in key order, newest first per key)."""
+        validate_prefix(prefix)
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            entries: list[ObjectVersion] = []
+            for item in page.get("Versions", []):
+                entries.append(
+                    ObjectVersion(
+                        key=item["Key"][len(self.prefix) :],
+                        version_id=str(item.get("VersionId", "null")),
+                        is_latest=bool(item.get("IsLatest")),
+                        is_delete_marker=False,
+                        size=int(item.get("Size", 0)),
+                        modified_at=item["LastModified"],
+                    )
+                )
+            for marker in page.get("DeleteMarkers", []):
+                entries.append(
+                    ObjectVersion(
+                        key=marker["Key"][len(self.prefix) :],
+                        version_id=str(marker.get("VersionId", "null")),
+                        is_latest=bool(marker.get("IsLatest")),
+                        is_delete_marker=True,
+                        size=0,
+                        modified_at=marker["LastModified"],
+                    )
+                )
+            entries.sort(key=lambda v: (v.key.encode(), not v.is_latest))
+            yield from entries
+
+    def _key_versions(self, object_key: str) -> list[dict[str, str]]:
+        """{Key, VersionId} of every version and delete marker of exactly this object key."""
+        found: list[dict[str, str]] = []
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=object_key):
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if item["Key"] == object_key:  # the prefix also matches longer keys
+                    found.append({"Key": object_key, "VersionId": str(item.get("VersionId", "null"))})
+        return found
 
     def delete(self, key: str) -> bool:
-        """Delete the object; returns whether there was one. Deleting a missing key is not an error."""
+        """Delete the object (every version of it on a versioned bucket); returns whether there was one.
+
+        Deleting a missing key is not an error."""
         existed = self._head(key) is not None
-        self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        failures = self.delete_many([key])
+        if failures:
+            raise BlobError(f"could not delete {key!r}: {failures[key]}")
         return existed
 
+    def delete_versions(self, key: str, *, keep_current: bool) -> int:
+        """Delete the key's versions (all, or all but the current one); returns how many were deleted."""
+        object_key = self._object_key(key)
+        doomed = self._key_versions(object_key)
+        if keep_current:
+            current = self.client.head_object(Bucket=self.bucket, Key=object_key).get("VersionId")
+            doomed = [v for v in doomed if v["VersionId"] != str(current or "null")]
+        failures = self._delete_objects(doomed)
+        if failures:
+            raise BlobError(f"could not delete versions of {key!r}: {failures}")
+        return len(doomed)
+
     def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
-        """Delete every key with DeleteObjects, a thousand a request; returns {key: error} (BulkDelete)."""
+        """Delete every key (every version of each on a versioned bucket) with DeleteObjects, a thousand a
+        request; returns {key: error} (BulkDelete)."""
         failures: dict[str, str] = {}
-        for start in range(0, len(keys), _DELETE_BATCH):
-            objects = []
-            for key in keys[start : start + _DELETE_BATCH]:
-                try:
-                    objects.append({"Key": self._object_key(key)})
-                except InvalidKey as exc:
-                    failures[key] = f"{type(exc).__name__}: {exc}"
-            if not objects:
-                continue
+        object_keys: list[str] = []
+        for key in keys:
+            try:
+                object_keys.append(self._object_key(key))
+            except InvalidKey as exc:
+                failures[key] = f"{type(exc).__name__}: {exc}"
+        if not object_keys:
+            return failures
+        objects: list[dict[str, str]]
+        if self.versioning():
+            with ThreadPoolExecutor(_LIST_THREADS) as pool:
+                listed = list(pool.map(self._key_versions, object_keys))
+            objects = [version for versions in listed for version in versions]
+        else:
+            objects = [{"Key": object_key} for object_key in object_keys]
+        failures.update(self._delete_objects(objects))
+        return failures
+
+    def _delete_objects(self, objects: Sequence[dict[str, str]]) -> dict[str, str]:
+        failures: dict[str, str] = {}
+        for start in range(0, len(objects), _DELETE_BATCH):
+            batch = list(objects[start : start + _DELETE_BATCH])
             response = self.client.delete_objects(
                 Bucket=self.bucket,
-                Delete={"Objects": objects, "Quiet": True},  # type: ignore[typeddict-item]
+                Delete={"Objects": batch, "Quiet": True},  # type: ignore[typeddict-item]
             )
             for error in response.get("Errors", []):
                 key = str(error.get("Key", ""))[len(self.prefix) :]
