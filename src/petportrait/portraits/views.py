@@ -175,7 +175,7 @@ def render_content(
         raise ProblemError(
             f"This portrait is not ready yet (it is {render.state}).", code="render_not_ready", status=409
         )
-    base_url = (settings.base_url or str(request.base_url)).rstrip("/")
+    base_url = settings.public_base_url
     data, licence = downloads.signed_render(
         session, render=render, blobs=blobs, settings=settings, base_url=base_url
     )
