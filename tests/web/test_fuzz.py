@@ -56,6 +56,14 @@ def auth(fuzz_target: tuple[schemathesis.BaseSchema, dict[str, str]]) -> dict[st
     return fuzz_target[1]
 
 
+@pytest.fixture(autouse=True)
+def _nodeid_for_schemathesis(request: pytest.FixtureRequest) -> None:
+    # schemathesis' lazy loader renames each sub-test through the private `_nodeid`, which pytest 9
+    # no longer has; give it one (it only changes how failures are named in the report).
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+
+
 lazy = schemathesis.pytest.from_fixture("api_schema")
 
 
@@ -64,13 +72,14 @@ def test_api_answers_without_server_errors_and_within_its_schema(
     case: schemathesis.Case, auth: dict[str, str]
 ) -> None:
     SEEN["cases"] += 1
-    headers = {**auth, **(case.headers or {})}
-    if "X-Current-Password" in headers or case.path in ("/api/v1/auth/token", "/api/v1/me"):
-        SEEN["destructive"] += 1
+    # Signing out would end the session the rest of the run uses: that one case goes without the token.
+    signs_out = case.method.upper() == "DELETE" and case.path == "/api/v1/auth/token"
+    headers = {**({} if signs_out else auth), **(case.headers or {})}
     response = case.call_and_validate(
         headers=headers, checks=[not_a_server_error, response_schema_conformance]
     )
     SEEN[f"{response.status_code // 100}xx"] += 1
+    SEEN[str(response.status_code)] += 1
 
 
 def test_fuzz_ran_cases() -> None:
