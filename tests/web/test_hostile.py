@@ -178,7 +178,14 @@ def test_the_race_holds_on_redis_too(services: Services) -> None:
 def test_spraying_one_password_over_many_emails_from_one_address_is_throttled(services: Services) -> None:
     app = _app(services, limits={"signin_per_address": "10/minute;50/hour"})
     sprayer = _from(app, "198.51.100.77")
-    results = [_sign_in(sprayer, f"user{i}@example.com", "Summer2026!!") for i in range(15)]
+    results = [
+        sprayer.post(
+            "/api/v1/auth/token",
+            json={"email": f"user{i}@example.com", "password": "Summer2026!!"},
+            headers={"X-Forwarded-For": f"10.0.{i}.1", "X-Real-IP": f"10.1.{i}.1"},  # ignored: not the peer
+        ).status_code
+        for i in range(15)
+    ]
     assert results == [401] * 10 + [429] * 5
     # another address is not affected
     assert _sign_in(_from(app, "203.0.113.7"), "user1@example.com", "Summer2026!!") == 401
@@ -203,6 +210,23 @@ def test_delays_grow_with_repeated_failures_and_end_by_themselves(services: Serv
     longer = owner.post("/api/v1/auth/token", json={"email": "other@example.com", "password": WRONG})
     assert longer.status_code == 429 and int(longer.headers["retry-after"]) > 30  # the delay grew
     assert f"Try again in {longer.headers['retry-after']} seconds" in longer.json()["detail"]
+
+
+def test_the_sign_in_page_shares_the_limits_and_says_how_long_to_wait(services: Services) -> None:
+    app = _app(services)
+    browser = _from(app, "198.51.100.55")
+    sign_up(_from(app, "203.0.113.9"), "owner@example.com")
+    form = browser.get("/signin")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    fields = {"csrf_token": token.group(1), "email": "owner@example.com", "password": WRONG}
+    codes = [browser.post("/signin", data=fields).status_code for _ in range(6)]
+    assert codes == [401] * 5 + [429]
+    refused = browser.post("/signin", data={**fields, "password": PASSWORD})
+    assert refused.status_code == 429 and "Try again in" in refused.text
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    # the API from the same address is the same count
+    assert _sign_in(browser, "owner@example.com", PASSWORD) == 429
 
 
 def test_sign_ups_and_anonymous_reports_are_rate_limited_per_address(services: Services) -> None:
