@@ -62,7 +62,8 @@ def exposure_warning(settings: Settings) -> str | None:
         f"the development environment is listening on {settings.host}, beyond this machine: it has a "
         "placeholder secret key, open API docs and /metrics, and no HTTPS. Bind 127.0.0.1, or run with "
         "PETPORTRAIT__ENVIRONMENT=production and its required settings (base_url, secret_key, "
-        "metrics_token) to serve other machines."
+        "metrics_token) to serve other machines. Requests naming a host outside security.allowed_hosts "
+        "are refused."
     )
 
 
