@@ -33,8 +33,7 @@ from petportrait.migrate import upgrade
 from petportrait.pets.models import Pet, Photo
 from petportrait.portraits.models import PetModel, Render
 from petportrait.retention import audit
-from petportrait.retention.models import Tombstone
-from petportrait.retention.models import DataKey
+from petportrait.retention.models import DataKey, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.local import LocalBlobStore
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -115,18 +116,59 @@ class SecuritySettings(BaseModel):
     max_photos_per_pet: int = 30
     min_photo_side: int = 256
     max_photo_pixels: int = 50_000_000
-    signin_max_failures: int = 5
-    signin_window_seconds: float = 900.0
-    # When set, GET /metrics answers only "Authorization: Bearer <metrics_token>" (a scraper's secret).
+    # When set, GET /metrics answers only "Authorization: Bearer <metrics_token>" (a scraper's secret);
+    # required in production.
     metrics_token: str | None = None
     # The key-encryption key that wraps every blob's data key: 32 bytes, base64. Required in production
     # (from a secret manager); elsewhere one is made once in data_dir/keys/kek.b64 when none is set.
     key_encryption_key: str | None = None
 
+    # Host names the server answers to (the Host header); others get 400. Default: base_url's host, and
+    # outside production also localhost, 127.0.0.1, the configured host and "testserver".
+    allowed_hosts: list[str] | None = None
+    # The OpenAPI description and its browsable docs; default on outside production, off in production.
+    api_docs: bool | None = None
+    # The largest file POST /api/v1/provenance/verify accepts.
+    max_verify_bytes: int = 25 * 1024 * 1024
+
     @model_validator(mode="after")
     def _valid_kek(self) -> SecuritySettings:
         if self.key_encryption_key is not None:
             decode_kek(self.key_encryption_key)
+        return self
+
+
+class LimitsSettings(BaseModel):
+    """Rate limits, as `limits` strings ("5/minute;20/hour": every tier applies, a moving window each).
+
+    Stacked tiers give growing delays rather than a hard lock: a few failed sign-ins wait a minute, many
+    wait longer, and each delay ends by itself. Stored in Redis when queue.url is redis:// (one count for
+    a fleet), else in memory (one machine); `storage_url` overrides either.
+    """
+
+    storage_url: str | None = None
+    namespace: str = "petportrait"
+    # Sign-in: from one client address to one account (an owner's own typos, or one guesser) ...
+    signin_per_account_and_address: str = "5/minute;10/15 minutes;20/hour"
+    # ... to one account from all addresses together (a distributed guesser; an owner's worst wait) ...
+    signin_per_account: str = "20/minute;100/hour"
+    # ... and from one client address to all accounts (one password sprayed over many emails).
+    signin_per_address: str = "20/minute;100/hour"
+    signups_per_address: str = "10/minute;50/hour"
+    reports_per_address: str = "10/minute;100/day"
+    uploads_per_account: str = "30/minute;300/hour"
+    verify_per_address: str = "30/minute;300/hour"
+
+    @model_validator(mode="after")
+    def _parse(self) -> LimitsSettings:
+        from limits import parse_many
+
+        for name, value in self:
+            if name.endswith(("_address", "_account")) and isinstance(value, str):
+                try:
+                    parse_many(value)
+                except ValueError as exc:
+                    raise ValueError(f"limits.{name}={value!r} is not a rate limit like '5/minute'") from exc
         return self
 
 
@@ -182,6 +224,7 @@ class Settings(BaseSettings):
     ml: MLSettings = Field(default_factory=MLSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     rights: RightsSettings = Field(default_factory=RightsSettings)
 
     @model_validator(mode="after")
@@ -199,7 +242,67 @@ class Settings(BaseSettings):
                 "key of every blob); set PETPORTRAIT__SECURITY__KEY_ENCRYPTION_KEY to 32 random bytes in "
                 "base64 (e.g. `openssl rand -base64 32`), kept in a secret manager"
             )
+        if self.base_url is not None:
+            parsed = urlsplit(self.base_url)
+            if (
+                parsed.scheme not in ("http", "https")
+                or not parsed.hostname
+                or parsed.query
+                or parsed.fragment
+            ):
+                raise ValueError(
+                    f"base_url={self.base_url!r} is not an absolute http(s) URL like https://portraits.example"
+                )
+        if self.environment == "production":
+            if not self.base_url:
+                raise ValueError(
+                    "base_url is required in production: every link, licence and signed manifest is built "
+                    "from it (never from a request's Host header); set PETPORTRAIT__BASE_URL to the public "
+                    "address, e.g. https://portraits.example"
+                )
+            if not self.security.metrics_token:
+                raise ValueError(
+                    "security.metrics_token is required in production, so that /metrics is not open to "
+                    "anyone; set PETPORTRAIT__SECURITY__METRICS_TOKEN to a long random value and give it "
+                    "to the scraper"
+                )
         return self
+
+    @property
+    def public_base_url(self) -> str:
+        """The trusted origin for links: base_url, or (outside production) http://host:port."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Host names accepted in the Host header."""
+        if self.security.allowed_hosts is not None:
+            return list(self.security.allowed_hosts)
+        hosts: list[str] = []
+        if self.base_url:
+            hosts.append(urlsplit(self.base_url).hostname or "")
+        if self.environment != "production":
+            hosts += [self.host, "localhost", "127.0.0.1", "::1", "testserver"]
+        return list(dict.fromkeys(h for h in hosts if h))
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        """Whether the OpenAPI description and docs are served."""
+        if self.security.api_docs is not None:
+            return self.security.api_docs
+        return self.environment != "production"
+
+    @property
+    def rate_limit_storage_url(self) -> str:
+        """Where rate-limit counts live: the configured URL, Redis of the queue, or this process's memory."""
+        if self.limits.storage_url:
+            return self.limits.storage_url
+        if self.queue.url and self.queue.url.startswith(("redis://", "rediss://")):
+            return self.queue.url
+        return "memory://"
 
     @property
     def database_url(self) -> str:

@@ -21,7 +21,7 @@ def test_passwords_are_stored_as_argon2id_and_tokens_as_hashes(
     client: TestClient, services: Services
 ) -> None:
     response = client.post("/api/v1/accounts", json={"email": "d@example.com", "password": PASSWORD})
-    assert response.status_code == 201
+    assert response.status_code == 202
     token = client.post("/api/v1/auth/token", json={"email": "d@example.com", "password": PASSWORD}).json()
     with services.session_factory() as session:
         user = session.scalars(select(User)).one()
@@ -32,12 +32,25 @@ def test_passwords_are_stored_as_argon2id_and_tokens_as_hashes(
         assert len(stored.token_hash) == 64
 
 
-def test_duplicate_email_is_a_conflict(client: TestClient) -> None:
+def test_sign_up_answers_the_same_whether_or_not_the_email_has_an_account(
+    client: TestClient, services: Services
+) -> None:
     sign_up(client, "e@example.com")
-    response = client.post("/api/v1/accounts", json={"email": "E@example.com", "password": PASSWORD})
-    assert response.status_code == 409
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["code"] == "email_taken"
+    taken = client.post("/api/v1/accounts", json={"email": "E@example.com", "password": "another password"})
+    fresh = client.post("/api/v1/accounts", json={"email": "new@example.com", "password": PASSWORD})
+    assert taken.status_code == fresh.status_code == 202
+    assert taken.headers["content-type"] == fresh.headers["content-type"]
+    assert set(taken.json()) == set(fresh.json()) == {"email", "detail"}
+    assert taken.json()["detail"] == fresh.json()["detail"]
+    # nothing changed for the existing account: its own password still signs in, the other does not
+    assert (
+        client.post("/api/v1/auth/token", json={"email": "e@example.com", "password": PASSWORD}).status_code
+        == 200
+    )
+    other = client.post("/api/v1/auth/token", json={"email": "e@example.com", "password": "another password"})
+    assert other.status_code == 401
+    with services.session_factory() as session:
+        assert len(session.scalars(select(User).where(User.email == "e@example.com")).all()) == 1
 
 
 def test_short_password_and_bad_email_are_validation_errors(client: TestClient) -> None:
@@ -57,30 +70,16 @@ def test_wrong_password_and_unknown_email_look_the_same(client: TestClient) -> N
 
 def test_sign_in_is_throttled_after_repeated_failures(client: TestClient) -> None:
     sign_up(client, "h@example.com")
-    for _ in range(5):
+    for _ in range(4):  # the sign-up's own sign-in was cleared by its success; 5 per minute per address
         r = client.post("/api/v1/auth/token", json={"email": "h@example.com", "password": "wrong password!"})
         assert r.status_code == 401
+    r = client.post("/api/v1/auth/token", json={"email": "h@example.com", "password": "wrong password!"})
+    assert r.status_code == 401
     blocked = client.post("/api/v1/auth/token", json={"email": "h@example.com", "password": PASSWORD})
     assert blocked.status_code == 429
-    assert blocked.json()["code"] == "too_many_signin_attempts"
-    assert "retry-after" in blocked.headers
-
-
-def test_throttle_window_passes(client: TestClient, frozen_clock: Clock) -> None:
-    from datetime import timedelta
-
-    sign_up(client, "i@example.com")
-    for _ in range(5):
-        client.post("/api/v1/auth/token", json={"email": "i@example.com", "password": "wrong password!"})
-    assert (
-        client.post("/api/v1/auth/token", json={"email": "i@example.com", "password": PASSWORD}).status_code
-        == 429
-    )
-    frozen_clock.advance(timedelta(minutes=16))
-    assert (
-        client.post("/api/v1/auth/token", json={"email": "i@example.com", "password": PASSWORD}).status_code
-        == 200
-    )
+    assert blocked.headers["content-type"].startswith("application/problem+json")
+    assert blocked.json()["code"] == "too_many_attempts"
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60
 
 
 def test_missing_wrong_and_revoked_tokens_are_refused(client: TestClient) -> None:

@@ -18,7 +18,7 @@ from petportrait.db import session_scope
 from petportrait.lifecycle import holds, sweeper
 from petportrait.retention.models import HoldScope
 from petportrait.web.app import Services
-from tests.conftest import sign_up
+from tests.conftest import PASSWORD, sign_up
 from tests.rights.helpers import add_items, audit_entries, exists, staff, user_id
 
 NOTICE = "mk-2026-11"
@@ -248,7 +248,8 @@ def test_deleting_the_account_withdraws_every_consent_and_the_next_sweep_removes
     _file(client, marketer, [("render", items.render_id), ("photo", items.photo_id)])
     _grant_first(client, person)
     copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()[0]["id"]
-    assert client.request("DELETE", "/api/v1/me", headers=person).status_code == 202
+    reauth = {**person, "X-Current-Password": PASSWORD}
+    assert client.request("DELETE", "/api/v1/me", headers=reauth).status_code == 202
     assert client.get("/api/v1/marketing/assets", headers=marketer).json() == []
     sweeper.sweep_once(services.session_factory, services.blobs, settings=services.settings)
     assert not exists(services, MarketingCopy, copy_id)

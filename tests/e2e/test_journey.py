@@ -11,7 +11,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import pet_photos
-from tests.e2e.conftest import DESKTOP, Server, address, drop_files, shoot, sign_in, sign_up
+from tests.e2e.conftest import DESKTOP, PASSWORD, Server, address, drop_files, shoot, sign_in, sign_up
 
 PROGRESS_SECONDS = 240_000
 
@@ -159,9 +159,11 @@ def test_owner_journey(page: Page, server: Server, browser: Browser) -> None:
     shoot(page, "09-my-data", phone=True)
 
     page.get_by_label(re.compile("To confirm, type your email address")).fill(address("wrong"))
+    page.get_by_label("Your current password").fill(PASSWORD)
     page.get_by_role("button", name="Delete my account and all my data").click()
     expect(page.get_by_role("alert")).to_contain_text("type your email address exactly as shown")
     page.get_by_label(re.compile("To confirm, type your email address")).fill(email)
+    page.get_by_label("Your current password").fill(PASSWORD)
     page.get_by_role("button", name="Delete my account and all my data").click()
     expect(page.get_by_role("heading", name="Your account is deleted")).to_be_visible()
     shoot(page, "10-account-deleted")

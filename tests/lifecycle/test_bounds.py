@@ -15,7 +15,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from petportrait.cli import app
-from petportrait.lifecycle.models import AuditEntry
+from petportrait.retention.models import AuditEntry
 from petportrait.settings import Settings, get_settings
 from petportrait.web.app import Services
 from tests.conftest import PASSWORD, make_settings

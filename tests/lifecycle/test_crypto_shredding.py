@@ -24,9 +24,10 @@ from petportrait.cli import app
 from petportrait.lifecycle import sweeper
 from petportrait.lifecycle.check import run_check
 from petportrait.lifecycle.encrypt import encrypt_existing
-from petportrait.lifecycle.models import Tombstone
+from petportrait.registry import Services
 from petportrait.retention.keys import DatabaseKeyStore, encrypted_store, kek_path, load_kek
-from petportrait.retention.models import DataKey
+from petportrait.retention.models import DataKey, Tombstone
+from petportrait.services import build_services, create_app
 from petportrait.settings import get_settings
 from petportrait.storage.base import BlobNotFound
 from petportrait.storage.crypto import (
@@ -39,7 +40,6 @@ from petportrait.storage.crypto import (
 )
 from petportrait.storage.local import LocalBlobStore
 from petportrait.storage.s3 import S3BlobStore
-from petportrait.web.app import Services, build_services, create_app
 from tests.conftest import make_settings, pet_photos, sign_up
 from tests.lifecycle.helpers import DAY
 from tests.lifecycle.test_rights_api import new_pet, upload

@@ -195,7 +195,7 @@ def test_deleting_the_account_signs_out_and_the_next_sweep_removes_everything(
     upload(client, bob, bob_pet, "dog", 2)
     bob_blobs = [b.key for b in services.blobs.list("") if f"/{bob_pet}/" in b.key]
 
-    response = client.delete("/api/v1/me", headers=alice)
+    response = client.delete("/api/v1/me", headers={**alice, "X-Current-Password": PASSWORD})
     assert response.status_code == 202, response.text
     body = response.json()
     pending = {kind: count for kind, count in body["items_pending"].items() if count}
@@ -225,7 +225,8 @@ def test_an_account_hold_keeps_an_erased_accounts_items_until_it_ends(
         "ends_at": (now + 10 * DAY).isoformat(),
     }
     assert client.post("/api/v1/admin/holds", json=hold, headers=admin).status_code == 201
-    assert client.delete("/api/v1/me", headers=alice).json()["items_held"] == 1
+    reauth = {**alice, "X-Current-Password": PASSWORD}
+    assert client.delete("/api/v1/me", headers=reauth).json()["items_held"] == 1
     assert sweep(services, now + DAY).total_purged == 0
     assert sweep(services, now + 10 * DAY).purged == {"photo": 1}
 

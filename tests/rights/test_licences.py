@@ -18,7 +18,7 @@ from petportrait.rights import provenance
 from petportrait.rights import service as rights_service
 from petportrait.rights.models import Generation, Licence
 from petportrait.web.app import Services, create_app
-from tests.conftest import make_settings, sign_up
+from tests.conftest import PASSWORD, make_settings, sign_up
 from tests.rights.helpers import add_items, audit_entries, png_bytes, user_id
 
 
@@ -182,7 +182,8 @@ def test_the_export_holds_licences_and_erasure_scrubs_prompts(client: TestClient
     assert [(entry["render_id"], entry["status"]) for entry in licences] == [(items.render_id, "active")]
     assert licences[0]["generation"]["prompt"] == "a portrait of {pet} in watercolour"
     licence_id = licences[0]["id"]
-    assert client.request("DELETE", "/api/v1/me", headers=person).status_code == 202
+    reauth = {**person, "X-Current-Password": PASSWORD}
+    assert client.request("DELETE", "/api/v1/me", headers=reauth).status_code == 202
     with session_scope(services.session_factory) as session:
         generation = session.scalar(select(Generation).where(Generation.render_id == items.render_id))
         assert generation is not None and generation.prompt is None

@@ -237,12 +237,16 @@ def test_render_form_errors_read_as_sentences(client: TestClient) -> None:
     assert "The seed must be a whole number" in response.text
 
 
-def test_delete_account_needs_the_email_typed(client: TestClient) -> None:
+def test_delete_account_needs_the_email_and_the_password_typed(client: TestClient) -> None:
     token = page_sign_up(client, "owner@example.com")
     refused = client.post("/me/delete", data={"csrf_token": token, "confirm_email": "someone@example.com"})
     assert refused.status_code == 422 and "type your email address exactly" in refused.text
     assert client.get("/me").status_code == 200
-    done = client.post("/me/delete", data={"csrf_token": token, "confirm_email": "owner@example.com"})
+    no_password = client.post("/me/delete", data={"csrf_token": token, "confirm_email": "owner@example.com"})
+    assert no_password.status_code == 403 and "Type your current password" in no_password.text
+    assert client.get("/me").status_code == 200
+    form = {"csrf_token": token, "confirm_email": "owner@example.com", "current_password": PASSWORD}
+    done = client.post("/me/delete", data=form)
     assert done.status_code == 200 and "Your account is deleted" in done.text
     assert client.cookies.get(SESSION_COOKIE) is None
     assert client.get("/me", follow_redirects=False).status_code == 303

@@ -1,11 +1,11 @@
-"""Accounts tables: people, their API and session tokens, and sign-in attempts."""
+"""Accounts tables: people and their API and session tokens (sign-in attempts are counted in ratelimit)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petportrait.db import Base, IdMixin
@@ -47,13 +47,3 @@ class ApiToken(IdMixin, Base):
     expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-class SigninAttempt(IdMixin, Base):
-    """A failed sign-in, kept for throttling."""
-
-    __tablename__ = "signin_attempts"
-    __table_args__ = (Index("ix_signin_attempts_email_at", "email", "at"),)
-
-    email: Mapped[str] = mapped_column(String(320))
-    at: Mapped[datetime]

@@ -22,6 +22,33 @@ class AccountCreate(BaseModel):
         return value.strip().lower()
 
 
+class SignUpOut(BaseModel):
+    """The same answer whether or not the email already had an account."""
+
+    email: str
+    detail: str
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(min_length=10, max_length=256)
+
+
+class PasswordChanged(BaseModel):
+    tokens_revoked: int
+    detail: str
+
+
+class Reauthentication(BaseModel):
+    """The current password, asked again before an irreversible step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=256)
+
+
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

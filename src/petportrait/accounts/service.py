@@ -1,4 +1,4 @@
-"""Accounts: sign-up, sign-in with throttling, tokens and sessions."""
+"""Accounts: sign-up, sign-in behind rate limits, password change, tokens and sessions."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import ApiToken, Role, SigninAttempt, User
+from petportrait.accounts.models import ApiToken, Role, User
 from petportrait.clock import utcnow
-from petportrait.errors import Conflict, TooManyRequests, Unauthorized
+from petportrait.errors import Conflict, Forbidden, Unauthorized
+from petportrait.ratelimit import RateLimiter, account_key
 
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
@@ -56,24 +57,40 @@ def create_user(
     return user
 
 
-def authenticate(
-    session: Session, *, email: str, password: str, max_failures: int, window_seconds: float
-) -> User:
-    """Check email and password, refusing after too many recent failures for that email."""
-    email = email.strip().lower()
-    now = utcnow()
-    since = now - timedelta(seconds=window_seconds)
-    failures = session.scalar(
-        select(func.count())
-        .select_from(SigninAttempt)
-        .where(SigninAttempt.email == email, SigninAttempt.at > since)
+def sign_up_quietly(session: Session, *, email: str, password: str, display_name: str | None = None) -> bool:
+    """Create an account unless the email has one; the caller answers the same either way.
+
+    The password is hashed in both cases, so the time taken does not tell either.
+    """
+    try:
+        create_user(session, email=email, password=password, display_name=display_name)
+    except Conflict:
+        hash_password(password)
+        return False
+    return True
+
+
+def signin_checks(email: str, address: str) -> tuple[tuple[str, str], ...]:
+    """The rate-limit keys a sign-in attempt is taken from, the attacker-controlled one first."""
+    account = account_key(email)
+    return (
+        ("signin_per_address", address),
+        ("signin_per_account_and_address", f"{account}|{address}"),
+        ("signin_per_account", account),
     )
-    if (failures or 0) >= max_failures:
-        raise TooManyRequests(
-            "Too many failed sign-in attempts. Wait a few minutes and try again.",
-            code="too_many_signin_attempts",
-            headers={"Retry-After": str(int(window_seconds))},
-        )
+
+
+def authenticate(session: Session, *, email: str, password: str, limiter: RateLimiter, address: str) -> User:
+    """Check email and password, after taking the attempt from the sign-in rate limits.
+
+    The attempt is taken before the (slow) password check, atomically in the limiter's store, so
+    concurrent guesses cannot exceed the limit; a refused attempt is never checked.
+    """
+    email = email.strip().lower()
+    limiter.take(
+        *signin_checks(email, address),
+        detail="Too many sign-in attempts for this account or from this address.",
+    )
     user = session.scalar(select(User).where(User.email == email, User.deleted_at.is_(None)))
     ok = False
     try:
@@ -81,13 +98,36 @@ def authenticate(
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None:
-        session.add(SigninAttempt(email=email, at=now))
-        session.commit()
         raise Unauthorized("The email or password is wrong.", code="invalid_credentials")
-    session.execute(delete(SigninAttempt).where(SigninAttempt.email == email))
+    # The owner got in from this address: their own earlier typos there no longer delay them.
+    limiter.reset("signin_per_account_and_address", f"{account_key(email)}|{address}")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+def check_password(user: User, password: str) -> bool:
+    """Whether the password is the account's (for re-authentication of a signed-in person)."""
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def change_password(session: Session, *, user: User, new_password: str, keep_token_id: str) -> int:
+    """Set a new password and revoke every other token of the account; returns how many were revoked."""
+    user.password_hash = hash_password(new_password)
+    now = utcnow()
+    tokens = session.scalars(
+        select(ApiToken).where(
+            ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None), ApiToken.id != keep_token_id
+        )
+    )
+    count = 0
+    for token in tokens:
+        token.revoked_at = now
+        count += 1
+    return count
 
 
 def issue_token(
@@ -158,3 +198,26 @@ def revoke_all_tokens(session: Session, *, user_id: str) -> int:
         token.revoked_at = now
         count += 1
     return count
+
+
+REAUTH_HEADER = "X-Current-Password"
+
+
+def reauthenticate(user: User, password: str | None, *, limiter: RateLimiter, address: str) -> None:
+    """Ask the signed-in person for their password again before an irreversible step.
+
+    403 `reauth_required` without it, 403 `reauth_failed` when wrong; tries count against the same
+    limits as sign-in, so a stolen token cannot be used to guess the password.
+    """
+    if not password:
+        raise Forbidden(
+            f"Confirm with your current password: send it as current_password in the body or in the "
+            f"{REAUTH_HEADER} header.",
+            code="reauth_required",
+        )
+    limiter.take(
+        *signin_checks(user.email, address),
+        detail="Too many password attempts for this account or from this address.",
+    )
+    if not check_password(user, password):
+        raise Forbidden("The current password is wrong.", code="reauth_failed")

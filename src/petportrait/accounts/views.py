@@ -1,42 +1,62 @@
-"""Accounts API: sign up, get a token, who am I, list and revoke tokens."""
+"""Accounts API: sign up, get a token, who am I, change the password, list and revoke tokens."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from petportrait.accounts import service
 from petportrait.accounts.deps import CurrentUser, PrincipalDep
-from petportrait.accounts.schemas import AccountCreate, TokenInfo, TokenOut, TokenRequest, UserOut
+from petportrait.accounts.schemas import (
+    AccountCreate,
+    PasswordChange,
+    PasswordChanged,
+    SignUpOut,
+    TokenInfo,
+    TokenOut,
+    TokenRequest,
+    UserOut,
+)
 from petportrait.errors import NotFound
 from petportrait.http import SessionDep, SettingsDep
+from petportrait.ratelimit import LimiterDep, client_address
 
 router = APIRouter(tags=["accounts"])
+
+TOO_MANY: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many attempts: wait for Retry-After seconds"}
+}
+SIGNED_UP = (
+    "If this email can be used, its account is ready: sign in with POST /api/v1/auth/token. If the email "
+    "already had an account, nothing changed; sign in with its password."
+)
 
 
 def user_out(user: object) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-def sign_up(body: AccountCreate, session: SessionDep) -> UserOut:
-    """Create an account (role `user`)."""
-    user = service.create_user(
-        session, email=body.email, password=body.password, display_name=body.display_name
+@router.post(
+    "/accounts", status_code=status.HTTP_202_ACCEPTED, response_model=SignUpOut, responses={**TOO_MANY}
+)
+def sign_up(body: AccountCreate, request: Request, session: SessionDep, limiter: LimiterDep) -> SignUpOut:
+    """Create an account (role `user`). The answer is the same whether or not the email had one."""
+    limiter.take(
+        ("signups_per_address", client_address(request)), detail="Too many sign-ups from this address."
     )
-    return user_out(user)
+    service.sign_up_quietly(session, email=body.email, password=body.password, display_name=body.display_name)
+    return SignUpOut(email=body.email, detail=SIGNED_UP)
 
 
-@router.post("/auth/token", response_model=TokenOut)
-def sign_in(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenOut:
-    """Exchange email and password for a bearer token."""
+@router.post("/auth/token", response_model=TokenOut, responses={401: {"description": "Wrong"}, **TOO_MANY})
+def sign_in(
+    body: TokenRequest, request: Request, session: SessionDep, settings: SettingsDep, limiter: LimiterDep
+) -> TokenOut:
+    """Exchange email and password for a bearer token (rate-limited per account and per address)."""
     user = service.authenticate(
-        session,
-        email=body.email,
-        password=body.password,
-        max_failures=settings.security.signin_max_failures,
-        window_seconds=settings.security.signin_window_seconds,
+        session, email=body.email, password=body.password, limiter=limiter, address=client_address(request)
     )
     secret, token = service.issue_token(
         session, user=user, kind="api", name=body.name, lifetime=timedelta(days=settings.security.token_days)
@@ -55,6 +75,27 @@ def sign_out(principal: PrincipalDep, session: SessionDep) -> Response:
 def me(user: CurrentUser) -> UserOut:
     """The signed-in account."""
     return user_out(user)
+
+
+@router.post(
+    "/me/password",
+    response_model=PasswordChanged,
+    responses={403: {"description": "The current password is missing or wrong"}, **TOO_MANY},
+)
+def change_password(
+    body: PasswordChange, request: Request, principal: PrincipalDep, session: SessionDep, limiter: LimiterDep
+) -> PasswordChanged:
+    """Change the password (with the current one); every other token and session is revoked."""
+    service.reauthenticate(
+        principal.user, body.current_password, limiter=limiter, address=client_address(request)
+    )
+    revoked = service.change_password(
+        session, user=principal.user, new_password=body.new_password, keep_token_id=principal.token.id
+    )
+    return PasswordChanged(
+        tokens_revoked=revoked,
+        detail=f"Password changed; {revoked} other token(s) and session(s) were signed out.",
+    )
 
 
 @router.get("/me/tokens", response_model=list[TokenInfo])

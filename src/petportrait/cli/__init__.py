@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +12,7 @@ from typing import Annotated
 import typer
 
 from petportrait.cli.retention import audit_app, cli_settings, retention_app, storage_app, sweep
+from petportrait.settings import Settings
 
 app = typer.Typer(
     help="petportrait: pet portraits with a data policy the code enforces.", no_args_is_help=True
@@ -35,8 +38,33 @@ def serve(
     from petportrait.web.app import create_app
 
     settings = cli_settings()
+    bind_host, bind_port = host or settings.host, port or settings.port
+    settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
+    warning = exposure_warning(settings)
+    if warning:
+        logging.getLogger("petportrait.serve").warning(warning)
+        typer.echo(f"WARNING: {warning}", err=True)
     application = create_app(settings)
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(application, host=bind_host, port=bind_port, log_level="info")
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """A sentence when a development server listens beyond loopback (reachable by other machines)."""
+    if settings.environment != "development":
+        return None
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if loopback:
+        return None
+    return (
+        f"the development environment is listening on {settings.host}, beyond this machine: it has a "
+        "placeholder secret key, open API docs and /metrics, and no HTTPS. Bind 127.0.0.1, or run with "
+        "PETPORTRAIT__ENVIRONMENT=production and its required settings (base_url, secret_key, "
+        "metrics_token) to serve other machines. Requests naming a host outside security.allowed_hosts "
+        "are refused."
+    )
 
 
 @app.command()

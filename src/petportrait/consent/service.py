@@ -172,9 +172,9 @@ def build_receipt(
         "piiPrincipalId": principal,
         "principal": principal,
         "piiControllers": [
-            {"piiController": "petportrait", "url": settings.base_url or "", "onBehalf": False}
+            {"piiController": "petportrait", "url": settings.public_base_url, "onBehalf": False}
         ],
-        "policyUrl": f"{settings.base_url or ''}/api/v1/me/consents/{consent.id}/receipt",
+        "policyUrl": f"{settings.public_base_url}/api/v1/me/consents/{consent.id}/receipt",
         "notice": seen["notice"],
         "notice_version": seen["notice"]["version"],
         "purposes": [seen["purpose"]],

@@ -32,8 +32,7 @@ from petportrait.clock import utcnow
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
 from petportrait.registry import registry_of
 from petportrait.retention import holds, policy
-from petportrait.retention.models import DeletionReason, Tombstone
-from petportrait.retention.models import DataKey
+from petportrait.retention.models import DataKey, DeletionReason, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobNotFound, BlobStore
 from petportrait.storage.crypto import EncryptedBlobStore

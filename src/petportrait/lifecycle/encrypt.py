@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.db import session_scope
-from petportrait.lifecycle.models import Tombstone
 from petportrait.retention.keys import destroy_keys
+from petportrait.retention.models import Tombstone
 from petportrait.storage.base import BlobNotFound
 from petportrait.storage.crypto import HEADER_SIZE, EncryptedBlobStore, is_encrypted
 

@@ -38,9 +38,9 @@ from petportrait.jobs.models import FINAL_STATES, Job, Lease
 from petportrait.pets.models import Pet
 from petportrait.registry import registry_from
 from petportrait.retention import audit, blobops, holds, policy
+from petportrait.retention.keys import destroy_keys
 from petportrait.retention.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
 from petportrait.retention.tombstones import deletion_event, tombstone_values
-from petportrait.retention.keys import destroy_keys
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 

@@ -7,12 +7,14 @@ import tempfile
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from petportrait.accounts import service as accounts_service
 from petportrait.accounts.deps import CurrentUser, require_role
 from petportrait.accounts.models import Role, User
+from petportrait.accounts.schemas import Reauthentication
 from petportrait.errors import Unauthorized
 from petportrait.http import BlobsDep, SessionDep, SettingsDep, bearer_value, iter_chunks
 from petportrait.lifecycle import export, holds, metrics, service
@@ -25,6 +27,7 @@ from petportrait.lifecycle.schemas import (
     HoldRenew,
 )
 from petportrait.lifecycle.sweeper import interval
+from petportrait.ratelimit import LimiterDep, client_address
 from petportrait.retention import tombstones
 from petportrait.retention.models import HoldScope, LegalHold
 from petportrait.settings import Settings
@@ -82,9 +85,28 @@ def delete_item(
     return DeletionOut.model_validate(stone)
 
 
-@router.delete("/me", status_code=status.HTTP_202_ACCEPTED, response_model=ErasureOut)
-def delete_account(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> ErasureOut:
-    """Delete your account: signed out now, jobs cancelled, everything deleted by the next sweep."""
+@router.delete(
+    "/me",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ErasureOut,
+    responses={403: {"description": "The current password is missing or wrong (reauth_required)"}},
+)
+def delete_account(
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    body: Reauthentication | None = None,
+    x_current_password: Annotated[str | None, Header(max_length=256)] = None,
+) -> ErasureOut:
+    """Delete your account: signed out now, jobs cancelled, everything deleted by the next sweep.
+
+    Confirm with your current password: `{"current_password": "..."}` as the body, or the
+    `X-Current-Password` header.
+    """
+    password = body.current_password if body is not None else x_current_password
+    accounts_service.reauthenticate(user, password, limiter=limiter, address=client_address(request))
     summary = service.erase_account(session, user_id=user.id, actor_id=user.id)
     within = interval(settings)
     held = (

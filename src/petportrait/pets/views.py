@@ -14,6 +14,7 @@ from petportrait.http import BlobsDep, SessionDep, SettingsDep, iter_chunks
 from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult
+from petportrait.ratelimit import LimiterDep
 from petportrait.retention import audit
 
 router = APIRouter(tags=["pets"])
@@ -88,7 +89,10 @@ def delete_pet(pet_id: str, user: CurrentUser, session: SessionDep, blobs: Blobs
     "/pets/{pet_id}/photos",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadOut,
-    responses={422: {"description": "Every file was rejected (problem+json with per-file results)"}},
+    responses={
+        422: {"description": "Every file was rejected (problem+json with per-file results)"},
+        429: {"description": "Too many uploads: wait for Retry-After seconds"},
+    },
 )
 async def upload_photos(
     pet_id: str,
@@ -96,11 +100,15 @@ async def upload_photos(
     session: SessionDep,
     blobs: BlobsDep,
     settings: SettingsDep,
+    limiter: LimiterDep,
     files: Annotated[
         list[UploadFile] | None, File(description="One or more photos (JPEG, PNG, WebP)")
     ] = None,
 ) -> Response:
     """Upload photos of a pet; each file is stored (sanitised) or rejected with a reason."""
+    await run_in_threadpool(
+        limiter.take, ("uploads_per_account", user.id), detail="Too many uploads from this account."
+    )
     pet = await run_in_threadpool(service.get_pet, session, owner_id=user.id, pet_id=pet_id)
     if not files:
         raise InvalidInput(

@@ -1,4 +1,4 @@
-"""Retention tables: audit log and head, tombstones (deletion receipts), legal holds, sweep runs, data keys."""
+"""Retention tables: audit log and head, tombstones (receipts), legal holds, sweep runs, data keys."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,7 @@ from petportrait.errors import ProblemError
 from petportrait.http import BlobsDep, SessionDep, SettingsDep
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import RenderState
+from petportrait.ratelimit import LimiterDep, client_address
 from petportrait.rights import downloads, policy, provenance, service
 from petportrait.rights.models import CaseEvent, Notice, SafetyCase
 from petportrait.rights.schemas import (
@@ -49,7 +51,9 @@ page_router = APIRouter(tags=["rights"])
 
 
 def base_url(request: Request, settings: Settings) -> str:
-    return (settings.base_url or str(request.base_url)).rstrip("/")
+    """The trusted origin for links (never the request's Host header)."""
+    _ = request
+    return settings.public_base_url
 
 
 # ---- public ------------------------------------------------------------------------------------------
@@ -98,12 +102,53 @@ def licence_page(
     return HTMLResponse(body)
 
 
-@router.post("/provenance/verify")
-async def verify_file(request: Request, settings: SettingsDep) -> dict[str, Any]:
-    """Check a downloaded portrait (the raw PNG as the body): its manifest, signature and licence."""
-    data = await request.body()
-    anchors = provenance.signing_material(settings).anchors_pem
-    return provenance.describe(provenance.verify(data, anchors_pem=anchors))
+@router.post(
+    "/provenance/verify",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses={
+        413: {"description": "The file is larger than security.max_verify_bytes"},
+        429: {"description": "Too many checks from this address: wait for Retry-After seconds"},
+    },
+)
+async def verify_file(request: Request, settings: SettingsDep, limiter: LimiterDep) -> dict[str, Any]:
+    """Check a downloaded portrait (the raw PNG as the body): its manifest, signature and licence.
+
+    Anyone may ask, within a rate limit per address and a size limit; c2pa runs in a worker thread.
+    """
+    await run_in_threadpool(
+        limiter.take,
+        ("verify_per_address", client_address(request)),
+        detail="Too many provenance checks from this address.",
+    )
+    limit = settings.security.max_verify_bytes
+    too_large = ProblemError(
+        f"The file is larger than the {limit // (1024 * 1024)} MB this check accepts.",
+        code="file_too_large",
+        status=413,
+        title="Request too large",
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    data = b"".join(chunks)
+
+    def check() -> dict[str, Any]:
+        anchors = provenance.signing_material(settings).anchors_pem
+        return provenance.describe(provenance.verify(data, anchors_pem=anchors))
+
+    return await run_in_threadpool(check)
 
 
 @router.get("/content-policy")
@@ -112,9 +157,16 @@ def content_policy() -> dict[str, Any]:
     return policy.as_document()
 
 
-@router.post("/reports", status_code=201)
-def report(body: ReportCreate, session: SessionDep) -> JSONResponse:
+@router.post(
+    "/reports",
+    status_code=201,
+    responses={429: {"description": "Too many reports from this address: wait for Retry-After seconds"}},
+)
+def report(body: ReportCreate, request: Request, session: SessionDep, limiter: LimiterDep) -> JSONResponse:
     """Anyone with a link may report a portrait, by licence id or by the link to its licence page."""
+    limiter.take(
+        ("reports_per_address", client_address(request)), detail="Too many reports from this address."
+    )
     filed = service.file_report(
         session,
         licence_id=body.licence_id,
@@ -316,7 +368,7 @@ def render_content(
         raise ProblemError(
             f"This portrait is not ready yet (it is {render.state}).", code="render_not_ready", status=409
         )
-    base_url = (settings.base_url or str(request.base_url)).rstrip("/")
+    base_url = settings.public_base_url
     data, licence = downloads.signed_render(
         session, render=render, blobs=blobs, settings=settings, base_url=base_url
     )

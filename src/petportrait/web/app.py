@@ -20,6 +20,7 @@ from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_rout
 from petportrait.lifecycle.views import router as lifecycle_router
 from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
+from petportrait.ratelimit import RateLimiter
 from petportrait.registry import Services
 from petportrait.rights.views import page_router as rights_page_router
 from petportrait.rights.views import router as rights_router
@@ -30,9 +31,11 @@ from petportrait.web.jobs import router as jobs_router
 from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
+from petportrait.web.security import SecurityHeaders, TrustedHosts
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
+DOCS_URL = f"{API_PREFIX}/docs"
 
 
 def create_app(
@@ -46,6 +49,7 @@ def create_app(
     settings = services.settings if services is not None else (settings or get_settings())
     built = services or build_services(settings)
     run_consumer = settings.queue.embedded_consumer if consumer is None else consumer
+    docs = settings.api_docs_enabled
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,14 +70,20 @@ def create_app(
         title="petportrait",
         version=__version__,
         summary="Pet portraits from a model trained on your own photos; a data policy the code enforces.",
-        openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json" if docs else None,
+        docs_url=DOCS_URL if docs else None,
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.services = built
+    app.state.limiter = RateLimiter(settings)
     install_problem_handlers(app)
+    # Outermost last: security headers on every answer (refusals too), then the Host check, then the size.
     app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_request_bytes)
+    app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(
+        SecurityHeaders, settings=settings, docs_paths=frozenset({DOCS_URL, f"{DOCS_URL}/oauth2-redirect"})
+    )
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(accounts_router)

@@ -12,6 +12,7 @@ from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import Role, User
 from petportrait.accounts.schemas import EMAIL_PATTERN
 from petportrait.errors import Conflict, TooManyRequests, Unauthorized
+from petportrait.ratelimit import client_address, limiter_of
 from petportrait.web.deps import SESSION_COOKIE
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 
@@ -69,6 +70,10 @@ def signup(
     elif password != password_again:
         errors["password_again"] = "The two passwords are not the same."
     if not errors:
+        limiter_of(page.request).take(
+            ("signups_per_address", client_address(page.request)),
+            detail="Too many sign-ups from this address.",
+        )
         try:
             user = accounts_service.create_user(page.session, email=email, password=password)
         except Conflict:
@@ -96,18 +101,17 @@ def signin(
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Check email and password; a good pair starts a session."""
-    sec = page.settings.security
     try:
         user = accounts_service.authenticate(
             page.session,
             email=email,
             password=password,
-            max_failures=sec.signin_max_failures,
-            window_seconds=sec.signin_window_seconds,
+            limiter=limiter_of(page.request),
+            address=client_address(page.request),
         )
     except (Unauthorized, TooManyRequests) as exc:
         status = 429 if isinstance(exc, TooManyRequests) else 401
-        return page.render(
+        response = page.render(
             "signin.html",
             status=status,
             title="Sign in",
@@ -115,6 +119,9 @@ def signin(
             error=exc.detail,
             next=_safe_next(next) if next else "",
         )
+        if "Retry-After" in exc.headers:
+            response.headers["Retry-After"] = exc.headers["Retry-After"]
+        return response
     start_session(page, user)
     return page.redirect(_safe_next(next) if next else home_for(user.role))
 

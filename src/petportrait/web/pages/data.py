@@ -8,11 +8,13 @@ from fastapi import APIRouter, Form, Response
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
+from petportrait.errors import ProblemError
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.lifecycle.sweeper import interval
 from petportrait.lifecycle.views import export_zip_response
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service as portraits_service
+from petportrait.ratelimit import client_address, limiter_of
 from petportrait.retention import tombstones
 from petportrait.web.deps import SESSION_COOKIE
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
@@ -93,8 +95,9 @@ def export_data(page: FormPage) -> Response:
 def delete_account(
     page: FormPage,
     confirm_email: Annotated[str, Form(max_length=320)] = "",
+    current_password: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
-    """Delete the account after the person typed their email to confirm."""
+    """Delete the account after the person typed their email and their current password to confirm."""
     user = page.user
     if confirm_email.strip().lower() != user.email:
         return page.render(
@@ -102,6 +105,22 @@ def delete_account(
             status=422,
             title="My data",
             confirm_error="To delete your account, type your email address exactly as shown.",
+            **_data_context(page),
+        )
+    try:
+        accounts_service.reauthenticate(
+            user, current_password, limiter=limiter_of(page.request), address=client_address(page.request)
+        )
+    except ProblemError as exc:
+        return page.render(
+            "mydata.html",
+            status=exc.status,
+            title="My data",
+            password_error=(
+                "Type your current password to delete your account."
+                if exc.code == "reauth_required"
+                else exc.detail
+            ),
             **_data_context(page),
         )
     summary = lifecycle_service.erase_account(page.session, user_id=user.id, actor_id=user.id)

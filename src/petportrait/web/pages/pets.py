@@ -19,6 +19,7 @@ from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.views import read_incoming
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import JobKind, ModelState, PetModel
+from petportrait.ratelimit import limiter_of
 from petportrait.registry import settings_of
 from petportrait.web.pages import examples
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute, preview_in_use
@@ -179,6 +180,11 @@ async def upload_photos(
 ) -> Response:
     """Upload photos; each file is stored or rejected with a sentence saying why."""
     user = page.user
+    await run_in_threadpool(
+        limiter_of(page.request).take,
+        ("uploads_per_account", user.id),
+        detail="Too many uploads from this account.",
+    )
     pet = await run_in_threadpool(pets_service.get_pet, page.session, owner_id=user.id, pet_id=pet_id)
     chosen = [f for f in files or [] if f.filename]
     if not chosen:

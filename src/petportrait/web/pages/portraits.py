@@ -262,7 +262,7 @@ def portrait_image(render_id: str, page: PageDep) -> Response:
 def portrait_download(render_id: str, page: PageDep) -> Response:
     """The portrait as a file to keep, with a signed C2PA manifest naming its licence (refused if revoked)."""
     render = _ready_render(page, render_id)
-    base_url = (page.settings.base_url or str(page.request.base_url)).rstrip("/")
+    base_url = page.settings.public_base_url
     data, licence = downloads.signed_render(
         page.session, render=render, blobs=page.services.blobs, settings=page.settings, base_url=base_url
     )

@@ -125,6 +125,12 @@
     if (flash) flash.innerHTML = '<p class="alert error">The server could not be reached. Check your connection and try again.</p>';
   });
 
+  // "Go back" links: the previous page when there is one (the link's own address otherwise).
+  document.addEventListener("click", function (event) {
+    const link = event.target instanceof Element ? event.target.closest("[data-back]") : null;
+    if (link && window.history.length > 1) { event.preventDefault(); window.history.back(); }
+  });
+
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (event) { init(event.detail.elt); });
 })();
