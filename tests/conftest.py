@@ -87,6 +87,7 @@ def services(base_services: Services, tmp_path: Path) -> Iterator[Services]:
         session_factory=base_services.session_factory,
         blobs=blobs,
         queue=create_queue(settings),
+        registry=base_services.registry,
     )
     _empty_tables(base_services)
 

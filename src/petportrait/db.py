@@ -82,9 +82,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """A session factory whose objects stay readable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, info: dict[str, Any] | None = None) -> sessionmaker[Session]:
+    """A session factory whose objects stay readable after commit; `info` is every session's info."""
+    return sessionmaker(bind=engine, expire_on_commit=False, info=info)
 
 
 @contextmanager

@@ -7,9 +7,11 @@ from petportrait.consent import models as consent_models
 from petportrait.db import Base
 from petportrait.jobs import models as jobs_models
 from petportrait.lifecycle import models as lifecycle_models
+from petportrait.notifications import models as notifications_models
 from petportrait.pets import models as pets_models
 from petportrait.portraits import models as portraits_models
 from petportrait.rights import models as rights_models
+from petportrait.webhooks import models as webhooks_models
 
 metadata = Base.metadata
 
@@ -19,7 +21,9 @@ __all__ = [
     "jobs_models",
     "lifecycle_models",
     "metadata",
+    "notifications_models",
     "pets_models",
     "portraits_models",
     "rights_models",
+    "webhooks_models",
 ]

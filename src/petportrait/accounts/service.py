@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from petportrait.accounts.models import ApiToken, Role, SigninAttempt, User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, TooManyRequests, Unauthorized
+from petportrait.registry import emit
 
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
@@ -106,6 +107,7 @@ def issue_token(
     )
     session.add(token)
     session.flush()
+    emit(session, "token.created", owner_id=user.id, token_id=token.id)
     return secret, token
 
 

@@ -25,6 +25,7 @@ from petportrait.lifecycle import audit, policy
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.pets.models import Photo
 from petportrait.portraits.models import Render, RenderState
+from petportrait.registry import emit
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -106,6 +107,7 @@ def file_request(
         purpose="marketing",
         details={"items": [[k, r.id] for k, r in rows], "channels": request.channels},
     )
+    emit(session, "consent.requested", owner_id=owner_id, request_id=request.id)
     return request
 
 
@@ -295,6 +297,7 @@ def grant(
             )
         )
     audit.record_many(session, events, at=now)
+    emit(session, "consent.granted", owner_id=owner_id, consent_id=consent.id)
     return consent
 
 
@@ -347,6 +350,7 @@ def withdraw(
         return consent
     now = utcnow()
     consent.withdrawn_at = now
+    emit(session, "consent.withdrawn", owner_id=owner_id, consent_id=consent.id)
     copy = copy_of(session, consent.id)
     audit.record(
         session,

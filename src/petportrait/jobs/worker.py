@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from types import FrameType
 
 from petportrait.clock import utcnow
@@ -78,6 +79,9 @@ class Consumer:
             PeriodicTask("sweeper", sweeper.interval(self.settings), self.sweep),
             PeriodicTask("case-deadlines", 60.0, self.settle_cases),
         ]
+        registry = getattr(services, "registry", None)
+        for task in registry.periodic_tasks if registry is not None else ():
+            self.add_periodic(task.name, task.interval(self.settings), partial(task.run, services))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.busy = threading.Event()

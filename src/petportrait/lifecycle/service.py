@@ -25,6 +25,7 @@ from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.lifecycle import audit, blobops, holds, policy
 from petportrait.lifecycle.models import DeletionReason, Tombstone
+from petportrait.registry import emit
 from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def delete_now(
     session.add(stone)
     session.flush()
     audit.record_many(session, [deletion_event(values, by="request")], at=now)
+    emit(session, "item.deleted", owner_id=owner_id, kind=kind, item_id=item_id, reason=str(reason))
     return stone
 
 
@@ -173,6 +175,7 @@ def delete_pet_items(
         session.add(stone)
         stones.append(stone)
         events.append(deletion_event(values, by="request"))
+        emit(session, "item.deleted", owner_id=owner_id, kind=kind, item_id=row.id, reason=str(reason))
     session.flush()
     audit.record_many(session, events, at=now)
     return stones
@@ -208,6 +211,7 @@ def erase_account(session: Session, *, user_id: str, actor_id: str | None) -> Er
     if user.deleted_at is not None:
         raise Conflict("This account has already been deleted.", code="account_deleted")
     now = utcnow()
+    emit(session, "account.erased", owner_id=user.id, email=user.email)
     user.deleted_at = now
     user.email = f"deleted-{user.id}@erased.invalid"
     user.display_name = None

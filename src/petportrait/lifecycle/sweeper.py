@@ -39,6 +39,7 @@ from petportrait.lifecycle import audit, blobops, holds, policy
 from petportrait.lifecycle.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
 from petportrait.lifecycle.service import deletion_event, tombstone_values
 from petportrait.pets.models import Pet
+from petportrait.registry import emit
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobInfo, BlobStore
 
@@ -434,6 +435,7 @@ def _bury(
                     .execution_options(synchronize_session=False)
                 )
             audit.record_many(session, [deletion_event(stone, by="sweeper") for stone in stones], at=now)
+            for s in stones: emit(session, "item.deleted", owner_id=s["owner_id"], kind=kind, item_id=s["id"], reason=reason)  # noqa: E501, E701
             if fault is not None:
                 fault("before_commit")
             session.commit()

@@ -26,6 +26,7 @@ from petportrait.jobs.models import Job, JobKind, JobState
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service
 from petportrait.portraits.models import ModelState, PetModel, Render, RenderState
+from petportrait.registry import emit
 from petportrait.rights import service as rights_service
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -366,6 +367,7 @@ def _train(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: 
     model.final_loss = float(trained.final_loss)
     model.trained_at = now
     model.expires_at = service.expiry_for_model(ctx.settings, now)
+    emit(session, "model.ready", owner_id=job.owner_id, model_id=model.id, pet_id=model.pet_id)
     released = jobs_service.finish(session, job=job, worker_id=ctx.worker_id, state=JobState.SUCCEEDED)
     session.commit()
     ctx.released.extend(released)
@@ -456,6 +458,7 @@ def _render(ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch:
         render.rendered_at = now
         render.expires_at = service.expiry_for_render(ctx.settings, now)
         rights_service.record_generation(session, render=render, model=model, settings=ctx.settings)
+        emit(session, "render.ready", owner_id=job.owner_id, render_id=render.id, model_id=model.id)
         session.commit()
         done += 1
         elapsed = time.monotonic() - started

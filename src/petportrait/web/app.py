@@ -21,8 +21,10 @@ from petportrait.jobs.views import router as jobs_router
 from petportrait.lifecycle.views import admin_router as lifecycle_admin_router
 from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_router
 from petportrait.lifecycle.views import router as lifecycle_router
+from petportrait.notifications.views import router as notifications_router
 from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
+from petportrait.registry import Registry
 from petportrait.rights.views import page_router as rights_page_router
 from petportrait.rights.views import router as rights_router
 from petportrait.settings import Settings, get_settings
@@ -31,6 +33,7 @@ from petportrait.web.deps import Services, ServicesDep
 from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
+from petportrait.webhooks.views import router as webhooks_router
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -48,13 +51,26 @@ def build_services(settings: Settings, *, migrate: bool | None = None) -> Servic
         upgrade(engine)
     blobs = create_blob_store(settings)
     queue = create_queue(settings)
+    registry = build_registry()
     return Services(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine),
+        session_factory=make_session_factory(engine, info={"registry": registry}),
         blobs=blobs,
         queue=queue,
+        registry=registry,
     )
+
+
+def build_registry() -> Registry:
+    """The registry of the domains that register today (the composition root will own this)."""
+    from petportrait import notifications, webhooks
+
+    registry = Registry()
+    notifications.register(registry)
+    webhooks.register(registry)
+    registry.freeze()
+    return registry
 
 
 def create_app(
@@ -108,6 +124,8 @@ def create_app(
     api.include_router(lifecycle_admin_router)
     api.include_router(consent_router)
     api.include_router(rights_router)
+    api.include_router(notifications_router)
+    api.include_router(webhooks_router)
     app.include_router(api)
     app.include_router(lifecycle_metrics_router)
     app.include_router(rights_page_router)

@@ -17,6 +17,7 @@ from petportrait.accounts.models import ApiToken, Role, User
 from petportrait.db import session_scope
 from petportrait.errors import Forbidden, NotFound, Unauthorized
 from petportrait.jobs.base import JobQueue
+from petportrait.registry import Registry
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -39,6 +40,7 @@ class Services:
     session_factory: sessionmaker[Session]
     blobs: BlobStore
     queue: JobQueue
+    registry: Registry | None = None
 
 
 def get_services(request: Request) -> Services:
