@@ -30,7 +30,8 @@ CHILD = textwrap.dedent(
     from petportrait.storage.local import LocalBlobStore
 
     url, root, now = sys.argv[1:4]
-    factory = make_session_factory(make_engine(url))
+    from petportrait.web.app import build_registry
+    factory = make_session_factory(make_engine(url), info={"registry": build_registry()})
 
     def fault(stage):
         if stage == "after_blobs":

@@ -17,7 +17,7 @@ import logging
 import secrets
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -330,7 +330,7 @@ def send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, *, settings: Sett
         data["links"] = {k: base + v for k, v in data["links"].items()}
     payload["data"] = data
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    now = utcnow()
+    now = datetime.now(UTC)  # the wall clock: receivers check the timestamp against theirs
     signature = Webhook(endpoint.secret).sign(delivery.id, now, body)
     host_header = host if parts.port is None else f"{host}:{parts.port}"
     headers = {
