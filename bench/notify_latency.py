@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from petportrait.accounts import service as accounts_service  # noqa: E402
-from petportrait.jobs.worker import Consumer  # noqa: E402
-from petportrait.registry import emit  # noqa: E402
-from petportrait.settings import Settings  # noqa: E402
-from petportrait.web.app import build_services  # noqa: E402
-from petportrait.webhooks import service as webhooks  # noqa: E402
-from tests.notifications.receivers import HookReceiver, SmtpSink  # noqa: E402
+from petportrait.accounts import service as accounts_service
+from petportrait.jobs.worker import Consumer
+from petportrait.registry import emit
+from petportrait.settings import Settings
+from petportrait.web.app import build_services
+from petportrait.webhooks import service as webhooks
+from tests.notifications.receivers import HookReceiver, SmtpSink
 
 
 def main() -> None:
@@ -39,15 +39,19 @@ def main() -> None:
         if args.webhook_interval:
             hook["deliver_interval_seconds"] = args.webhook_interval
         settings = Settings(
-            environment="test", data_dir=Path(tmp), email=email, webhooks=hook,  # type: ignore[arg-type]
+            environment="test",
+            data_dir=Path(tmp),
+            email=email,
+            webhooks=hook,  # type: ignore[arg-type]
             security={"secret_key": secrets.token_hex(32)},  # type: ignore[arg-type]
             queue={"embedded_consumer": False},  # type: ignore[arg-type]
         )
         services = build_services(settings, migrate=True)
         with services.session_factory() as session:
             user = accounts_service.create_user(session, email="bench@example.com", password="x" * 16)
-            webhooks.create_endpoint(session, owner_id=user.id, url=hooks.url(), events=["model.failed"],
-                                     settings=settings)
+            webhooks.create_endpoint(
+                session, owner_id=user.id, url=hooks.url(), events=["model.failed"], settings=settings
+            )
             session.commit()
             user_id = user.id
         consumer = Consumer(services)
@@ -57,8 +61,14 @@ def main() -> None:
         try:
             for i in range(args.events):
                 with services.session_factory() as session:
-                    emit(session, "model.failed", owner_id=user_id, model_id=f"m{i}", pet_id="p",
-                         error_code="bench")
+                    emit(
+                        session,
+                        "model.failed",
+                        owner_id=user_id,
+                        model_id=f"m{i}",
+                        pet_id="p",
+                        error_code="bench",
+                    )
                     session.commit()
                 committed.append(time.monotonic())
                 time.sleep(0.37)  # spread events over the polling cycle

@@ -33,8 +33,8 @@ from petportrait.migrate import upgrade
 from petportrait.pets.models import Pet, Photo
 from petportrait.portraits.models import PetModel, Render
 from petportrait.settings import Settings
-from petportrait.web.app import build_registry
 from petportrait.storage.local import LocalBlobStore
+from petportrait.web.app import build_registry
 
 ACCOUNTS = 2000
 START = datetime(2026, 1, 1, tzinfo=UTC)

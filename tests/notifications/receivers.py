@@ -24,7 +24,7 @@ class _Collect:
     def __init__(self) -> None:
         self.messages: list[tuple[float, Message]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append((time.monotonic(), email.message_from_bytes(envelope.content)))
         return "250 OK"
 
@@ -78,11 +78,13 @@ class HookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 receiver.received.append(
-                    Received(time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    Received(
+                        time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                    )
                 )
                 if receiver.redirect_to:
                     self.send_response(307)

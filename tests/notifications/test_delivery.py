@@ -45,7 +45,9 @@ def test_a_receiver_that_fails_twice_gets_the_event_later_with_the_same_id(
 ) -> None:
     alice = sign_up(app, "alice@example.com")
     with HookReceiver(fail_first=2) as hooks:
-        made = app.post("/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice)
+        made = app.post(
+            "/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice
+        )
         fire(services, "model.ready", owner_id(app, alice), model_id="m1", pet_id="p1")
         for _ in range(3):
             webhooks.deliver_due(services.session_factory, services.settings, worker_id="w")
@@ -61,15 +63,24 @@ def test_a_receiver_that_fails_twice_gets_the_event_later_with_the_same_id(
 def test_private_targets_are_refused_without_the_setting(services: Services, app: TestClient) -> None:
     alice = sign_up(app, "alice@example.com")
     with HookReceiver() as hooks:
-        made = app.post("/api/v1/webhooks", json={"url": hooks.url(), "events": ["render.ready"]}, headers=alice)
+        made = app.post(
+            "/api/v1/webhooks", json={"url": hooks.url(), "events": ["render.ready"]}, headers=alice
+        )
         services.settings.webhooks.allow_private_targets = False
         fire(services, "render.ready", owner_id(app, alice), render_id="r1", model_id="m1")
         webhooks.deliver_due(services.session_factory, services.settings, worker_id="w")
         assert hooks.received == []
         listed = app.get(f"/api/v1/webhooks/{made.json()['id']}/deliveries", headers=alice).json()["items"]
         assert "non-public address" in listed[0]["last_error"] and listed[0]["state"] == "pending"
-        for url in ("http://127.0.0.1/x", "http://[::1]/x", "http://169.254.169.254/latest", "http://10.0.0.1/"):
-            refused = app.post("/api/v1/webhooks", json={"url": url, "events": ["render.ready"]}, headers=alice)
+        for url in (
+            "http://127.0.0.1/x",
+            "http://[::1]/x",
+            "http://169.254.169.254/latest",
+            "http://10.0.0.1/",
+        ):
+            refused = app.post(
+                "/api/v1/webhooks", json={"url": url, "events": ["render.ready"]}, headers=alice
+            )
             assert refused.status_code == 422 and refused.json()["code"] == "webhook_target_forbidden", url
         tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
         assert tested["state"] == "failed" and hooks.received == []
@@ -85,12 +96,14 @@ def test_https_only_in_production_and_bad_input_is_a_problem(services: Services,
         answer = app.post("/api/v1/webhooks", json=body, headers=alice)
         assert answer.status_code == 422 and answer.json()["code"] == code
     services.settings.environment = "production"
-    answer = app.post("/api/v1/webhooks", json={"url": "http://example.com/", "events": ["model.ready"]},
-                      headers=alice)
+    answer = app.post(
+        "/api/v1/webhooks", json={"url": "http://example.com/", "events": ["model.ready"]}, headers=alice
+    )
     assert answer.json()["code"] == "webhook_https_required"
     bob = sign_up(app, "bob@example.com")
-    mine = app.post("/api/v1/webhooks", json={"url": "https://example.com/", "events": ["model.ready"]},
-                    headers=alice).json()
+    mine = app.post(
+        "/api/v1/webhooks", json={"url": "https://example.com/", "events": ["model.ready"]}, headers=alice
+    ).json()
     assert app.delete(f"/api/v1/webhooks/{mine['id']}", headers=bob).status_code == 404
     assert app.post(f"/api/v1/webhooks/{mine['id']}/test", headers=bob).status_code == 404
 
@@ -101,7 +114,9 @@ def test_redirects_are_not_followed_and_the_answer_is_read_only_a_little(
     alice = sign_up(app, "alice@example.com")
     with HookReceiver() as target, HookReceiver(redirect_to="") as hooks:
         hooks.redirect_to = target.url()
-        made = app.post("/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice)
+        made = app.post(
+            "/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice
+        )
         tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
         assert tested["last_status"] == 307 and tested["state"] == "failed"
         assert target.received == []
@@ -155,11 +170,14 @@ def test_a_claim_that_expires_is_resent_with_the_same_message_id_and_failures_re
     with services.session_factory() as session:
         row = session.scalars(select(OutboxMessage)).one()
         # a deliverer claimed it and died after sending, before it could commit "sent"
-        assert notifications._claim(session, row.id, worker_id="dead", now=frozen_clock.now(),
-                                    ttl=timedelta(seconds=120))
+        assert notifications._claim(
+            session, row.id, worker_id="dead", now=frozen_clock.now(), ttl=timedelta(seconds=120)
+        )
     with SmtpSink() as sink:
         services.settings.email.smtp_url = sink.url
-        assert notifications.deliver_due(services.session_factory, services.settings, worker_id="w").sent == []
+        assert (
+            notifications.deliver_due(services.session_factory, services.settings, worker_id="w").sent == []
+        )
         frozen_clock.advance(timedelta(seconds=121))
         assert notifications.deliver_due(services.session_factory, services.settings, worker_id="w").sent
         assert sink.messages[0]["Message-ID"] == f"<{row.message_id}>"
@@ -172,13 +190,20 @@ def test_a_claim_that_expires_is_resent_with_the_same_message_id_and_failures_re
         frozen_clock.advance(timedelta(hours=1))
     with services.session_factory() as session:
         failed = notifications.problems(session)
-        assert [r.state for r in failed] == ["failed"] and "ConnectionRefusedError" in (failed[0].last_error or "")
+        assert [r.state for r in failed] == ["failed"] and "ConnectionRefusedError" in (
+            failed[0].last_error or ""
+        )
 
 
-def test_people_turn_off_job_messages_but_not_legal_or_security_ones(services: Services, app: TestClient) -> None:
+def test_people_turn_off_job_messages_but_not_legal_or_security_ones(
+    services: Services, app: TestClient
+) -> None:
     alice = sign_up(app, "alice@example.com")
-    prefs = app.put("/api/v1/me/email-preferences", json={"job_messages": False, "timezone": "Europe/Paris"},
-                    headers=alice)
+    prefs = app.put(
+        "/api/v1/me/email-preferences",
+        json={"job_messages": False, "timezone": "Europe/Paris"},
+        headers=alice,
+    )
     assert prefs.status_code == 200 and prefs.json()["timezone"] == "Europe/Paris"
     bad = app.put("/api/v1/me/email-preferences", json={"timezone": "Mars/Olympus"}, headers=alice)
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_timezone"
@@ -188,7 +213,10 @@ def test_people_turn_off_job_messages_but_not_legal_or_security_ones(services: S
     with services.session_factory() as session:
         kinds = sorted(session.scalars(select(OutboxMessage.kind)))
         assert kinds == ["password_changed", "token_created"]
-        assert "(Europe/Paris)" in session.scalars(
-            select(OutboxMessage.text_body).where(OutboxMessage.kind == "password_changed")
-        ).one()
+        assert (
+            "(Europe/Paris)"
+            in session.scalars(
+                select(OutboxMessage.text_body).where(OutboxMessage.kind == "password_changed")
+            ).one()
+        )
     assert app.get("/api/v1/staff/outbox", headers=alice).status_code == 404

@@ -80,7 +80,11 @@ def subjects(sink: SmtpSink) -> list[str]:
 
 
 def test_each_message_and_event_arrives_through_train_render_delete_expiry_notice_erasure(
-    wired: tuple[Services, TestClient], sink: SmtpSink, hooks: HookReceiver, tmp_path: Path, frozen_clock: Clock
+    wired: tuple[Services, TestClient],
+    sink: SmtpSink,
+    hooks: HookReceiver,
+    tmp_path: Path,
+    frozen_clock: Clock,
 ) -> None:
     services, client = wired
     alice = sign_up(client, "alice@example.com")
@@ -128,17 +132,22 @@ def test_each_message_and_event_arrives_through_train_render_delete_expiry_notic
     last = events_at(hooks, secret)[-1]
     assert last["type"] == "item.deleted"
     assert last["data"] | {"links": None} == {
-        "kind": "render", "item_id": render_ids[0], "reason": "owner_deleted", "links": None
+        "kind": "render",
+        "item_id": render_ids[0],
+        "reason": "owner_deleted",
+        "links": None,
     }
 
     # a content-policy notice about the other portrait
     with services.session_factory() as session:
         licence = rights_service.licence_for_render(session, render_id=render_ids[1])
         assert licence is not None
-        case = rights_service.open_case(session, staff_id="ts", policy_clause="C3", facts="Looks cruel.",
-                                        licence_id=licence.id)
-        rights_service.send_notice(session, case=case, staff_id="ts", how_to_fix="Delete it.",
-                                   settings=services.settings)
+        case = rights_service.open_case(
+            session, staff_id="ts", policy_clause="C3", facts="Looks cruel.", licence_id=licence.id
+        )
+        rights_service.send_notice(
+            session, case=case, staff_id="ts", how_to_fix="Delete it.", settings=services.settings
+        )
         session.commit()
     deliver(services)
     notice = sink.messages[-1]
@@ -156,7 +165,8 @@ def test_each_message_and_event_arrives_through_train_render_delete_expiry_notic
         assert notifications.send_reminders(session).messages == 0
     deliver(services)
     assert set(subjects(sink)[-2:]) == {
-        "1 portrait(s) will be deleted in 3 days", "The photos of Rex will be deleted in 3 days"
+        "1 portrait(s) will be deleted in 3 days",
+        "The photos of Rex will be deleted in 3 days",
     }
 
     # expiry: the sweeper deletes them and the integrator hears why
