@@ -34,6 +34,7 @@ from petportrait.pets.models import Pet, Photo
 from petportrait.portraits.models import PetModel, Render
 from petportrait.retention import audit
 from petportrait.retention.models import DataKey, Tombstone
+from petportrait.services import build_registry
 from petportrait.settings import Settings
 from petportrait.storage.local import LocalBlobStore
 
@@ -167,7 +168,7 @@ def build(
 def sweep_rate(items: int, batch_size: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         engine, blobs, settings, _ = build(Path(tmp), items, seed=1)
-        factory = make_session_factory(engine)
+        factory = make_session_factory(engine, info={"registry": build_registry(), "settings": settings})
         now = START + timedelta(days=32)
         started = time.perf_counter()
         report = sweeper.sweep_once(factory, blobs, now=now, settings=settings, batch_size=batch_size)
@@ -184,8 +185,8 @@ def sweep_rate(items: int, batch_size: int) -> tuple[float, float]:
 
 def reference_rate(items: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        engine, blobs, _, made = build(Path(tmp), items, seed=2)
-        factory = make_session_factory(engine)
+        engine, blobs, settings, made = build(Path(tmp), items, seed=2)
+        factory = make_session_factory(engine, info={"registry": build_registry(), "settings": settings})
         started = time.perf_counter()
         with factory() as session:
             for model, item_id, key in made:

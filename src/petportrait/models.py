@@ -6,10 +6,12 @@ from petportrait.accounts import models as accounts_models
 from petportrait.consent import models as consent_models
 from petportrait.db import Base
 from petportrait.jobs import models as jobs_models
+from petportrait.notifications import models as notifications_models
 from petportrait.pets import models as pets_models
 from petportrait.portraits import models as portraits_models
 from petportrait.retention import models as retention_models
 from petportrait.rights import models as rights_models
+from petportrait.webhooks import models as webhooks_models
 
 metadata = Base.metadata
 
@@ -18,8 +20,10 @@ __all__ = [
     "consent_models",
     "jobs_models",
     "metadata",
+    "notifications_models",
     "pets_models",
     "portraits_models",
     "retention_models",
     "rights_models",
+    "webhooks_models",
 ]

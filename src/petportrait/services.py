@@ -8,7 +8,17 @@ domain gave a table, or a job kind has no handler.
 
 from __future__ import annotations
 
-from petportrait import accounts, consent, lifecycle, pets, portraits, retention, rights
+from petportrait import (
+    accounts,
+    consent,
+    lifecycle,
+    notifications,
+    pets,
+    portraits,
+    retention,
+    rights,
+    webhooks,
+)
 from petportrait.db import make_engine, make_session_factory
 from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.worker import Consumer
@@ -20,7 +30,7 @@ from petportrait.settings import Settings
 from petportrait.storage import create_blob_store
 
 # The order in which domains register: lower domains first, the lifecycle aggregate last.
-DOMAINS = (retention, accounts, pets, portraits, rights, consent, lifecycle)
+DOMAINS = (retention, accounts, pets, portraits, rights, consent, notifications, webhooks, lifecycle)
 
 
 def build_registry() -> Registry:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me-development-only"
@@ -202,6 +202,48 @@ class RightsSettings(BaseModel):
         return self
 
 
+class EmailSettings(BaseModel):
+    """Email: an SMTP server (smtp://, smtp+starttls://user:pass@host:587, smtps://user:pass@host:465),
+    or, without one, .eml files in data_dir/outbox."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    smtp_url: str | None = None
+    # env PETPORTRAIT__EMAIL__FROM (or ..._FROM_ADDRESS)
+    from_address: str = Field(
+        default="petportrait <no-reply@petportrait.invalid>",
+        validation_alias=AliasChoices("from_address", "from", "FROM", "FROM_ADDRESS"),
+    )
+    deliver_interval_seconds: float = 5.0
+    reminder_interval_seconds: float = 3600.0
+    claim_seconds: float = 120.0
+    timeout_seconds: float = 20.0
+    max_attempts: int = 8
+    batch: int = 50
+
+    @model_validator(mode="after")
+    def _sane(self) -> EmailSettings:
+        if self.smtp_url is not None:
+            scheme = self.smtp_url.partition("://")[0]
+            if scheme not in ("smtp", "smtp+starttls", "smtps"):
+                raise ValueError("email.smtp_url must start with smtp://, smtp+starttls:// or smtps://")
+        if self.claim_seconds <= self.timeout_seconds:
+            raise ValueError("email.claim_seconds must be longer than email.timeout_seconds")
+        return self
+
+
+class WebhookSettings(BaseModel):
+    """Webhooks: where they may go, how long a delivery may take, when a failing endpoint is disabled."""
+
+    allow_private_targets: bool = False
+    deliver_interval_seconds: float = 2.0
+    timeout_seconds: float = 5.0
+    max_response_bytes: int = 4096
+    disable_after_days: float = 5.0
+    claim_seconds: float = 60.0
+    batch: int = 50
+
+
 class Settings(BaseSettings):
     """All settings; env PETPORTRAIT__SECTION__KEY, e.g. PETPORTRAIT__DATABASE__URL."""
 
@@ -226,6 +268,8 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     rights: RightsSettings = Field(default_factory=RightsSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -320,6 +364,11 @@ class Settings(BaseSettings):
     def queue_path(self) -> Path:
         """The SQLite file of the huey queue when no Redis URL is set."""
         return (self.data_dir / "queue.sqlite3").resolve()
+
+    @property
+    def outbox_dir(self) -> Path:
+        """The folder of .eml files when no SMTP server is configured."""
+        return (self.data_dir / "outbox").resolve()
 
     @property
     def models_dir(self) -> Path:

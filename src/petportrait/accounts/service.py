@@ -16,6 +16,7 @@ from petportrait.accounts.models import ApiToken, Role, User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, Forbidden, Unauthorized
 from petportrait.ratelimit import RateLimiter, account_key
+from petportrait.registry import emit
 
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
@@ -146,6 +147,7 @@ def issue_token(
     )
     session.add(token)
     session.flush()
+    emit(session, "token.created", owner_id=user.id, token_id=token.id)
     return secret, token
 
 

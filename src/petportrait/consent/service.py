@@ -22,7 +22,7 @@ from petportrait.consent.notices import CHANNELS, MARKETING_NOTICES
 from petportrait.db import new_id
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.portraits.models import Render, RenderState
-from petportrait.registry import registry_of, settings_of
+from petportrait.registry import emit, registry_of, settings_of
 from petportrait.retention import audit, blobkeys, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -106,6 +106,7 @@ def file_request(
         purpose="marketing",
         details={"items": [[k, r.id] for k, r in rows], "channels": request.channels},
     )
+    emit(session, "consent.requested", owner_id=owner_id, request_id=request.id)
     return request
 
 
@@ -295,6 +296,7 @@ def grant(
             )
         )
     audit.record_many(session, events, at=now)
+    emit(session, "consent.granted", owner_id=owner_id, consent_id=consent.id)
     return consent
 
 
@@ -347,6 +349,7 @@ def withdraw(
         return consent
     now = utcnow()
     consent.withdrawn_at = now
+    emit(session, "consent.withdrawn", owner_id=owner_id, consent_id=consent.id)
     copy = copy_of(session, consent.id)
     audit.record(
         session,

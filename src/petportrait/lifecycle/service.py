@@ -19,7 +19,7 @@ from petportrait.clock import utcnow
 from petportrait.errors import Conflict, NotFound
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
-from petportrait.registry import registry_of
+from petportrait.registry import emit, registry_of
 from petportrait.retention import audit, holds
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def erase_account(session: Session, *, user_id: str, actor_id: str | None) -> Er
     if user.deleted_at is not None:
         raise Conflict("This account has already been deleted.", code="account_deleted")
     now = utcnow()
+    emit(session, "account.erased", owner_id=user.id, email=user.email)
     user.deleted_at = now
     user.email = f"deleted-{user.id}@erased.invalid"
     user.display_name = None

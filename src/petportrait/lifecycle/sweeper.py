@@ -36,7 +36,7 @@ from petportrait.db import session_scope
 from petportrait.jobs import leases
 from petportrait.jobs.models import FINAL_STATES, Job, Lease
 from petportrait.pets.models import Pet
-from petportrait.registry import registry_from
+from petportrait.registry import emit, registry_from
 from petportrait.retention import audit, blobops, holds, policy
 from petportrait.retention.keys import destroy_keys
 from petportrait.retention.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
@@ -402,6 +402,15 @@ def _bury(
                 )
             audit.record_many(session, [deletion_event(stone, by="sweeper") for stone in stones], at=now)
             destroy_keys(session, [row.storage_key for row in rows])  # shredded with the tombstones' commit
+            for stone in stones:
+                emit(
+                    session,
+                    "item.deleted",
+                    owner_id=stone["owner_id"],
+                    kind=kind,
+                    item_id=stone["id"],
+                    reason=reason,
+                )
             if fault is not None:
                 fault("before_commit")
             session.commit()

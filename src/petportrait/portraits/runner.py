@@ -156,6 +156,7 @@ def _train(
     model.final_loss = float(trained.final_loss)
     model.trained_at = now
     model.expires_at = service.expiry_for_model(ctx.settings, now)
+    emit(session, "model.ready", owner_id=job.owner_id, model_id=model.id, pet_id=model.pet_id)
     released = jobs_service.finish(session, job=job, worker_id=ctx.worker_id, state=JobState.SUCCEEDED)
     session.commit()
     ctx.released.extend(released)

@@ -24,7 +24,7 @@ from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
 from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, RenderState
 from petportrait.portraits.requests import RenderRequest
-from petportrait.registry import registry_of
+from petportrait.registry import emit, registry_of
 from petportrait.retention import policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -326,6 +326,8 @@ def reflect_job_end(session: Session, *, job: Job) -> None:
                 model.state = (
                     ModelState.FAILED.value if each.state == "failed" else ModelState.CANCELLED.value
                 )
+                if each.state == "failed":
+                    emit(session, "model.failed", owner_id=model.owner_id, model_id=model.id, pet_id=model.pet_id, error_code=each.error_code)  # noqa: E501
         else:
             for render_id in each.payload.get("render_ids", []):
                 render = session.get(Render, str(render_id))
@@ -336,6 +338,8 @@ def reflect_job_end(session: Session, *, job: Job) -> None:
                     render.state = (
                         RenderState.FAILED.value if each.state == "failed" else RenderState.CANCELLED.value
                     )
+                    if each.state == "failed":
+                        emit(session, "render.failed", owner_id=render.owner_id, render_id=render.id, model_id=render.model_id, error_code=each.error_code)  # noqa: E501
     session.flush()
 
 

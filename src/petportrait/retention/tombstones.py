@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.errors import InvalidInput, NotFound
-from petportrait.registry import registry_of
+from petportrait.registry import emit, registry_of
 from petportrait.retention import audit, blobops, holds, policy
 from petportrait.retention.keys import destroy_keys
 from petportrait.retention.models import DeletionReason, Tombstone
@@ -139,6 +139,7 @@ def delete_rows(
         session.add(stone)
         stones.append(stone)
         events.append(deletion_event(values, by="request"))
+        emit(session, "item.deleted", owner_id=row.owner_id, kind=kind, item_id=row.id, reason=str(reason))
     destroy_keys(session, [row.storage_key for _, row in rows])  # crypto-shredded when the tombstones commit
     session.flush()
     audit.record_many(session, events, at=now)

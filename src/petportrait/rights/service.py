@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.portraits.models import PetModel, Render
-from petportrait.registry import Event, settings_of
+from petportrait.registry import Event, emit, settings_of
 from petportrait.retention import audit
 from petportrait.rights import policy
 from petportrait.rights.models import (
@@ -398,6 +398,7 @@ def send_notice(
         actor_id=staff_id,
         body={"notice_id": notice.id, "deadline": deadline.isoformat()},
     )
+    emit(session, "notice.sent", owner_id=case.owner_id, notice_id=notice.id, case_id=case.id, cure_deadline=deadline)  # noqa: E501
     return notice
 
 
@@ -438,6 +439,7 @@ def settle_due(session: Session, *, subject_id: str | None = None, now: datetime
             actor_id=None,
             body={"notice_id": notice.id, "why": "not cured by the deadline"},
         )
+        emit(session, "notice.decided", owner_id=case.owner_id, case_id=case.id, decision="revoked", notice_id=notice.id)  # noqa: E501
         count += 1
     return count
 
@@ -467,6 +469,7 @@ def mark_cured(session: Session, *, case: SafetyCase, staff_id: str, note: str) 
     _event(
         session, case, kind="cured", actor="trust_safety", actor_id=staff_id, body={"notice_id": notice.id}
     )
+    emit(session, "notice.decided", owner_id=case.owner_id, case_id=case.id, decision="cured", notice_id=notice.id)  # noqa: E501
     return case
 
 
@@ -496,6 +499,7 @@ def mark_clearly_illegal(session: Session, *, case: SafetyCase, staff_id: str, f
         actor_id=staff_id,
         body={"notice_id": notice.id, "why": "clearly illegal or abusive"},
     )
+    emit(session, "notice.decided", owner_id=case.owner_id, case_id=case.id, decision="revoked", notice_id=notice.id)  # noqa: E501
     return notice
 
 
@@ -553,6 +557,7 @@ def decide(session: Session, *, case: SafetyCase, staff_id: str, outcome: str, r
         actor_id=staff_id,
         body={"notice_id": notice.id, "reasons": reasons},
     )
+    emit(session, "notice.decided", owner_id=case.owner_id, case_id=case.id, decision=outcome, notice_id=notice.id)  # noqa: E501
     return case
 
 

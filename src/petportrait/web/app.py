@@ -18,6 +18,7 @@ from petportrait.consent.views import router as consent_router
 from petportrait.lifecycle.views import admin_router as lifecycle_admin_router
 from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_router
 from petportrait.lifecycle.views import router as lifecycle_router
+from petportrait.notifications.views import router as notifications_router
 from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
 from petportrait.ratelimit import RateLimiter
@@ -32,6 +33,7 @@ from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
 from petportrait.web.security import SecurityHeaders, TrustedHosts
+from petportrait.webhooks.views import router as webhooks_router
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -94,6 +96,8 @@ def create_app(
     api.include_router(lifecycle_admin_router)
     api.include_router(consent_router)
     api.include_router(rights_router)
+    api.include_router(notifications_router)
+    api.include_router(webhooks_router)
     app.include_router(api)
     app.include_router(lifecycle_metrics_router)
     app.include_router(rights_page_router)

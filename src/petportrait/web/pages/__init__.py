@@ -11,7 +11,7 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 def page_routers() -> list[APIRouter]:
     """Every page router, in the order they are mounted."""
-    from petportrait.web.pages import auth, data, pets, portraits, rights, staff, support
+    from petportrait.web.pages import auth, data, pets, portraits, rights, settings, staff, support
 
     routers = [
         auth.router,
@@ -20,6 +20,7 @@ def page_routers() -> list[APIRouter]:
         data.router,
         rights.router,
         support.router,
+        settings.router,
         staff.router,
     ]
     return routers

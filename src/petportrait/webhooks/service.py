@@ -1,0 +1,541 @@
+"""Webhooks: a person's endpoints, events written as deliveries in the event's transaction, and a periodic
+deliverer that signs them per Standard Webhooks (the `standardwebhooks` package) and retries with backoff.
+
+A delivery's id is its `webhook-id`, the same on every attempt, so a receiver de-duplicates retries.
+Against server-side request forgery: https only in production; at every attempt the host is resolved and
+every address checked (no loopback, private, link-local, shared, multicast, reserved or metadata address)
+unless webhooks.allow_private_targets; the request then goes to the checked address (the name is kept for
+Host and TLS), redirects are not followed, the timeout is short and at most a few KB of the answer are read.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks import Webhook
+
+from petportrait.accounts.models import User
+from petportrait.clock import utcnow
+from petportrait.errors import InvalidInput, NotFound
+from petportrait.registry import Event, emit
+from petportrait.settings import Settings
+from petportrait.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint
+
+log = logging.getLogger(__name__)
+
+EVENTS = (
+    "model.ready",
+    "model.failed",
+    "render.ready",
+    "render.failed",
+    "item.deleted",
+    "consent.requested",
+    "notice.sent",
+)
+TEST_EVENT = "webhook.test"
+MAX_ENDPOINTS = 10
+# after the first try: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (27.6 hours in all), then failed
+RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
+REASONS = {"account_deleted": "erased", "erased": "erased"}
+METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+class TargetRefused(Exception):
+    """The endpoint's address may not be called; the message says why."""
+
+
+# ---- endpoints -----------------------------------------------------------------------------------------
+
+
+def _check_url(url: str, settings: Settings) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidInput("The URL must be an absolute https:// URL.", code="invalid_webhook_url")
+    if parts.scheme != "https" and settings.environment == "production":
+        raise InvalidInput("Webhook URLs must use https.", code="webhook_https_required")
+    if parts.username or parts.password:
+        raise InvalidInput("The URL may not carry a user name or password.", code="invalid_webhook_url")
+    if len(url) > 2048:
+        raise InvalidInput("The URL is longer than 2048 characters.", code="invalid_webhook_url")
+    return url
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: whsec_ and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def create_endpoint(
+    session: Session, *, owner_id: str, url: str, events: list[str], settings: Settings
+) -> WebhookEndpoint:
+    """A new endpoint for these events; its secret is returned once, with it."""
+    url = _check_url(url, settings)
+    unknown = sorted(set(events) - set(EVENTS))
+    if unknown or not events:
+        raise InvalidInput(
+            f"events must be some of: {', '.join(EVENTS)}.", code="invalid_webhook_events", unknown=unknown
+        )
+    count = len(list(session.scalars(select(WebhookEndpoint.id).where(WebhookEndpoint.owner_id == owner_id))))
+    if count >= MAX_ENDPOINTS:
+        raise InvalidInput(f"At most {MAX_ENDPOINTS} endpoints per account.", code="too_many_webhooks")
+    if not settings.webhooks.allow_private_targets:
+        host = urlsplit(url).hostname or ""
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None and _forbidden(literal):
+            raise InvalidInput(
+                "That address is private, loopback, link-local or otherwise internal; webhooks go to the "
+                "public internet.",
+                code="webhook_target_forbidden",
+            )
+    endpoint = WebhookEndpoint(
+        owner_id=owner_id,
+        url=url,
+        events=list(dict.fromkeys(events)),
+        secret=new_secret(),
+        created_at=utcnow(),
+    )
+    session.add(endpoint)
+    session.flush()
+    _cache(session).pop(owner_id, None)
+    return endpoint
+
+
+def list_endpoints(session: Session, *, owner_id: str) -> list[WebhookEndpoint]:
+    """The person's endpoints, oldest first."""
+    return list(
+        session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.owner_id == owner_id)
+            .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        )
+    )
+
+
+def get_endpoint(session: Session, *, owner_id: str, endpoint_id: str) -> WebhookEndpoint:
+    """One of the person's endpoints; another person's is not found."""
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.owner_id != owner_id:
+        raise NotFound("No such webhook endpoint.", code="webhook_not_found")
+    return endpoint
+
+
+def delete_endpoint(session: Session, *, owner_id: str, endpoint_id: str) -> None:
+    """Delete an endpoint and its deliveries (nothing more is sent to it)."""
+    endpoint = get_endpoint(session, owner_id=owner_id, endpoint_id=endpoint_id)
+    session.delete(endpoint)
+    session.flush()
+    _cache(session).pop(owner_id, None)
+
+
+def deliveries(
+    session: Session, *, owner_id: str, endpoint_id: str, limit: int = 50
+) -> list[WebhookDelivery]:
+    """The recent deliveries of an endpoint, newest first."""
+    get_endpoint(session, owner_id=owner_id, endpoint_id=endpoint_id)
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+            .limit(limit)
+        )
+    )
+
+
+# ---- events -> deliveries ------------------------------------------------------------------------------
+
+
+def _cache(session: Session) -> dict[str, list[tuple[str, list[str]]]]:
+    cache: dict[str, list[tuple[str, list[str]]]] = session.info.setdefault("webhooks.endpoints", {})
+    return cache
+
+
+def _endpoints_for(session: Session, owner_id: str) -> list[tuple[str, list[str]]]:
+    """(id, events) of the owner's active endpoints; cached for the session (a sweep emits many events)."""
+    cache = _cache(session)
+    if owner_id not in cache:
+        cache[owner_id] = [
+            (e.id, list(e.events))
+            for e in session.scalars(
+                select(WebhookEndpoint).where(
+                    WebhookEndpoint.owner_id == owner_id, WebhookEndpoint.disabled_at.is_(None)
+                )
+            )
+        ]
+    return cache[owner_id]
+
+
+def payload_of(event: Event) -> dict[str, Any]:
+    """The event's data: ids, and links relative to the base URL (never image bytes)."""
+    d = dict(event.data)
+    links: dict[str, str] = {}
+    if event.name.startswith("model."):
+        links = {"model": f"/api/v1/models/{d.get('model_id')}", "pet": f"/api/v1/pets/{d.get('pet_id')}"}
+    elif event.name.startswith("render."):
+        links = {
+            "render": f"/api/v1/renders/{d.get('render_id')}",
+            "model": f"/api/v1/models/{d.get('model_id')}",
+        }
+        if event.name == "render.ready":
+            links["content"] = f"/api/v1/renders/{d.get('render_id')}/content"
+    elif event.name == "item.deleted":
+        d["reason"] = REASONS.get(str(d.get("reason")), str(d.get("reason")))
+        links = {"deletions": "/api/v1/me/deletions"}
+    elif event.name == "consent.requested":
+        links = {"requests": "/api/v1/me/consent-requests"}
+    elif event.name == "notice.sent":
+        links = {"notices": "/api/v1/me/notices", "notice": f"/api/v1/me/notices/{d.get('notice_id')}"}
+    data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()}
+    return {"type": event.name, "data": {**data, "links": links}}
+
+
+def on_event(session: Session, event: Event) -> None:
+    """Subscriber: one pending delivery per active endpoint of the owner that wants this event."""
+    if event.owner_id is None:
+        return
+    targets = [eid for eid, wanted in _endpoints_for(session, event.owner_id) if event.name in wanted]
+    if not targets:
+        return
+    now = utcnow()
+    body = payload_of(event)
+    for endpoint_id in targets:
+        session.add(
+            WebhookDelivery(
+                endpoint_id=endpoint_id,
+                owner_id=event.owner_id,
+                event=event.name,
+                payload={**body, "timestamp": now.isoformat()},
+                state=DeliveryState.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    session.flush()
+
+
+def on_account_erased(session: Session, event: Event) -> None:
+    """An erased account's endpoints keep receiving only item.deleted, so its integration can delete its
+    copies on the same clock; the sweep removes them two days later."""
+    if event.owner_id is None:
+        return
+    for endpoint in session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.owner_id == event.owner_id)
+    ):
+        endpoint.events = [e for e in endpoint.events if e == "item.deleted"]
+    _cache(session).pop(event.owner_id, None)
+    session.flush()
+
+
+def create_test(session: Session, *, owner_id: str, endpoint_id: str) -> WebhookDelivery:
+    """A `webhook.test` delivery to an endpoint, due now."""
+    endpoint = get_endpoint(session, owner_id=owner_id, endpoint_id=endpoint_id)
+    now = utcnow()
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint.id,
+        owner_id=owner_id,
+        event=TEST_EVENT,
+        payload={"type": TEST_EVENT, "timestamp": now.isoformat(), "data": {"endpoint_id": endpoint.id}},
+        state=DeliveryState.PENDING.value,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+# ---- where a delivery may go -----------------------------------------------------------------------------
+
+
+def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return _forbidden(address.ipv4_mapped)
+    return bool(
+        address in METADATA_ADDRESSES
+        or address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv4Address) and address in ipaddress.ip_network("100.64.0.0/10"))
+        or not address.is_global
+    )
+
+
+def resolve_target(url: str, *, settings: Settings) -> tuple[str, int, list[str]]:
+    """(host, port, addresses) the URL may be delivered to; TargetRefused when it may not."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and (parts.scheme != "http" or settings.environment == "production"):
+        raise TargetRefused("only https targets are allowed")
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TargetRefused(f"the host {host!r} does not resolve ({exc.strerror})") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not settings.webhooks.allow_private_targets:
+        bad = [a for a in addresses if _forbidden(ipaddress.ip_address(a.split("%")[0]))]
+        if bad:
+            raise TargetRefused(f"the host {host!r} resolves to a non-public address ({', '.join(bad)})")
+    if not addresses:
+        raise TargetRefused(f"the host {host!r} has no address")
+    return host, port, addresses
+
+
+@dataclass
+class Attempt:
+    status: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, *, settings: Settings) -> Attempt:
+    """One signed POST to the checked address of the endpoint; reads at most max_response_bytes."""
+    cfg = settings.webhooks
+    try:
+        host, port, addresses = resolve_target(endpoint.url, settings=settings)
+    except TargetRefused as exc:
+        return Attempt(None, f"refused: {exc}")
+    parts = urlsplit(endpoint.url)
+    address = addresses[0]
+    netloc_ip = f"[{address}]" if ":" in address else address
+    target = urlunsplit((parts.scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
+    payload = dict(delivery.payload)
+    base = settings.public_base_url
+    data = dict(payload.get("data") or {})
+    if isinstance(data.get("links"), dict):
+        data["links"] = {k: base + v for k, v in data["links"].items()}
+    payload["data"] = data
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    now = datetime.now(UTC)  # the wall clock: receivers check the timestamp against theirs
+    signature = Webhook(endpoint.secret).sign(delivery.id, now, body)
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "petportrait-webhooks",
+        "host": host_header,
+        "webhook-id": delivery.id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    try:
+        with (
+            httpx.Client(follow_redirects=False, timeout=cfg.timeout_seconds, trust_env=False) as client,
+            client.stream(
+                "POST", target, content=body.encode(), headers=headers, extensions=extensions
+            ) as response,
+        ):
+            read = 0
+            for chunk in response.iter_bytes():
+                read += len(chunk)
+                if read >= cfg.max_response_bytes:
+                    break
+            status = response.status_code
+    except httpx.HTTPError as exc:
+        return Attempt(None, f"{type(exc).__name__}: {exc}"[:500])
+    if 200 <= status < 300:
+        return Attempt(status, None)
+    if 300 <= status < 400:
+        return Attempt(status, "redirects are not followed")
+    return Attempt(status, f"the receiver answered {status}")
+
+
+# ---- delivering ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryReport:
+    delivered: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+
+
+def _due_clause(now: datetime) -> Any:
+    return or_(
+        and_(WebhookDelivery.state == DeliveryState.PENDING.value, WebhookDelivery.next_attempt_at <= now),
+        and_(WebhookDelivery.state == DeliveryState.SENDING.value, WebhookDelivery.claimed_until < now),
+    )
+
+
+def record(
+    session: Session,
+    delivery: WebhookDelivery,
+    endpoint: WebhookEndpoint,
+    result: Attempt,
+    *,
+    settings: Settings,
+    report: DeliveryReport,
+) -> None:
+    """Write an attempt's outcome; on failure schedule the next try, or give up; disable an endpoint that
+    failed for webhooks.disable_after_days (its owner is emailed through the webhook.disabled event)."""
+    now = utcnow()
+    delivery.last_status = result.status
+    delivery.last_error = result.error
+    delivery.claimed_by = None
+    delivery.claimed_until = None
+    if result.ok:
+        delivery.state = DeliveryState.DELIVERED.value
+        delivery.delivered_at = now
+        endpoint.failing_since = None
+        report.delivered.append(delivery.id)
+        session.flush()
+        return
+    if delivery.attempts > len(RETRY_DELAYS) or delivery.event == TEST_EVENT:
+        delivery.state = DeliveryState.FAILED.value
+        report.failed.append(delivery.id)
+    else:
+        delivery.state = DeliveryState.PENDING.value
+        delivery.next_attempt_at = now + timedelta(seconds=RETRY_DELAYS[delivery.attempts - 1])
+        report.retried.append(delivery.id)
+    if delivery.event != TEST_EVENT:
+        endpoint.failing_since = endpoint.failing_since or now
+        days = settings.webhooks.disable_after_days
+        if endpoint.disabled_at is None and now - endpoint.failing_since >= timedelta(days=days):
+            endpoint.disabled_at = now
+            endpoint.disabled_reason = f"every delivery failed for {days:g} days"
+            session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.endpoint_id == endpoint.id,
+                    WebhookDelivery.state == DeliveryState.PENDING.value,
+                )
+                .values(state=DeliveryState.FAILED.value, last_error="the endpoint was disabled")
+                .execution_options(synchronize_session=False)
+            )
+            report.disabled.append(endpoint.id)
+            emit(
+                session,
+                "webhook.disabled",
+                owner_id=endpoint.owner_id,
+                endpoint_id=endpoint.id,
+                url=endpoint.url,
+                days=days,
+            )
+    session.flush()
+
+
+def attempt_now(session: Session, delivery: WebhookDelivery, *, settings: Settings) -> Attempt:
+    """Try a delivery in this session (the test button); the caller commits."""
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    assert endpoint is not None
+    delivery.attempts += 1
+    result = send(delivery, endpoint, settings=settings)
+    record(session, delivery, endpoint, result, settings=settings, report=DeliveryReport())
+    return result
+
+
+def deliver_due(
+    session_factory: sessionmaker[Session], settings: Settings, *, worker_id: str, now: datetime | None = None
+) -> DeliveryReport:
+    """Claim, send and record the deliveries that are due."""
+    report = DeliveryReport()
+    now = now or utcnow()
+    ttl = timedelta(seconds=settings.webhooks.claim_seconds)
+    with session_factory() as session:
+        ids = list(
+            session.scalars(
+                select(WebhookDelivery.id)
+                .where(_due_clause(now))
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(settings.webhooks.batch)
+            )
+        )
+    for delivery_id in ids:
+        with session_factory() as session:
+            claimed = session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id, _due_clause(now))
+                .values(
+                    state=DeliveryState.SENDING.value,
+                    claimed_by=worker_id,
+                    claimed_until=now + ttl,
+                    attempts=WebhookDelivery.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                continue
+            delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
+            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
+            if delivery is None or endpoint is None:
+                continue
+            if endpoint.disabled_at is not None:
+                delivery.state = DeliveryState.FAILED.value
+                delivery.last_error = "the endpoint is disabled"
+                session.commit()
+                continue
+            result = send(delivery, endpoint, settings=settings)
+            record(session, delivery, endpoint, result, settings=settings, report=report)
+            session.commit()
+    if report.delivered or report.retried or report.failed:
+        log.info(
+            "webhooks: delivered %d, retrying %d, failed %d, endpoints disabled %d",
+            len(report.delivered),
+            len(report.retried),
+            len(report.failed),
+            len(report.disabled),
+        )
+    return report
+
+
+def sweep(session: Session, *, now: datetime | None = None) -> int:
+    """Delete deliveries older than 30 days and the endpoints of accounts erased more than 2 days ago."""
+    from sqlalchemy import delete
+
+    now = now or utcnow()
+    result = session.execute(
+        delete(WebhookDelivery)
+        .where(
+            WebhookDelivery.created_at < now - timedelta(days=30),
+            WebhookDelivery.state.in_([DeliveryState.DELIVERED.value, DeliveryState.FAILED.value]),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    erased = select(User.id).where(User.deleted_at.is_not(None), User.deleted_at < now - timedelta(days=2))
+    session.execute(
+        delete(WebhookEndpoint)
+        .where(WebhookEndpoint.owner_id.in_(erased))
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def export_section(session: Session, user_id: str) -> list[dict[str, Any]]:
+    """The person's endpoints in their data export (without secrets)."""
+    return [
+        {
+            "id": e.id,
+            "url": e.url,
+            "events": e.events,
+            "created_at": e.created_at.isoformat(),
+            "disabled_at": e.disabled_at.isoformat() if e.disabled_at else None,
+        }
+        for e in list_endpoints(session, owner_id=user_id)
+    ]

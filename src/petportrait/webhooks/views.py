@@ -1,0 +1,80 @@
+"""Webhooks API: create (the secret is shown once), list, delete, test, and an endpoint's deliveries."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+
+from petportrait.accounts.deps import CurrentUser
+from petportrait.http import SessionDep, SettingsDep
+from petportrait.webhooks import service
+from petportrait.webhooks.models import WebhookDelivery, WebhookEndpoint
+from petportrait.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointCreated, EndpointOut, Page
+
+router = APIRouter(tags=["webhooks"])
+
+
+def endpoint_out(endpoint: WebhookEndpoint) -> EndpointOut:
+    return EndpointOut(
+        id=endpoint.id,
+        url=endpoint.url,
+        events=list(endpoint.events),
+        created_at=endpoint.created_at,
+        disabled_at=endpoint.disabled_at,
+        disabled_reason=endpoint.disabled_reason,
+    )
+
+
+def delivery_out(d: WebhookDelivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id,
+        event=d.event,
+        state=d.state,
+        attempts=d.attempts,
+        last_status=d.last_status,
+        last_error=d.last_error,
+        created_at=d.created_at,
+        next_attempt_at=d.next_attempt_at,
+        delivered_at=d.delivered_at,
+        payload=d.payload,
+    )
+
+
+@router.post("/webhooks", status_code=status.HTTP_201_CREATED, response_model=EndpointCreated)
+def create(
+    body: EndpointCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> EndpointCreated:
+    """Add an endpoint; the answer carries its signing secret, which is not shown again."""
+    endpoint = service.create_endpoint(
+        session, owner_id=user.id, url=body.url, events=body.events, settings=settings
+    )
+    return EndpointCreated(**endpoint_out(endpoint).model_dump(), secret=endpoint.secret)
+
+
+@router.get("/webhooks", response_model=list[EndpointOut])
+def list_all(user: CurrentUser, session: SessionDep) -> list[EndpointOut]:
+    """The person's endpoints (without secrets)."""
+    return [endpoint_out(e) for e in service.list_endpoints(session, owner_id=user.id)]
+
+
+@router.delete("/webhooks/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete(endpoint_id: str, user: CurrentUser, session: SessionDep) -> Response:
+    """Delete an endpoint and its deliveries."""
+    service.delete_endpoint(session, owner_id=user.id, endpoint_id=endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/webhooks/{endpoint_id}/test", response_model=DeliveryOut)
+def test(endpoint_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> DeliveryOut:
+    """Send a signed `webhook.test` event now and answer how it went."""
+    delivery = service.create_test(session, owner_id=user.id, endpoint_id=endpoint_id)
+    service.attempt_now(session, delivery, settings=settings)
+    return delivery_out(delivery)
+
+
+@router.get("/webhooks/{endpoint_id}/deliveries", response_model=Page)
+def list_deliveries(
+    endpoint_id: str, user: CurrentUser, session: SessionDep, limit: int = Query(default=50, ge=1, le=200)
+) -> Page:
+    """The endpoint's recent deliveries, newest first, with their status codes."""
+    rows = service.deliveries(session, owner_id=user.id, endpoint_id=endpoint_id, limit=limit)
+    return Page(items=[delivery_out(d) for d in rows], next_cursor=None)
