@@ -28,6 +28,7 @@ from petportrait.rights.views import router as rights_router
 from petportrait.settings import Settings, get_settings
 from petportrait.storage import create_blob_store
 from petportrait.web.deps import Services, ServicesDep
+from petportrait.web.idempotency import Idempotency
 from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
@@ -97,6 +98,7 @@ def create_app(
     )
     app.state.services = built
     install_problem_handlers(app)
+    app.add_middleware(Idempotency)  # inside BodySizeLimit: bodies are bounded before they are read
     app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_request_bytes)
 
     api = APIRouter(prefix=API_PREFIX)
