@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from petportrait import idempotency as idempotency_models
 from petportrait.accounts import models as accounts_models
 from petportrait.consent import models as consent_models
 from petportrait.db import Base
@@ -18,6 +19,7 @@ metadata = Base.metadata
 __all__ = [
     "accounts_models",
     "consent_models",
+    "idempotency_models",
     "jobs_models",
     "metadata",
     "notifications_models",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from petportrait import (
     accounts,
     consent,
+    idempotency,
     lifecycle,
     notifications,
     pets,
@@ -30,7 +31,18 @@ from petportrait.settings import Settings
 from petportrait.storage import create_blob_store
 
 # The order in which domains register: lower domains first, the lifecycle aggregate last.
-DOMAINS = (retention, accounts, pets, portraits, rights, consent, notifications, webhooks, lifecycle)
+DOMAINS = (
+    retention,
+    idempotency,
+    accounts,
+    pets,
+    portraits,
+    rights,
+    consent,
+    notifications,
+    webhooks,
+    lifecycle,
+)
 
 
 def build_registry() -> Registry:

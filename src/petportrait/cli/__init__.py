@@ -1,4 +1,4 @@
-"""The command line: serve | migrate | admin | demo (and more as the service grows)."""
+"""The command line: serve | worker | migrate | admin | demo | portrait (and more as the service grows)."""
 
 from __future__ import annotations
 
@@ -168,6 +168,108 @@ def demo(
     )
     for path in paths:
         typer.echo(str(path))
+
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def _photo_files(paths: list[Path]) -> list[Path]:
+    """The files given, and the photos inside any folder given, in name order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            typer.echo(f"error: no such file or folder: {path}", err=True)
+            raise typer.Exit(2)
+    return found
+
+
+def _when(value: object) -> str:
+    from datetime import datetime
+
+    return value.strftime("%Y-%m-%d %H:%M UTC") if isinstance(value, datetime) else "(not given)"
+
+
+@app.command()
+def portrait(
+    photos: Annotated[list[Path], typer.Argument(help="Photos of one pet, or folders of them")],
+    server: Annotated[
+        str, typer.Option(envvar="PETPORTRAIT_SERVER", help="The service's address")
+    ] = "http://127.0.0.1:8000",
+    style: Annotated[str, typer.Option(help="Style preset (GET /api/v1/styles)")] = "oil_painting",
+    count: Annotated[int, typer.Option(min=1, max=8, help="How many portraits")] = 2,
+    out: Annotated[Path, typer.Option(help="Folder for the portraits")] = Path("portraits"),
+    name: Annotated[str | None, typer.Option(help="The pet's name (default: the folder's name)")] = None,
+    species: Annotated[str, typer.Option(help="dog, cat, rabbit, bird or other")] = "dog",
+    email: Annotated[
+        str | None, typer.Option(envvar="PETPORTRAIT_EMAIL", help="Sign in as (asked when no token)")
+    ] = None,
+) -> None:
+    """From photos to portraits on a running service: sign in, upload, train, render and download.
+
+    The token comes from PETPORTRAIT_TOKEN; without it the command signs in (email and password are
+    asked for, or PETPORTRAIT_EMAIL and PETPORTRAIT_PASSWORD).
+    """
+    import os
+
+    from petportrait.client import Client, Job, PetportraitError
+
+    files = _photo_files(photos)
+    if not files:
+        typer.echo("error: no photos (.jpg, .jpeg, .png, .webp) found", err=True)
+        raise typer.Exit(2)
+    pet_name = name or (photos[0].name if photos[0].is_dir() else photos[0].parent.name) or "my pet"
+    client = Client(server, token=os.environ.get("PETPORTRAIT_TOKEN") or None)
+    try:
+        if client.token is None:
+            address = email or typer.prompt("Email")
+            password = os.environ.get("PETPORTRAIT_PASSWORD") or typer.prompt("Password", hide_input=True)
+            client.sign_in(address, password, name="petportrait portrait")
+        account = client.me()
+        typer.echo(f"Signed in to {server} as {account.email}")
+        pet = client.create_pet(pet_name, species=species)
+        typer.echo(f"Created the pet {pet.name} ({pet.id})")
+        upload = client.upload_photos(pet.id, files)
+        typer.echo(f"Uploaded {upload.stored} of {len(files)} photos")
+        for result in upload.results:
+            if not result.stored:
+                typer.echo(f"  rejected {result.filename}: {result.code} ({result.detail})")
+        if upload.stored == 0:
+            raise PetportraitError("photos_rejected", "None of the photos could be stored.")
+        with typer.progressbar(length=100, label="Training", file=sys.stderr) as bar:
+            shown = 0
+
+            def advance(job: Job) -> None:
+                nonlocal shown
+                percent = int(job.fraction * 100)
+                if percent > shown:
+                    bar.update(percent - shown)
+                    shown = percent
+
+            model = client.train(pet.id, wait=True, on_progress=advance)
+        typer.echo(f"Trained the model {model.id}" + (" (preview model)" if model.is_preview else ""))
+        typer.echo(f"Rendering {count} portrait(s) in the style {style}...")
+        renders = client.render(model.id, style=style, count=count, wait=True)
+        out.mkdir(parents=True, exist_ok=True)
+        slug = "".join(c if c.isalnum() else "-" for c in pet.name.lower()).strip("-") or "pet"
+        for number, render in enumerate(renders, start=1):
+            target = out / f"{slug}-{style}-{number}.png"
+            saved = client.download(render.id, target)
+            typer.echo(f"Saved {saved.path} (licence {saved.licence_id}, manifest {saved.manifest_state})")
+        photo_expiry = min((p.expires_at for p in upload.photos if p.expires_at), default=None)
+        render_expiry = min((r.expires_at for r in renders if r.expires_at), default=None)
+        typer.echo("The service deletes, by its data policy:")
+        typer.echo(f"  the photos on {_when(photo_expiry)}")
+        typer.echo(f"  the model on {_when(model.expires_at)}")
+        typer.echo(f"  the portraits on {_when(render_expiry)} (your downloaded files are yours to keep)")
+    except PetportraitError as exc:
+        typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from petportrait.rights.views import router as rights_router
 from petportrait.services import build_consumer, build_services
 from petportrait.settings import Settings, get_settings
 from petportrait.web.deps import ServicesDep
+from petportrait.web.idempotency import Idempotency
 from petportrait.web.jobs import router as jobs_router
 from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
@@ -80,6 +81,7 @@ def create_app(
     app.state.services = built
     app.state.limiter = RateLimiter(settings)
     install_problem_handlers(app)
+    app.add_middleware(Idempotency)  # inside BodySizeLimit: bodies are bounded before they are read
     # Outermost last: security headers on every answer (refusals too), then the Host check, then the size.
     app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_request_bytes)
     app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)

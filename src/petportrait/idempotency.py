@@ -1,0 +1,221 @@
+"""Idempotency keys: a creating request sent twice with the same key creates once.
+
+A client sends `Idempotency-Key: <up to 255 printable characters>` with a POST. The first request claims
+the key (one row, unique per scope and key, so two processes racing for it cannot both win); when it
+answers, the answer (status, a few headers, body) is stored with the row. The same key with the same
+request within 24 hours gets that answer again; with a different request, 422 `idempotency_key_reused`;
+while the first is still being answered, 409 `idempotency_key_in_flight`.
+
+The scope is the account (`user:<id>`) for a signed-in request. A request without credentials (signing
+up) is scoped by the key and the request's own fingerprint: only someone who sends the very same body,
+password included, gets its answer back.
+
+Rows hold a copy of an answer, which may name personal data (an email address), so they live 24 hours:
+`sweep_idempotency` deletes the older ones, and erasing an account deletes its rows at once.
+
+This module holds the table and the rules; `petportrait.web.idempotency` is the HTTP edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, Integer, LargeBinary, String, UniqueConstraint, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from petportrait.clock import utcnow
+from petportrait.db import Base, IdMixin, session_scope
+
+if TYPE_CHECKING:
+    from petportrait.registry import Registry, Services
+
+TTL = timedelta(hours=24)
+"""How long a key answers the same again; rows older than this are swept."""
+
+IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
+"""A claim whose request never finished (its process died) is given up after this long."""
+
+MAX_KEY_LENGTH = 255
+SWEEP_INTERVAL_SECONDS = 3600.0
+
+IN_FLIGHT = "in_flight"
+DONE = "done"
+
+
+class IdempotencyRecord(Base, IdMixin):
+    """One key of one scope: the request's fingerprint and, once answered, the answer."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),)
+
+    scope: Mapped[str] = mapped_column(String(80))
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
+    owner_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None] = mapped_column(Integer)
+    headers: Mapped[list[Any] | None] = mapped_column(JSON)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """This request holds the key: answer it, then `complete` or `release`."""
+
+    record_id: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The key was answered before, for the same request: send this again."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Another request with this key is being answered now."""
+
+    retry_after_seconds: int
+
+
+@dataclass(frozen=True)
+class Reused:
+    """The key was used for a different request."""
+
+    method: str
+    path: str
+
+
+Outcome = Claimed | Replay | InFlight | Reused
+
+
+def scope_for(owner_id: str | None, fingerprint: str) -> str:
+    """`user:<id>` for a signed-in request; else bound to the request itself."""
+    return f"user:{owner_id}" if owner_id else f"anon:{fingerprint}"
+
+
+def claim(
+    session: Session,
+    *,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    method: str,
+    path: str,
+    owner_id: str | None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Claim the key for this request, or say why not (answered before, in flight, or used otherwise).
+
+    Commits: the claim must be visible to every other process before the request runs.
+    """
+    now = now or utcnow()
+    for _ in range(3):
+        record = IdempotencyRecord(
+            scope=scope,
+            key=key,
+            owner_id=owner_id,
+            fingerprint=fingerprint,
+            method=method,
+            path=path,
+            state=IN_FLIGHT,
+            created_at=now,
+            locked_until=now + IN_FLIGHT_TIMEOUT,
+            expires_at=now + TTL,
+        )
+        session.add(record)
+        try:
+            session.commit()
+            return Claimed(record_id=record.id)
+        except IntegrityError:
+            session.rollback()
+        existing = session.scalar(
+            select(IdempotencyRecord).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        )
+        if existing is None:
+            continue  # released or swept meanwhile: try again
+        locked_until = existing.locked_until
+        stale = existing.state == IN_FLIGHT and locked_until is not None and locked_until <= now
+        if existing.expires_at <= now or stale:
+            # An answer older than 24 hours, or a claim whose process died: the key is free again.
+            # Deleting by id and version of the row lets one of several racing requests win.
+            session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.id == existing.id, IdempotencyRecord.state == existing.state
+                )
+            )
+            session.commit()
+            continue
+        session.commit()
+        if existing.fingerprint != fingerprint:
+            return Reused(method=existing.method, path=existing.path)
+        if existing.state == IN_FLIGHT:
+            return InFlight(retry_after_seconds=1)
+        return Replay(
+            status=existing.status or 200,
+            headers=[(str(name), str(value)) for name, value in existing.headers or []],
+            body=existing.body or b"",
+        )
+    return InFlight(retry_after_seconds=1)
+
+
+def complete(
+    session: Session, *, record_id: str, status: int, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    """Store the answer of a claimed key. Commits."""
+    record = session.get(IdempotencyRecord, record_id)
+    if record is None:  # swept or erased while the request ran: nothing to keep
+        return
+    record.state = DONE
+    record.status = status
+    record.headers = [[name, value] for name, value in headers]
+    record.body = body
+    record.locked_until = None
+    session.commit()
+
+
+def release(session: Session, *, record_id: str) -> None:
+    """Give a claimed key back without an answer (the request failed): a retry runs again. Commits."""
+    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+    session.commit()
+
+
+def sweep_idempotency(session: Session, now: datetime | None = None) -> int:
+    """Delete the keys older than 24 hours; returns how many. The caller commits."""
+    now = now or utcnow()
+    result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def erase_owner(session: Session, user_id: str, actor_id: str | None = None) -> None:
+    """Erasure hook: an erased account's stored answers go with it."""
+    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.owner_id == user_id))
+
+
+def run_sweep(services: Services) -> int:
+    """The periodic task: one sweep in its own transaction."""
+    with session_scope(services.session_factory) as session:
+        return sweep_idempotency(session, utcnow())
+
+
+def register(registry: Registry) -> None:
+    """What idempotency contributes: its table's retention rule, an erasure hook and the hourly sweep."""
+    registry.add_domain("idempotency")
+    registry.add_table_rule(
+        IdempotencyRecord.__tablename__,
+        "24 hours after the request (a copy of its answer), then swept; erased with the account",
+        owner="idempotency",
+    )
+    registry.add_erasure_hook("idempotency", erase_owner)
+    registry.add_periodic("idempotency-sweep", lambda _settings: SWEEP_INTERVAL_SECONDS, run_sweep)
