@@ -27,7 +27,7 @@ from petportrait.lifecycle.encrypt import encrypt_existing
 from petportrait.registry import Services
 from petportrait.retention.keys import DatabaseKeyStore, encrypted_store, kek_path, load_kek
 from petportrait.retention.models import DataKey, Tombstone
-from petportrait.services import build_services, create_app
+from petportrait.services import build_services
 from petportrait.settings import get_settings
 from petportrait.storage.base import BlobNotFound
 from petportrait.storage.crypto import (
@@ -40,6 +40,7 @@ from petportrait.storage.crypto import (
 )
 from petportrait.storage.local import LocalBlobStore
 from petportrait.storage.s3 import S3BlobStore
+from petportrait.web.app import create_app
 from tests.conftest import make_settings, pet_photos, sign_up
 from tests.lifecycle.helpers import DAY
 from tests.lifecycle.test_rights_api import new_pet, upload
