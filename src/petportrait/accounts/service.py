@@ -158,3 +158,20 @@ def revoke_all_tokens(session: Session, *, user_id: str) -> int:
         token.revoked_at = now
         count += 1
     return count
+
+
+def live_token_ids(session: Session, *, token_ids: set[str]) -> set[str]:
+    """Those of the token ids that are still live: not revoked, not expired, their account not erased."""
+    if not token_ids:
+        return set()
+    rows = session.scalars(
+        select(ApiToken.id)
+        .join(User, User.id == ApiToken.user_id)
+        .where(
+            ApiToken.id.in_(token_ids),
+            ApiToken.revoked_at.is_(None),
+            ApiToken.expires_at > utcnow(),
+            User.deleted_at.is_(None),
+        )
+    )
+    return set(rows)
