@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import new_id
-from petportrait.errors import NotFound
+from petportrait.errors import NotFound, TooManyRequests
 from petportrait.lifecycle import policy
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
@@ -65,8 +65,18 @@ class UploadLimits:
         )
 
 
-def create_pet(session: Session, *, owner_id: str, name: str, species: Species) -> Pet:
-    """Create a pet for its owner."""
+def create_pet(session: Session, *, owner_id: str, name: str, species: Species, settings: Settings) -> Pet:
+    """Create a pet for its owner, within the account's quota of pets (429 beyond)."""
+    limit = settings.quotas.pets_per_account
+    owned = session.scalar(select(func.count()).select_from(Pet).where(Pet.owner_id == owner_id)) or 0
+    if owned >= limit:
+        raise TooManyRequests(
+            f"An account may have {limit} pets and this one has {owned}. Delete a pet you no longer use to "
+            "add another.",
+            code="pet_quota_exceeded",
+            headers={"Retry-After": str(settings.quotas.retry_after_seconds)},
+            limit=limit,
+        )
     pet = Pet(owner_id=owner_id, name=name, species=species.value, created_at=utcnow())
     session.add(pet)
     session.flush()

@@ -54,10 +54,12 @@ async def read_incoming(files: list[UploadFile], *, max_bytes: int) -> list[serv
 
 
 @router.post("/pets", status_code=status.HTTP_201_CREATED, response_model=PetOut)
-def create_pet(body: PetCreate, user: CurrentUser, session: SessionDep) -> PetOut:
-    """Create a pet."""
+def create_pet(body: PetCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> PetOut:
+    """Create a pet (429 `pet_quota_exceeded` beyond the account's quota of pets)."""
     return pet_out(
-        service.create_pet(session, owner_id=user.id, name=body.name, species=Species(body.species))
+        service.create_pet(
+            session, owner_id=user.id, name=body.name, species=Species(body.species), settings=settings
+        )
     )
 
 

@@ -20,6 +20,7 @@ from petportrait.jobs.models import FINAL_STATES, Job, JobKind, JobState
 from petportrait.ml.styles import UnknownStyle, get_style
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
+from petportrait.portraits import quotas
 from petportrait.portraits.models import ModelState, PetModel, Render, RenderState
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -152,6 +153,7 @@ def request_training(
             code="training_in_progress",
             model_id=busy,
         )
+    quotas.ensure_training_room(session, owner_id=owner_id, settings=settings)
     return _new_training(session, pet=pet, settings=settings, retrained_from=None)
 
 
@@ -223,10 +225,13 @@ def request_render(
             raise InvalidInput(str(exc), code="unknown_style") from exc
     model = get_model(session, owner_id=owner_id, model_id=model_id, allow_expired=True)
     pet = pets_service.get_pet(session, owner_id=owner_id, pet_id=model.pet_id)
+    quotas.check_render_params(model, steps=steps, width=width, height=height)
+    quotas.ensure_render_room(session, owner_id=owner_id, adding=count, settings=settings)
     retraining = False
     training_job: Job | None = None
     notice: str | None = None
     if model_expired(model):
+        quotas.ensure_training_room(session, owner_id=owner_id, settings=settings)
         model, training_job = _new_training(session, pet=pet, settings=settings, retrained_from=model.id)
         retraining = True
         notice = (

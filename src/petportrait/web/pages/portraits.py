@@ -13,6 +13,7 @@ from petportrait.errors import Conflict, NotFound, ProblemError
 from petportrait.ml.styles import Style, list_styles
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
+from petportrait.portraits import quotas
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import Render, RenderState
 from petportrait.rights import downloads
@@ -109,7 +110,7 @@ def render(
 ) -> Response:
     """Queue portraits: one request per chosen style (or one for the free prompt alone)."""
     user = page.user
-    chosen = [s for s in style or [] if s]
+    chosen = list(dict.fromkeys(s for s in style or [] if s))  # each style once, however often it was sent
     known: dict[str, Style] = {s.name: s for s in list_styles()}
     errors: dict[str, str] = {}
     prompt = prompt.strip()
@@ -163,6 +164,13 @@ def render(
     if errors or pet is None or training is None or training.model is None:
         return form_again(422)
     model_id = training.model.id
+    try:  # the whole form at once: the styles together must fit the account's quota of waiting images
+        quotas.ensure_render_room(
+            page.session, owner_id=user.id, adding=number * max(1, len(chosen)), settings=page.settings
+        )
+    except ProblemError as exc:
+        errors["count"] = exc.detail
+        return form_again(exc.status)
     retraining = False
     for index, name in enumerate(chosen or [None]):
         try:
@@ -183,7 +191,9 @@ def render(
             )
         except ProblemError as exc:  # a refused prompt, a model that cannot render: said next to the form
             page.session.rollback()
-            errors["prompt" if "prompt" in exc.code else "style"] = exc.detail
+            errors["prompt" if "prompt" in exc.code else "count" if "quota" in exc.code else "style"] = (
+                exc.detail
+            )
             return form_again(exc.status)
         retraining = retraining or plan.retraining
         model_id = plan.model.id  # a retrained model serves the next styles too
