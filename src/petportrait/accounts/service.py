@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from petportrait.accounts.models import ApiToken, Role, SigninAttempt, User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, TooManyRequests, Unauthorized
+from petportrait.paging import PageParams, page_query
 
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
@@ -135,6 +136,12 @@ def list_tokens(session: Session, *, user: User) -> list[ApiToken]:
             select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc())
         )
     )
+
+
+def page_tokens(session: Session, *, user: User, page: PageParams) -> tuple[list[ApiToken], str | None]:
+    """One page of the person's tokens and sessions, newest first."""
+    query = select(ApiToken).where(ApiToken.user_id == user.id)
+    return page_query(session, query, stamp=ApiToken.created_at, ident=ApiToken.id, page=page)
 
 
 def revoke_token(session: Session, *, user: User, token_id: str) -> bool:

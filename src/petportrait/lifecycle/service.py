@@ -25,6 +25,7 @@ from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.lifecycle import audit, blobops, holds, policy
 from petportrait.lifecycle.models import DeletionReason, Tombstone
+from petportrait.paging import PageParams, page_query
 from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -256,10 +257,8 @@ def erase_account(session: Session, *, user_id: str, actor_id: str | None) -> Er
 
 
 def list_deletions(
-    session: Session, *, owner_id: str, limit: int = 100, before: datetime | None = None
-) -> list[Tombstone]:
-    """The person's deletion receipts, newest first."""
+    session: Session, *, owner_id: str, page: PageParams
+) -> tuple[list[Tombstone], str | None]:
+    """One page of the person's deletion receipts, newest first."""
     query = select(Tombstone).where(Tombstone.owner_id == owner_id)
-    if before is not None:
-        query = query.where(Tombstone.purged_at < before)
-    return list(session.scalars(query.order_by(Tombstone.purged_at.desc(), Tombstone.id).limit(limit)))
+    return page_query(session, query, stamp=Tombstone.purged_at, ident=Tombstone.id, page=page)

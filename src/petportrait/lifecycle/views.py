@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from petportrait.accounts.models import Role, User
@@ -15,6 +14,7 @@ from petportrait.lifecycle import holds, metrics, service
 from petportrait.lifecycle.models import HoldScope, LegalHold
 from petportrait.lifecycle.schemas import DeletionOut, ErasureOut, HoldCreate, HoldOut, HoldRelease
 from petportrait.lifecycle.sweeper import interval
+from petportrait.paging import Page, PageQuery, page_list
 from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep, bearer_value, require_role
 from petportrait.web.streaming import export_zip_response
 
@@ -25,16 +25,11 @@ metrics_router = APIRouter(tags=["ops"])
 AdminUser = Annotated[User, require_role(Role.ADMIN)]
 
 
-@router.get("/me/deletions", response_model=list[DeletionOut])
-def my_deletions(
-    user: CurrentUser,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: datetime | None = None,
-) -> list[DeletionOut]:
-    """Deletion receipts: what of yours was deleted, why and when (newest first; page with `before`)."""
-    stones = service.list_deletions(session, owner_id=user.id, limit=limit, before=before)
-    return [DeletionOut.model_validate(s) for s in stones]
+@router.get("/me/deletions", response_model=Page[DeletionOut])
+def my_deletions(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[DeletionOut]:
+    """Deletion receipts: what of yours was deleted, why and when (newest first, paged)."""
+    stones, cursor = service.list_deletions(session, owner_id=user.id, page=page)
+    return Page(items=[DeletionOut.model_validate(s) for s in stones], next_cursor=cursor)
 
 
 @router.delete("/me/items/{kind}/{item_id}", response_model=DeletionOut)
@@ -108,10 +103,13 @@ def place_hold(body: HoldCreate, admin: AdminUser, session: SessionDep) -> HoldO
     return hold_out(hold)
 
 
-@admin_router.get("/holds", response_model=list[HoldOut])
-def list_holds(admin: AdminUser, session: SessionDep, active: bool = False) -> list[HoldOut]:
-    """Legal holds, newest first (only those in force with ?active=true)."""
-    return [hold_out(h) for h in holds.list_holds(session, active_only=active)]
+@admin_router.get("/holds", response_model=Page[HoldOut])
+def list_holds(admin: AdminUser, session: SessionDep, page: PageQuery, active: bool = False) -> Page[HoldOut]:
+    """Legal holds, newest first (only those in force with ?active=true), paged."""
+    rows, cursor = page_list(
+        holds.list_holds(session, active_only=active), key=lambda h: (h.placed_at, h.id), page=page
+    )
+    return Page(items=[hold_out(h) for h in rows], next_cursor=cursor)
 
 
 @admin_router.post("/holds/{hold_id}/release", response_model=HoldOut)

@@ -17,6 +17,7 @@ from petportrait.db import new_id
 from petportrait.errors import NotFound, TooManyRequests
 from petportrait.lifecycle import policy
 from petportrait.lifecycle import service as lifecycle_service
+from petportrait.paging import PageParams, page_query
 from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.settings import Settings
@@ -86,6 +87,21 @@ def create_pet(session: Session, *, owner_id: str, name: str, species: Species, 
 def list_pets(session: Session, *, owner_id: str) -> list[Pet]:
     """The owner's pets, oldest first."""
     return list(session.scalars(select(Pet).where(Pet.owner_id == owner_id).order_by(Pet.created_at, Pet.id)))
+
+
+def page_pets(session: Session, *, owner_id: str, page: PageParams) -> tuple[list[Pet], str | None]:
+    """One page of the owner's pets, oldest first."""
+    query = select(Pet).where(Pet.owner_id == owner_id)
+    return page_query(session, query, stamp=Pet.created_at, ident=Pet.id, page=page, descending=False)
+
+
+def page_photos(
+    session: Session, *, owner_id: str, pet_id: str, page: PageParams
+) -> tuple[list[Photo], str | None]:
+    """One page of a pet's unexpired photos, oldest first."""
+    get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    query = live_photos_query().where(Photo.pet_id == pet_id)
+    return page_query(session, query, stamp=Photo.uploaded_at, ident=Photo.id, page=page, descending=False)
 
 
 def get_pet(session: Session, *, owner_id: str, pet_id: str) -> Pet:

@@ -18,6 +18,7 @@ from petportrait.errors import Conflict, Gone, InvalidInput, NotFound
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job, JobKind, JobState
 from petportrait.ml.styles import UnknownStyle, get_style
+from petportrait.paging import PageParams, page_query
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
 from petportrait.portraits import quotas
@@ -296,6 +297,29 @@ def get_render(session: Session, *, owner_id: str, render_id: str) -> Render:
     if render_expired(render):
         raise Gone("This portrait passed its 30-day period and was deleted.", code="render_expired")
     return render
+
+
+def page_models(
+    session: Session, *, owner_id: str, pet_id: str, page: PageParams
+) -> tuple[list[PetModel], str | None]:
+    """One page of a pet's models that have not expired, newest first."""
+    pets_service.get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    from petportrait.lifecycle import policy
+
+    query = select(PetModel).where(PetModel.pet_id == pet_id, policy.live_clause(PetModel))
+    return page_query(session, query, stamp=PetModel.created_at, ident=PetModel.id, page=page)
+
+
+def page_renders(
+    session: Session, *, owner_id: str, page: PageParams, pet_id: str | None = None
+) -> tuple[list[Render], str | None]:
+    """One page of the owner's renders that have not expired, newest first."""
+    from petportrait.lifecycle import policy
+
+    query = select(Render).where(Render.owner_id == owner_id, policy.live_clause(Render))
+    if pet_id is not None:
+        query = query.where(Render.pet_id == pet_id)
+    return page_query(session, query, stamp=Render.created_at, ident=Render.id, page=page)
 
 
 def list_renders(session: Session, *, owner_id: str, pet_id: str | None = None) -> list[Render]:

@@ -10,6 +10,7 @@ from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.lifecycle.sweeper import interval
+from petportrait.paging import MAX_LIMIT, PageParams
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service as portraits_service
 from petportrait.web.deps import SESSION_COOKIE
@@ -61,7 +62,9 @@ def _data_context(page: Page) -> dict[str, Any]:
     ]
     return {
         "pets": pets,
-        "receipts": lifecycle_service.list_deletions(page.session, owner_id=user.id, limit=200),
+        "receipts": lifecycle_service.list_deletions(
+            page.session, owner_id=user.id, page=PageParams(limit=MAX_LIMIT)
+        )[0],
         "tokens": sessions,
         "kind_labels": KIND_LABELS,
         "reason_labels": REASON_LABELS,

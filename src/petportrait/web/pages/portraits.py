@@ -255,13 +255,16 @@ def _stream(page: Page, key: str) -> Iterator[bytes]:
 
 @router.get("/portraits/{render_id}/image")
 def portrait_image(render_id: str, page: PageDep) -> Response:
-    """The portrait, shown in the page."""
+    """The portrait, shown in the page; refused (451) once its licence is revoked, like every other door."""
     render = _ready_render(page, render_id)
     assert render.storage_key is not None
+    downloads.ensure_licence(page.session, render=render, settings=page.settings)
+    page.session.commit()
     return StreamingResponse(
         _stream(page, render.storage_key),
         media_type=render.content_type or "image/png",
-        headers={"Cache-Control": "private, max-age=600"},
+        # revalidated on each view, so that a revocation takes effect at once, not after a cached copy
+        headers={"Cache-Control": "private, no-cache"},
     )
 
 
