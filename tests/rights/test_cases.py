@@ -123,7 +123,9 @@ def test_cured_on_day_13_keeps_the_rights(
     assert client.post("/api/v1/staff/cases/enforce", headers=ts).json() == {"revoked": 0}
     assert client.get(f"/api/v1/licences/{licence_id}").json()["status"] == "active"
     assert client.get(f"/api/v1/renders/{items.render_id}/content", headers=person).status_code == 200
-    kinds = [e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()["items"][0]["timeline"]]
+    kinds = [
+        e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()["items"][0]["timeline"]
+    ]
     assert kinds == ["opened", "notice_sent", "owner_replied", "cured"]
 
 
@@ -202,7 +204,9 @@ def test_an_appeal_reopens_the_case_and_reinstating_restores_the_licence(
     assert decided.status_code == 200 and decided.json()["state"] == "dismissed"
     assert client.get(f"/api/v1/licences/{licence_id}").json()["status"] == "active"
     assert client.get(f"/api/v1/renders/{items.render_id}/content", headers=person).status_code == 200
-    timeline = [e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()["items"][0]["timeline"]]
+    timeline = [
+        e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()["items"][0]["timeline"]
+    ]
     assert timeline == ["opened", "revoked", "appealed", "decided_reinstate"]
     audited = {e.action for e in audit_entries(services, action="case.appealed")}
     assert audited == {"case.appealed"}

@@ -487,6 +487,9 @@ def _register() -> None:
 
     export.register_section("consent_receipts", export_receipts)
     lifecycle_service.register_erasure_hook("consent.withdraw_all", withdraw_all_on_erasure)
+    from petportrait.consent import support
+
+    lifecycle_service.register_erasure_hook("consent.close_support_cases", support.close_all_on_erasure)
 
 
 _register()
