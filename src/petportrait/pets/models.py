@@ -32,7 +32,10 @@ class Photo(IdMixin, Base):
     """A sanitised photo: metadata stripped, re-encoded; kept until expires_at (uploaded_at + 30 days)."""
 
     __tablename__ = "photos"
-    __table_args__ = (Index("ix_photos_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_photos_expires_at", "expires_at"),
+        Index("ix_photos_pet_id_source_sha256", "pet_id", "source_sha256"),
+    )
 
     pet_id: Mapped[str] = mapped_column(ForeignKey("pets.id", ondelete="CASCADE"), index=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -44,5 +47,7 @@ class Photo(IdMixin, Base):
     height: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     phash: Mapped[str] = mapped_column(String(16))
+    # SHA-256 of the bytes as uploaded (before sanitising): a byte-identical re-upload is refused undecoded.
+    source_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     uploaded_at: Mapped[datetime]
     expires_at: Mapped[datetime]

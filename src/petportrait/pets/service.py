@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ from petportrait.errors import NotFound, TooManyRequests
 from petportrait.lifecycle import policy
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.paging import PageParams, page_query
-from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
+from petportrait.pets.imaging import (
+    DecodeBudget,
+    PhotoRejected,
+    is_near_duplicate,
+    sanitize_photo,
+    validate_filename,
+)
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -52,6 +59,7 @@ class UploadLimits:
     max_pixels: int
     max_photos: int
     retention: timedelta
+    request_pixels: int = 200_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadLimits:
@@ -63,6 +71,7 @@ class UploadLimits:
             max_pixels=sec.max_photo_pixels,
             max_photos=sec.max_photos_per_pet,
             retention=timedelta(days=settings.retention.photo_days),
+            request_pixels=settings.quotas.upload_pixels_per_request,
         )
 
 
@@ -158,6 +167,10 @@ def upload_photos(
     now = utcnow()
     existing = list(session.scalars(live_photos_query(now=now).where(Photo.pet_id == pet.id)))
     hashes = [(p.sha256, p.phash) for p in existing]
+    # Byte-identical files are refused by the hash of their raw bytes, before any decoding: against the
+    # pet's photos (as uploaded, or as stored) and against earlier files of this request.
+    seen_raw = {p.source_sha256 for p in existing if p.source_sha256} | {p.sha256 for p in existing}
+    budget = DecodeBudget(limits.request_pixels)  # pixels this request may still decode, all files together
     room = limits.max_photos - len(existing)
     outcomes: list[FileOutcome] = []
     written: list[str] = []
@@ -173,6 +186,18 @@ def upload_photos(
                         "too_many_photos",
                         f"A pet can have at most {limits.max_photos} photos; delete some first.",
                     )
+                if len(incoming.data) > limits.max_bytes:
+                    raise PhotoRejected(
+                        "file_too_large",
+                        f"The file is larger than the limit of {limits.max_bytes:,} bytes.",
+                    )
+                raw_sha = hashlib.sha256(incoming.data).hexdigest()
+                if raw_sha in seen_raw:
+                    raise PhotoRejected(
+                        "duplicate_photo",
+                        "This file is byte for byte the same as a photo already uploaded (or sent twice).",
+                    )
+                seen_raw.add(raw_sha)
                 clean = sanitize_photo(
                     incoming.data,
                     filename=incoming.filename,
@@ -180,7 +205,9 @@ def upload_photos(
                     max_bytes=limits.max_bytes,
                     min_side=limits.min_side,
                     max_pixels=limits.max_pixels,
+                    decode_budget=budget,
                 )
+
                 for sha, ph in hashes:
                     if sha == clean.sha256 or is_near_duplicate(ph, clean.phash):
                         raise PhotoRejected(
@@ -201,6 +228,7 @@ def upload_photos(
                 height=clean.height,
                 sha256=clean.sha256,
                 phash=clean.phash,
+                source_sha256=raw_sha,
                 uploaded_at=now,
                 expires_at=now + limits.retention,
             )

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from petportrait.errors import InvalidInput
 from petportrait.lifecycle import audit
+from petportrait.multipart import CappedUploadRoute
 from petportrait.paging import Page, PageQuery
 from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
@@ -17,7 +18,7 @@ from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, Upl
 from petportrait.web.deps import BlobsDep, CurrentUser, SessionDep, SettingsDep
 from petportrait.web.streaming import iter_chunks
 
-router = APIRouter(tags=["pets"])
+router = APIRouter(tags=["pets"], route_class=CappedUploadRoute)
 
 
 def pet_out(pet: Pet, photo_count: int = 0) -> PetOut:
