@@ -78,8 +78,8 @@ def _live_tokens(session: Session, token_ids: set[str]) -> set[str]:
     return accounts_service.live_token_ids(session, token_ids=token_ids)
 
 
-def event_hub(request: Request, services: ServicesDep) -> JobEventHub:
-    """The app's shared job pollers (made on first use, on the event loop)."""
+async def event_hub(request: Request, services: ServicesDep) -> JobEventHub:
+    """The app's shared job pollers (made on first use, on the event loop: async, so never in a thread)."""
     hub: JobEventHub | None = getattr(request.app.state, "job_event_hub", None)
     if hub is None:
         quotas = services.settings.quotas
