@@ -97,3 +97,20 @@ def test_another_persons_job_stream_is_not_found(short_streams: Services, base: 
     response = httpx.get(f"{base}/api/v1/jobs/{owner.job_ids[0]}/events", headers=other.headers, timeout=10)
     assert response.status_code == 404
     assert httpx.get(f"{base}/api/v1/jobs/{owner.job_ids[0]}/events", timeout=10).status_code == 401
+
+
+def test_a_quiet_stream_carries_keep_alive_comments(
+    short_streams: Services, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from petportrait.jobs import views as job_views
+
+    monkeypatch.setattr(job_views, "KEEPALIVE_SECONDS", 0.5)
+    (account,) = make_accounts(short_streams, accounts=1, jobs_each=1)
+    seen = b""
+    url = f"{base}/api/v1/jobs/{account.job_ids[0]}/events"
+    with httpx.stream("GET", url, headers=account.headers, timeout=10) as response:
+        for chunk in response.iter_raw():
+            seen += chunk
+            if b": keep-alive" in seen:
+                break
+    assert seen.startswith(b"retry: 2000\n\nevent: progress\n") and b": keep-alive\n\n" in seen

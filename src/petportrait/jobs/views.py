@@ -157,6 +157,7 @@ async def _stream(sub: Subscription, *, max_seconds: float) -> AsyncIterator[byt
     deadline = loop.time() + max_seconds
     last_fraction = -1.0
     last_state = ""
+    last_sent = loop.time()
     yield f"retry: {RECONNECT_MS}\n\n".encode()
     while True:
         left = deadline - loop.time()
@@ -167,8 +168,11 @@ async def _stream(sub: Subscription, *, max_seconds: float) -> AsyncIterator[byt
         try:
             item = await asyncio.wait_for(sub.queue.get(), timeout=min(KEEPALIVE_SECONDS, left))
         except TimeoutError:
-            if deadline - loop.time() > 0:
-                yield b": keep-alive\n\n"
+            item = None
+        if loop.time() - last_sent >= KEEPALIVE_SECONDS and deadline > loop.time():
+            last_sent = loop.time()  # nothing said for a while: a comment keeps proxies from closing us
+            yield b": keep-alive\n\n"
+        if item is None:
             continue
         if isinstance(item, BaseException):
             yield _sse("reconnect", {"id": sub.job_id, "reason": "unavailable", "retry_ms": RECONNECT_MS})
@@ -189,7 +193,8 @@ async def _stream(sub: Subscription, *, max_seconds: float) -> AsyncIterator[byt
             return
         if fraction > last_fraction or state != last_state:
             if fraction < last_fraction:  # a retry restarts its steps: never show a step back
-                data["progress"]["fraction"] = last_fraction
+                data = {**data, "progress": {**data["progress"], "fraction": last_fraction}}  # shared: copy
             last_fraction = max(last_fraction, fraction)
             last_state = state
+            last_sent = loop.time()
             yield _sse("progress", data)
