@@ -172,6 +172,23 @@ class LimitsSettings(BaseModel):
         return self
 
 
+class QuotaSettings(BaseModel):
+    """Bounded work per account: what one person may have waiting, running or open at once.
+
+    Beyond a quota the API answers 429 problem+json with Retry-After and a sentence.
+    """
+
+    images_pending_per_account: int = Field(default=32, ge=1)  # renders waiting or rendering
+    trainings_running_per_account: int = Field(default=2, ge=1)  # trainings waiting or running
+    pets_per_account: int = Field(default=20, ge=1)
+    event_streams_per_account: int = Field(default=4, ge=1)  # open GET /jobs/{id}/events per process
+    event_stream_max_seconds: float = Field(default=300.0, gt=0)  # then the client is told to reconnect
+    event_poll_seconds: float = Field(default=0.5, gt=0)  # one shared poll per job
+    # Total pixels one upload request may decode (all its files together); later files are rejected.
+    upload_pixels_per_request: int = Field(default=200_000_000, ge=1)
+    retry_after_seconds: int = Field(default=30, ge=1)  # what a 429 tells the client to wait
+
+
 class RightsSettings(BaseModel):
     """Consent and rights: the cure period of content-policy cases, prompt screening, the C2PA signing key.
 
@@ -270,6 +287,7 @@ class Settings(BaseSettings):
     rights: RightsSettings = Field(default_factory=RightsSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

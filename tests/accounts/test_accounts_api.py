@@ -107,7 +107,7 @@ def test_expired_token_is_refused(client: TestClient, frozen_clock: Clock) -> No
 def test_tokens_are_listed_and_revocable_only_by_their_owner(client: TestClient) -> None:
     alice = sign_up(client, "l@example.com")
     bob = sign_up(client, "m@example.com")
-    tokens = client.get("/api/v1/me/tokens", headers=alice).json()
+    tokens = client.get("/api/v1/me/tokens", headers=alice).json()["items"]
     assert len(tokens) == 1 and "token_hash" not in tokens[0]
     assert client.delete(f"/api/v1/me/tokens/{tokens[0]['id']}", headers=bob).status_code == 404
     assert client.get("/api/v1/me", headers=alice).status_code == 200

@@ -43,7 +43,7 @@ def _setup(client: TestClient, services: Services) -> tuple[dict[str, str], dict
 
 
 def _grant_first(client: TestClient, person: dict[str, str]) -> dict[str, Any]:
-    inbox = client.get("/api/v1/me/consent-requests", headers=person).json()
+    inbox = client.get("/api/v1/me/consent-requests", headers=person).json()["items"]
     request = inbox[0]
     item = request["items"][0]
     response = client.post(
@@ -62,7 +62,7 @@ def test_grant_gives_a_receipt_whose_fields_match_what_was_shown_and_a_library_c
     filed = _file(client, marketer, [("render", items.render_id), ("photo", items.photo_id)])
     assert filed.status_code == 201, filed.text
 
-    inbox = client.get("/api/v1/me/consent-requests", headers=person).json()
+    inbox = client.get("/api/v1/me/consent-requests", headers=person).json()["items"]
     assert len(inbox) == 1
     shown = inbox[0]
     assert shown["channels"] == ["website", "social"]
@@ -95,7 +95,7 @@ def test_grant_gives_a_receipt_whose_fields_match_what_was_shown_and_a_library_c
     assert receipt["collectionMethod"] == receipt["method"] and "explicit grant" in receipt["method"]
     assert receipt["piiPrincipalId"].startswith("pp-") and "example.com" not in json.dumps(receipt)
 
-    assets = client.get("/api/v1/marketing/assets", headers=marketer).json()
+    assets = client.get("/api/v1/marketing/assets", headers=marketer).json()["items"]
     assert [(a["kind"], a["consent_id"]) for a in assets] == [("render", consent["id"])]
     content = client.get(assets[0]["content_url"], headers=marketer)
     assert content.status_code == 200 and content.content.startswith(b"\x89PNG")
@@ -114,8 +114,8 @@ def test_grant_gives_a_receipt_whose_fields_match_what_was_shown_and_a_library_c
         headers=person,
     )
     assert again.status_code == 409 and again.json()["code"] == "already_answered"
-    assert len(client.get("/api/v1/marketing/assets", headers=marketer).json()) == 1
-    answered = client.get("/api/v1/staff/marketing/requests", headers=marketer).json()[0]
+    assert len(client.get("/api/v1/marketing/assets", headers=marketer).json()["items"]) == 1
+    answered = client.get("/api/v1/staff/marketing/requests", headers=marketer).json()["items"][0]
     assert sorted(i["decision"] for i in answered["items"]) == ["declined", "granted"]
 
 
@@ -141,7 +141,7 @@ def test_marketing_access_to_an_unconsented_item_is_refused_and_audited(
         ("marketing", items.render_id),
     }
     assert all(e.purpose == "marketing" for e in refused)
-    assert client.get("/api/v1/marketing/assets", headers=marketer).json() == []
+    assert client.get("/api/v1/marketing/assets", headers=marketer).json()["items"] == []
     # people and other staff do not reach the library at all
     support = staff(client, services, Role.SUPPORT)
     for headers in (person, support):
@@ -170,7 +170,7 @@ def test_withdrawal_removes_the_copy_from_the_library_and_its_export(
     person, marketer, items = _setup(client, services)
     _file(client, marketer, [("render", items.render_id)])
     consent = _grant_first(client, person)["consent"]
-    copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()[0]["id"]
+    copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()["items"][0]["id"]
     names, entries = _export_names(client, marketer)
     assert [e["id"] for e in entries] == [copy_id] and any(copy_id in n for n in names)
     with session_scope(services.session_factory) as session:
@@ -183,7 +183,7 @@ def test_withdrawal_removes_the_copy_from_the_library_and_its_export(
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
     assert not withdrawn.json()["in_library"]
 
-    assert client.get("/api/v1/marketing/assets", headers=marketer).json() == []
+    assert client.get("/api/v1/marketing/assets", headers=marketer).json()["items"] == []
     names, entries = _export_names(client, marketer)
     assert entries == [] and names == ["manifest.json"]
     assert not services.blobs.exists(key) and not exists(services, MarketingCopy, copy_id)
@@ -191,10 +191,10 @@ def test_withdrawal_removes_the_copy_from_the_library_and_its_export(
     assert gone.status_code == 404
     assert client.get(f"/api/v1/staff/items/render/{items.render_id}", headers=marketer).status_code == 404
     # the person keeps the receipt (marked withdrawn) and a deletion receipt for the copy
-    mine = client.get("/api/v1/me/consents", headers=person).json()
+    mine = client.get("/api/v1/me/consents", headers=person).json()["items"]
     assert [(c["id"], c["status"]) for c in mine] == [(consent["id"], "withdrawn")]
     assert client.get(consent["receipt_url"], headers=person).status_code == 200
-    deletions = client.get("/api/v1/me/deletions", headers=person).json()
+    deletions = client.get("/api/v1/me/deletions", headers=person).json()["items"]
     assert any(d["id"] == copy_id and d["kind"] == "marketing" for d in deletions)
     # the person's own export lists the receipt as withdrawn and no library copy
     export = client.post("/api/v1/me/export", headers=person)
@@ -214,7 +214,7 @@ def test_a_held_copy_is_hidden_at_withdrawal_and_swept_once_the_hold_ends(
     person, marketer, items = _setup(client, services)
     _file(client, marketer, [("render", items.render_id)])
     consent = _grant_first(client, person)["consent"]
-    copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()[0]["id"]
+    copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()["items"][0]["id"]
     admin = staff(client, services, Role.ADMIN)
     with session_scope(services.session_factory) as session:
         hold = holds.place_hold(
@@ -230,7 +230,7 @@ def test_a_held_copy_is_hidden_at_withdrawal_and_swept_once_the_hold_ends(
         hold_id = hold.id
     _ = admin
     assert client.post(consent["withdraw_url"], headers=person).status_code == 200
-    assert client.get("/api/v1/marketing/assets", headers=marketer).json() == []
+    assert client.get("/api/v1/marketing/assets", headers=marketer).json()["items"] == []
     assert _export_names(client, marketer)[1] == []
     assert exists(services, MarketingCopy, copy_id)  # held: kept, but out of every list
     sweeper.sweep_once(services.session_factory, services.blobs, settings=services.settings)
@@ -247,10 +247,10 @@ def test_deleting_the_account_withdraws_every_consent_and_the_next_sweep_removes
     person, marketer, items = _setup(client, services)
     _file(client, marketer, [("render", items.render_id), ("photo", items.photo_id)])
     _grant_first(client, person)
-    copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()[0]["id"]
+    copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()["items"][0]["id"]
     reauth = {**person, "X-Current-Password": PASSWORD}
     assert client.request("DELETE", "/api/v1/me", headers=reauth).status_code == 202
-    assert client.get("/api/v1/marketing/assets", headers=marketer).json() == []
+    assert client.get("/api/v1/marketing/assets", headers=marketer).json()["items"] == []
     sweeper.sweep_once(services.session_factory, services.blobs, settings=services.settings)
     assert not exists(services, MarketingCopy, copy_id)
     assert audit_entries(services, action="consent.withdrawn_all")
@@ -273,7 +273,7 @@ def test_requests_are_checked_and_a_changed_notice_cannot_be_granted(
     assert _file(client, marketer, [("model", items.model_id)]).status_code == 422
     assert _file(client, marketer, [("render", "0" * 32)]).status_code == 404
     assert _file(client, marketer, [("render", items.render_id)]).status_code == 201
-    request = client.get("/api/v1/me/consent-requests", headers=person).json()[0]
+    request = client.get("/api/v1/me/consent-requests", headers=person).json()["items"][0]
     stale = client.post(
         f"/api/v1/me/consent-requests/{request['id']}/items/{request['items'][0]['id']}/grant",
         json={"notice_version": "mk-2025-01"},

@@ -69,7 +69,7 @@ def test_support_sees_only_the_named_items_while_the_case_is_open(
     )
     assert opened.status_code == 201, opened.text
     case = opened.json()
-    listed = client.get("/api/v1/staff/support-cases", headers=support).json()
+    listed = client.get("/api/v1/staff/support-cases", headers=support).json()["items"]
     assert [c["id"] for c in listed] == [case["id"]]
 
     seen = client.get(f"/api/v1/staff/items/model/{items.model_id}", headers=support)
@@ -90,7 +90,7 @@ def test_support_sees_only_the_named_items_while_the_case_is_open(
     # ends after 7 days at most
     frozen_clock.advance(timedelta(days=7))
     assert client.get(f"/api/v1/staff/items/model/{items.model_id}", headers=support).status_code == 404
-    assert client.get("/api/v1/staff/support-cases", headers=support).json() == []
+    assert client.get("/api/v1/staff/support-cases", headers=support).json()["items"] == []
 
 
 def test_closing_a_support_case_ends_access_at_once(client: TestClient, services: Services) -> None:
@@ -123,7 +123,7 @@ def test_trust_and_safety_see_an_item_only_while_a_case_about_it_is_open(
     person = sign_up(client, "owner@example.com")
     items = add_items(services, user_id(services, "owner@example.com"))
     client.get(f"/api/v1/renders/{items.render_id}/content", headers=person)
-    licence_id = client.get("/api/v1/me/licences", headers=person).json()[0]["id"]
+    licence_id = client.get("/api/v1/me/licences", headers=person).json()["items"][0]["id"]
     ts = staff(client, services, Role.TRUST_SAFETY)
     path = f"/api/v1/staff/items/render/{items.render_id}/content"
     assert client.get(path, headers=ts).status_code == 404

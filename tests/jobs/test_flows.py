@@ -120,7 +120,7 @@ def _whole_flow(stack: Stack) -> None:
         assert content.status_code == 200 and content.headers["content-type"] == "image/png"
         with Image.open(io.BytesIO(content.content)) as image:
             assert image.size == (64, 64)
-    listed = stack.client.get("/api/v1/renders", params={"pet_id": pet_id}, headers=alice).json()
+    listed = stack.client.get("/api/v1/renders", params={"pet_id": pet_id}, headers=alice).json()["items"]
     assert {r["id"] for r in listed} == {r["id"] for r in asked["renders"]}
     # the training's scratch copies of the photos are gone once the job ended
     assert not any(p.is_file() for p in (stack.data_dir / "scratch").rglob("*"))

@@ -90,7 +90,7 @@ def test_a_person_deletes_any_item_at_once_and_sees_the_receipts(
     assert client.delete("/api/v1/me/items/thumbnail/x", headers=alice).json()["code"] == "unknown_kind"
 
     assert [b.key for b in services.blobs.list("")] == []
-    receipts = client.get("/api/v1/me/deletions", headers=alice).json()
+    receipts = client.get("/api/v1/me/deletions", headers=alice).json()["items"]
     assert sorted((r["kind"], r["id"]) for r in receipts) == sorted(
         [("photo", photo["id"]), ("model", model_id), ("render", render_id)]
     )
@@ -99,8 +99,8 @@ def test_a_person_deletes_any_item_at_once_and_sees_the_receipts(
     photo_receipt = next(r for r in receipts if r["kind"] == "photo")
     assert photo_receipt["sha256"] == photo["sha256"]
     assert photo_receipt["expires_at"] == photo["expires_at"]
-    assert client.get("/api/v1/me/deletions", headers=bob).json() == []
-    assert len(client.get("/api/v1/me/deletions?limit=1", headers=alice).json()) == 1
+    assert client.get("/api/v1/me/deletions", headers=bob).json()["items"] == []
+    assert len(client.get("/api/v1/me/deletions?limit=1", headers=alice).json()["items"]) == 1
     with services.session_factory() as session:
         deleted = session.scalars(
             select(AuditEntry.subject_id).where(AuditEntry.action == "item.deleted")
@@ -153,7 +153,7 @@ def test_a_legal_hold_suspends_deletion_until_it_is_released(
     assert services.blobs.exists(f"photos/{hold['owner_id']}/{pet_id}/{photo['id']}.jpg")
     gone = client.get(photo["content_url"], headers=alice)  # held, but hidden from the person once expired
     assert gone.status_code == 410 and gone.json()["code"] == "photo_expired"
-    listed = client.get("/api/v1/admin/holds?active=true", headers=admin).json()
+    listed = client.get("/api/v1/admin/holds?active=true", headers=admin).json()["items"]
     assert [h["id"] for h in listed] == [hold["id"]]
 
     released = client.post(
@@ -205,7 +205,7 @@ def test_deleting_the_account_signs_out_and_the_next_sweep_removes_everything(
     report = sweep(services, now + timedelta(seconds=60))
     assert report.purged == {"render": 1, "model": 1, "photo": 2}
     assert [b.key for b in services.blobs.list("")] == bob_blobs
-    assert len(client.get(f"/api/v1/pets/{bob_pet}/photos", headers=bob).json()) == 1
+    assert len(client.get(f"/api/v1/pets/{bob_pet}/photos", headers=bob).json()["items"]) == 1
     with services.session_factory() as session:
         assert session.get(Pet, pet_id) is None
         assert session.scalars(select(AuditEntry.action).where(AuditEntry.action == "account.deleted")).one()

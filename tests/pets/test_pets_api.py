@@ -48,7 +48,7 @@ def stored_state(services: Services) -> tuple[int, list[str]]:
 
 def test_create_list_get_delete_pet(client: TestClient, alice: dict[str, str]) -> None:
     pet_id = make_pet(client, alice, "Mittens", "cat")
-    listed = client.get("/api/v1/pets", headers=alice).json()
+    listed = client.get("/api/v1/pets", headers=alice).json()["items"]
     assert [p["id"] for p in listed] == [pet_id]
     assert client.get(f"/api/v1/pets/{pet_id}", headers=alice).json()["species"] == "cat"
     assert client.delete(f"/api/v1/pets/{pet_id}", headers=alice).status_code == 204
@@ -78,7 +78,7 @@ def test_upload_several_real_photos_sets_expiry_30_days(
         expires = datetime.fromisoformat(photo["expires_at"])
         assert uploaded == now
         assert expires - uploaded == timedelta(days=30)
-    listed = client.get(f"/api/v1/pets/{pet_id}/photos", headers=alice).json()
+    listed = client.get(f"/api/v1/pets/{pet_id}/photos", headers=alice).json()["items"]
     assert len(listed) == 4
     assert stored_state(services)[0] == 4
     assert all(key.startswith("photos/") for key in stored_state(services)[1])
@@ -288,9 +288,9 @@ def test_expired_photo_is_hidden_at_once_and_gone_from_its_link(
     photo = upload(client, alice, pet_id, ("a.jpg", pet_photos("cat")[3].read_bytes(), "image/jpeg")).json()
     photo_id = photo["results"][0]["photo"]["id"]
     frozen_clock.advance(timedelta(days=30) - timedelta(seconds=1))
-    assert len(client.get(f"/api/v1/pets/{pet_id}/photos", headers=alice).json()) == 1
+    assert len(client.get(f"/api/v1/pets/{pet_id}/photos", headers=alice).json()["items"]) == 1
     frozen_clock.advance(timedelta(seconds=1))
-    assert client.get(f"/api/v1/pets/{pet_id}/photos", headers=alice).json() == []
+    assert client.get(f"/api/v1/pets/{pet_id}/photos", headers=alice).json()["items"] == []
     gone = client.get(f"/api/v1/photos/{photo_id}/content", headers=alice)
     assert gone.status_code == 410 and gone.json()["code"] == "photo_expired"
 
@@ -314,7 +314,7 @@ def test_another_persons_ids_are_404_on_every_path(
     for response in attempts:
         assert response.status_code == 404, (response.request.url, response.text)
         assert response.json()["code"] in {"pet_not_found", "photo_not_found"}
-    assert client.get("/api/v1/pets", headers=bob).json() == []
+    assert client.get("/api/v1/pets", headers=bob).json()["items"] == []
     assert stored_state(services)[0] == 1
     assert client.get(f"/api/v1/photos/{photo_id}/content", headers=alice).status_code == 200
 

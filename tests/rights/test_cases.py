@@ -22,7 +22,7 @@ def _licensed(client: TestClient, services: Services) -> tuple[dict[str, str], A
     items = add_items(services, user_id(services, "owner@example.com"))
     response = client.get(f"/api/v1/renders/{items.render_id}/content", headers=person)
     assert response.status_code == 200
-    licence_id = client.get("/api/v1/me/licences", headers=person).json()[0]["id"]
+    licence_id = client.get("/api/v1/me/licences", headers=person).json()["items"][0]["id"]
     return person, items, licence_id
 
 
@@ -92,7 +92,7 @@ def test_reports_by_licence_id_or_link_from_anyone(client: TestClient, services:
     ] == ("report_target_unknown")
     assert client.post("/api/v1/reports", json={"licence_id": licence_id, "reason": "meh"}).status_code == 422
     ts = staff(client, services, Role.TRUST_SAFETY)
-    assert len(client.get("/api/v1/staff/reports", headers=ts).json()) == 2
+    assert len(client.get("/api/v1/staff/reports", headers=ts).json()["items"]) == 2
     marketer = staff(client, services, Role.MARKETING)
     assert client.get("/api/v1/staff/reports", headers=marketer).status_code == 404
 
@@ -103,7 +103,7 @@ def test_cured_on_day_13_keeps_the_rights(
     person, items, licence_id = _licensed(client, services)
     ts = staff(client, services, Role.TRUST_SAFETY)
     case = _case_with_notice(client, ts, licence_id)
-    notices = client.get("/api/v1/me/notices", headers=person).json()
+    notices = client.get("/api/v1/me/notices", headers=person).json()["items"]
     assert len(notices) == 1
     notice = notices[0]
     statement = notice["statement"]
@@ -123,7 +123,9 @@ def test_cured_on_day_13_keeps_the_rights(
     assert client.post("/api/v1/staff/cases/enforce", headers=ts).json() == {"revoked": 0}
     assert client.get(f"/api/v1/licences/{licence_id}").json()["status"] == "active"
     assert client.get(f"/api/v1/renders/{items.render_id}/content", headers=person).status_code == 200
-    kinds = [e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()[0]["timeline"]]
+    kinds = [
+        e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()["items"][0]["timeline"]
+    ]
     assert kinds == ["opened", "notice_sent", "owner_replied", "cured"]
 
 
@@ -148,7 +150,7 @@ def test_uncured_by_day_15_revokes_the_licence_and_refuses_downloads(
     assert "Revoked" in client.get(f"/licences/{licence_id}").text
     late = client.post(f"/api/v1/staff/cases/{case['id']}/cured", json={}, headers=ts)
     assert late.status_code == 409 and late.json()["code"] == "case_not_curable"
-    notices = client.get("/api/v1/me/notices", headers=person).json()
+    notices = client.get("/api/v1/me/notices", headers=person).json()["items"]
     assert notices[0]["kind"] == "revocation"
     assert "appeal" in notices[0]["how_to_appeal"].lower()
     actions = [e.action for e in audit_entries(services, action="case.revoked", subject_id=items.render_id)]
@@ -170,7 +172,7 @@ def test_clearly_illegal_revokes_at_once_with_notice(client: TestClient, service
         marked.status_code == 200 and marked.json()["state"] == "revoked" and marked.json()["clearly_illegal"]
     )
     assert client.get(f"/api/v1/renders/{items.render_id}/content", headers=person).status_code == 451
-    notice = client.get("/api/v1/me/notices", headers=person).json()[0]
+    notice = client.get("/api/v1/me/notices", headers=person).json()["items"][0]
     assert notice["kind"] == "revocation" and "at once" in notice["statement"]["consequence"]
     assert notice["statement"]["facts"] == "Clearly abusive."
 
@@ -186,7 +188,7 @@ def test_an_appeal_reopens_the_case_and_reinstating_restores_the_licence(
         headers=ts,
     ).json()
     client.post(f"/api/v1/staff/cases/{opened['id']}/clearly-illegal", json={"facts": "x"}, headers=ts)
-    notice_id = client.get("/api/v1/me/notices", headers=person).json()[0]["id"]
+    notice_id = client.get("/api/v1/me/notices", headers=person).json()["items"][0]["id"]
     appealed = client.post(
         f"/api/v1/me/notices/{notice_id}/appeal",
         json={"statement": "It is a painting of a cat."},
@@ -202,7 +204,9 @@ def test_an_appeal_reopens_the_case_and_reinstating_restores_the_licence(
     assert decided.status_code == 200 and decided.json()["state"] == "dismissed"
     assert client.get(f"/api/v1/licences/{licence_id}").json()["status"] == "active"
     assert client.get(f"/api/v1/renders/{items.render_id}/content", headers=person).status_code == 200
-    timeline = [e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()[0]["timeline"]]
+    timeline = [
+        e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()["items"][0]["timeline"]
+    ]
     assert timeline == ["opened", "revoked", "appealed", "decided_reinstate"]
     audited = {e.action for e in audit_entries(services, action="case.appealed")}
     assert audited == {"case.appealed"}

@@ -122,7 +122,7 @@ def test_the_public_licence_page_and_api_show_pseudonym_hash_and_status(
     person = sign_up(client, "owner@example.com")
     items = add_items(services, user_id(services, "owner@example.com"))
     _download(client, person, items.render_id)
-    mine = client.get("/api/v1/me/licences", headers=person).json()
+    mine = client.get("/api/v1/me/licences", headers=person).json()["items"]
     assert len(mine) == 1
     licence_id = mine[0]["id"]
     public = client.get(f"/api/v1/licences/{licence_id}")  # no sign-in

@@ -304,7 +304,7 @@ def test_a_person_opens_and_closes_a_support_case_from_the_support_page(client: 
         follow_redirects=False,
     )
     assert opened.status_code == 303 and opened.headers["location"] == "/support?opened=1"
-    cases = client.get("/api/v1/me/support-cases", headers={"X-CSRF-Token": token}).json()
+    cases = client.get("/api/v1/me/support-cases", headers={"X-CSRF-Token": token}).json()["items"]
     assert len(cases) == 1 and cases[0]["open"] is True
     assert cases[0]["items"] == [{"kind": "photo", "id": ticks[0].split(":", 1)[1]}]
     shown = client.get("/support?opened=1").text
@@ -334,4 +334,4 @@ def test_a_person_opens_and_closes_a_support_case_from_the_support_page(client: 
     closed = client.post(f"/support/cases/{cases[0]['id']}/close", data={"csrf_token": token})
     assert closed.status_code == 200 and "support can no longer look at its items" in closed.text
     assert "closed " in closed.text and "Close the case now" not in closed.text
-    assert client.get("/api/v1/me/support-cases").json()[0]["open"] is False
+    assert client.get("/api/v1/me/support-cases").json()["items"][0]["open"] is False

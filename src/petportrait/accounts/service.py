@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from petportrait.accounts.models import ApiToken, Role, User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, Forbidden, Unauthorized
+from petportrait.paging import PageParams, page_query
 from petportrait.ratelimit import RateLimiter, account_key
 from petportrait.registry import emit
 
@@ -179,6 +180,12 @@ def list_tokens(session: Session, *, user: User) -> list[ApiToken]:
     )
 
 
+def page_tokens(session: Session, *, user: User, page: PageParams) -> tuple[list[ApiToken], str | None]:
+    """One page of the person's tokens and sessions, newest first."""
+    query = select(ApiToken).where(ApiToken.user_id == user.id)
+    return page_query(session, query, stamp=ApiToken.created_at, ident=ApiToken.id, page=page)
+
+
 def revoke_token(session: Session, *, user: User, token_id: str) -> bool:
     """Revoke one of the person's tokens; False if it is not theirs."""
     token = session.get(ApiToken, token_id)
@@ -223,3 +230,20 @@ def reauthenticate(user: User, password: str | None, *, limiter: RateLimiter, ad
     )
     if not check_password(user, password):
         raise Forbidden("The current password is wrong.", code="reauth_failed")
+
+
+def live_token_ids(session: Session, *, token_ids: set[str]) -> set[str]:
+    """Those of the token ids that are still live: not revoked, not expired, their account not erased."""
+    if not token_ids:
+        return set()
+    rows = session.scalars(
+        select(ApiToken.id)
+        .join(User, User.id == ApiToken.user_id)
+        .where(
+            ApiToken.id.in_(token_ids),
+            ApiToken.revoked_at.is_(None),
+            ApiToken.expires_at > utcnow(),
+            User.deleted_at.is_(None),
+        )
+    )
+    return set(rows)

@@ -21,6 +21,7 @@ from petportrait.accounts.schemas import (
 )
 from petportrait.errors import NotFound
 from petportrait.http import SessionDep, SettingsDep
+from petportrait.paging import Page, PageQuery
 from petportrait.ratelimit import LimiterDep, client_address
 
 router = APIRouter(tags=["accounts"])
@@ -98,12 +99,11 @@ def change_password(
     )
 
 
-@router.get("/me/tokens", response_model=list[TokenInfo])
-def my_tokens(user: CurrentUser, session: SessionDep) -> list[TokenInfo]:
-    """The account's tokens and sessions (never their secrets)."""
-    return [
-        TokenInfo.model_validate(t, from_attributes=True) for t in service.list_tokens(session, user=user)
-    ]
+@router.get("/me/tokens", response_model=Page[TokenInfo])
+def my_tokens(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[TokenInfo]:
+    """The account's tokens and sessions (never their secrets), newest first, paged."""
+    tokens, cursor = service.page_tokens(session, user=user, page=page)
+    return Page(items=[TokenInfo.model_validate(t, from_attributes=True) for t in tokens], next_cursor=cursor)
 
 
 @router.delete("/me/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)

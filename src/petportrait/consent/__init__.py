@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from petportrait.consent import service
+from petportrait.consent import service, support
 from petportrait.consent.models import MarketingCopy
 from petportrait.registry import Registry
 
@@ -21,3 +21,4 @@ def register(registry: Registry) -> None:
     registry.add_item_kind("marketing", MarketingCopy)
     registry.add_export_section("consent_receipts", service.export_receipts)
     registry.add_erasure_hook("consent.withdraw_all", service.withdraw_all_on_erasure)
+    registry.add_erasure_hook("consent.close_support_cases", support.close_all_on_erasure)

@@ -50,12 +50,23 @@ def _basis(session: Session, staff: User, row: Any, kind: str) -> Basis | None:
     return None  # admins and everyone else: least privilege, no standing access
 
 
+def _owner_erased(session: Session, owner_id: str) -> bool:
+    """Whether the item's account was erased: its items are out of staff reach at once, even while a
+    legal hold keeps them from deletion."""
+    owner = session.get(User, owner_id)
+    return owner is None or owner.deleted_at is not None
+
+
 def authorize(session: Session, *, staff: User, kind: str, item_id: str, content: bool) -> tuple[Any, Basis]:
     """The item and the basis on which this staff member may see it; otherwise 404, audited."""
     model = support.SCOPABLE.get(kind)
     row = session.get(model, item_id) if model is not None else None
     basis = None
-    if row is not None and not policy.is_expired(row, settings=settings_of(session)):
+    if (
+        row is not None
+        and not policy.is_expired(row, settings=settings_of(session))
+        and not _owner_erased(session, row.owner_id)
+    ):
         basis = _basis(session, staff, row, kind)
     if row is None or basis is None:
         raise refuse(

@@ -7,7 +7,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
@@ -412,23 +412,46 @@ def withdraw_all_on_erasure(session: Session, user_id: str, actor_id: str | None
 # ---- the marketing library ---------------------------------------------------------------------------
 
 
+def _licence_not_revoked() -> ColumnElement[bool]:
+    """A copy of a portrait whose licence was revoked under the content policy is out of the library."""
+    from petportrait.rights.models import Licence, LicenceStatus
+
+    return ~exists().where(
+        MarketingCopy.source_kind == "render",
+        Licence.render_id == MarketingCopy.source_id,
+        Licence.status == LicenceStatus.REVOKED.value,
+    )
+
+
 def library(session: Session) -> list[tuple[MarketingCopy, Consent]]:
-    """Copies whose consent stands: the only things marketing may use."""
+    """Copies whose consent stands and whose portrait licence is not revoked: all marketing may use."""
+    from petportrait.rights import service as rights_service
+
+    rights_service.settle_due(session)  # a cure deadline that passed revokes before anything is listed
     rows = session.execute(
         select(MarketingCopy, Consent)
         .join(Consent, Consent.id == MarketingCopy.consent_id)
-        .where(Consent.withdrawn_at.is_(None), MarketingCopy.expires_at.is_(None))
+        .where(Consent.withdrawn_at.is_(None), MarketingCopy.expires_at.is_(None), _licence_not_revoked())
         .order_by(MarketingCopy.copied_at, MarketingCopy.id)
     ).all()
     return [(row[0], row[1]) for row in rows]
 
 
 def standing_copy(session: Session, *, copy_id: str) -> tuple[MarketingCopy, Consent] | None:
+    """A library copy marketing may use now: consent standing, portrait licence not revoked."""
+    from petportrait.rights import service as rights_service
+
+    copy = session.get(MarketingCopy, copy_id)
+    if copy is not None and copy.source_kind == "render":
+        rights_service.settle_due(session, subject_id=copy.source_id)
     row = session.execute(
         select(MarketingCopy, Consent)
         .join(Consent, Consent.id == MarketingCopy.consent_id)
         .where(
-            MarketingCopy.id == copy_id, Consent.withdrawn_at.is_(None), MarketingCopy.expires_at.is_(None)
+            MarketingCopy.id == copy_id,
+            Consent.withdrawn_at.is_(None),
+            MarketingCopy.expires_at.is_(None),
+            _licence_not_revoked(),
         )
     ).one_or_none()
     return (row[0], row[1]) if row is not None else None

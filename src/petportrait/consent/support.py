@@ -117,3 +117,29 @@ def case_naming(session: Session, *, owner_id: str, kind: str, item_id: str) -> 
         if {"kind": kind, "id": item_id} in case.items:
             return case
     return None
+
+
+def close_all_on_erasure(session: Session, user_id: str, actor_id: str | None) -> None:
+    """Erasure hook: close every open support case of the account in the erasing transaction, so staff
+    access through them ends at once (not at the next sweep, and not only after a legal hold ends)."""
+    now = utcnow()
+    cases = session.scalars(
+        select(SupportCase).where(SupportCase.owner_id == user_id, SupportCase.closed_at.is_(None))
+    ).all()
+    for case in cases:
+        case.closed_at = now
+    if cases:
+        audit.record_many(
+            session,
+            [
+                audit.AuditEvent(
+                    action="support_case.closed",
+                    actor_id=actor_id,
+                    subject_kind="support_case",
+                    subject_id=case.id,
+                    owner_id=user_id,
+                    purpose="erasure",
+                )
+                for case in cases
+            ],
+        )

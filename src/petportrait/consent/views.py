@@ -20,6 +20,7 @@ from petportrait.consent import access, service, support
 from petportrait.consent.models import Consent, MarketingCopy, MarketingRequest, SupportCase
 from petportrait.consent.schemas import GrantBody, MarketingRequestCreate, SupportCaseCreate
 from petportrait.http import BlobsDep, SessionDep, SettingsDep
+from petportrait.paging import Page, PageQuery, page_list
 from petportrait.retention import audit
 from petportrait.rights import service as rights_service
 
@@ -83,9 +84,12 @@ def _case_out(case: SupportCase) -> dict[str, Any]:
 
 
 @router.get("/me/consent-requests")
-def consent_inbox(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
-    """Marketing requests for your items: what, where, why, and the notice; answer each item."""
-    return [_request_out(session, r) for r in service.inbox(session, owner_id=user.id)]
+def consent_inbox(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[dict[str, Any]]:
+    """Marketing requests for your items: what, where, why, and the notice; answer each item (paged)."""
+    rows, cursor = page_list(
+        service.inbox(session, owner_id=user.id), key=lambda r: (r.created_at, r.id), page=page
+    )
+    return Page(items=[_request_out(session, r) for r in rows], next_cursor=cursor)
 
 
 @router.post("/me/consent-requests/{request_id}/items/{item_id}/grant", status_code=201)
@@ -120,9 +124,12 @@ def decline_item(request_id: str, item_id: str, user: CurrentUser, session: Sess
 
 
 @router.get("/me/consents")
-def my_consents(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
-    """Your consents, standing and withdrawn."""
-    return [_consent_out(session, c) for c in service.consents_of(session, owner_id=user.id)]
+def my_consents(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[dict[str, Any]]:
+    """Your consents, standing and withdrawn, newest first (paged)."""
+    rows, cursor = page_list(
+        service.consents_of(session, owner_id=user.id), key=lambda c: (c.granted_at, c.id), page=page
+    )
+    return Page(items=[_consent_out(session, c) for c in rows], next_cursor=cursor)
 
 
 @router.post("/me/consents/{consent_id}/withdraw")
@@ -163,9 +170,12 @@ def open_support_case(
 
 
 @router.get("/me/support-cases")
-def my_support_cases(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
-    """Your support cases."""
-    return [_case_out(c) for c in support.cases_of(session, owner_id=user.id)]
+def my_support_cases(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[dict[str, Any]]:
+    """Your support cases, newest first (paged)."""
+    rows, cursor = page_list(
+        support.cases_of(session, owner_id=user.id), key=lambda c: (c.opened_at, c.id), page=page
+    )
+    return Page(items=[_case_out(c) for c in rows], next_cursor=cursor)
 
 
 @router.post("/me/support-cases/{case_id}/close")
@@ -194,9 +204,14 @@ def file_marketing_request(
 
 
 @router.get("/staff/marketing/requests")
-def list_marketing_requests(session: SessionDep, staff: MarketingStaff) -> list[dict[str, Any]]:
-    """The requests this staff member filed, with each item's answer."""
-    return [_request_out(session, r, staff=True) for r in service.requests_by(session, staff_id=staff.id)]
+def list_marketing_requests(
+    session: SessionDep, staff: MarketingStaff, page: PageQuery
+) -> Page[dict[str, Any]]:
+    """The requests this staff member filed, with each item's answer, newest first (paged)."""
+    rows, cursor = page_list(
+        service.requests_by(session, staff_id=staff.id), key=lambda r: (r.created_at, r.id), page=page
+    )
+    return Page(items=[_request_out(session, r, staff=True) for r in rows], next_cursor=cursor)
 
 
 def _asset_out(copy: MarketingCopy, consent: Consent) -> dict[str, Any]:
@@ -215,9 +230,9 @@ def _asset_out(copy: MarketingCopy, consent: Consent) -> dict[str, Any]:
 
 
 @router.get("/marketing/assets")
-def marketing_assets(session: SessionDep, staff: MarketingStaff) -> list[dict[str, Any]]:
-    """The marketing library: only items whose consent stands."""
-    rows = service.library(session)
+def marketing_assets(session: SessionDep, staff: MarketingStaff, page: PageQuery) -> Page[dict[str, Any]]:
+    """The marketing library: only items whose consent stands, newest consent first (paged)."""
+    rows, cursor = page_list(service.library(session), key=lambda r: (r[1].granted_at, r[0].id), page=page)
     audit.record(
         session,
         action="marketing.library_listed",
@@ -226,7 +241,7 @@ def marketing_assets(session: SessionDep, staff: MarketingStaff) -> list[dict[st
         purpose="marketing",
         details={"count": len(rows)},
     )
-    return [_asset_out(copy, consent) for copy, consent in rows]
+    return Page(items=[_asset_out(copy, consent) for copy, consent in rows], next_cursor=cursor)
 
 
 @router.get("/marketing/assets/{copy_id}/content")
@@ -287,10 +302,11 @@ def marketing_export(session: SessionDep, blobs: BlobsDep, staff: MarketingStaff
 
 
 @router.get("/staff/support-cases")
-def list_support_cases(session: SessionDep, staff: SupportStaff) -> list[dict[str, Any]]:
-    """Open support cases and the items each lets support view (view them under /staff/items)."""
+def list_support_cases(session: SessionDep, staff: SupportStaff, page: PageQuery) -> Page[dict[str, Any]]:
+    """Open support cases and the items each lets support view (view them under /staff/items), paged."""
     _ = staff
-    return [_case_out(c) for c in support.open_cases(session)]
+    rows, cursor = page_list(support.open_cases(session), key=lambda c: (c.opened_at, c.id), page=page)
+    return Page(items=[_case_out(c) for c in rows], next_cursor=cursor)
 
 
 # ---- staff item views --------------------------------------------------------------------------------

@@ -111,6 +111,7 @@ def build_export(
             .order_by(Render.created_at, Render.id)
         )
     )
+    revoked = _revoked_licences(session, renders)
     jobs = list(session.scalars(select(Job).where(Job.owner_id == user.id).order_by(Job.created_at, Job.id)))
     receipts = list(
         session.scalars(
@@ -190,7 +191,20 @@ def build_export(
                         "expires_at",
                     ],
                 ),
-                "file": f"renders/{r.id}.{r.storage_key.rsplit('.', 1)[-1]}" if r.storage_key else None,
+                "file": (
+                    f"renders/{r.id}.{r.storage_key.rsplit('.', 1)[-1]}"
+                    if r.storage_key and r.id not in revoked
+                    else None
+                ),
+                **(
+                    {
+                        "withheld": "licence_revoked",
+                        "licence_id": revoked[r.id],
+                        "why": REVOKED_SENTENCE,
+                    }
+                    if r.id in revoked
+                    else {}
+                ),
             }
             for r in renders
         ],
@@ -270,6 +284,25 @@ def build_export(
     summary.files = [f["path"] for f in files] + ["manifest.json"]
     audit.record_many(session, reads, at=now)
     return summary
+
+
+REVOKED_SENTENCE = (
+    "The image of this portrait is not included: its licence was revoked under the content policy, so it "
+    "can no longer be downloaded. Your notices (/api/v1/me/notices) say why and how to appeal."
+)
+
+
+def _revoked_licences(session: Session, renders: list[Render]) -> dict[str, str]:
+    """The renders whose licence is revoked (deadlines settled first), each with its licence id."""
+    from petportrait.rights import service as rights_service
+    from petportrait.rights.models import LicenceStatus
+
+    out = {}
+    for render in renders:
+        licence = rights_service.licence_for_render(session, render_id=render.id)
+        if licence is not None and licence.status == LicenceStatus.REVOKED.value:
+            out[render.id] = licence.id
+    return out
 
 
 def _add_blob(

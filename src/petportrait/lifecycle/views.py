@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hmac
 import tempfile
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -27,6 +26,7 @@ from petportrait.lifecycle.schemas import (
     HoldRenew,
 )
 from petportrait.lifecycle.sweeper import interval
+from petportrait.paging import Page, PageQuery, page_list
 from petportrait.ratelimit import LimiterDep, client_address
 from petportrait.retention import tombstones
 from petportrait.retention.models import HoldScope, LegalHold
@@ -62,16 +62,11 @@ metrics_router = APIRouter(tags=["ops"])
 AdminUser = Annotated[User, require_role(Role.ADMIN)]
 
 
-@router.get("/me/deletions", response_model=list[DeletionOut])
-def my_deletions(
-    user: CurrentUser,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: datetime | None = None,
-) -> list[DeletionOut]:
-    """Deletion receipts: what of yours was deleted, why and when (newest first; page with `before`)."""
-    stones = tombstones.list_deletions(session, owner_id=user.id, limit=limit, before=before)
-    return [DeletionOut.model_validate(s) for s in stones]
+@router.get("/me/deletions", response_model=Page[DeletionOut])
+def my_deletions(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[DeletionOut]:
+    """Deletion receipts: what of yours was deleted, why and when (newest first, paged)."""
+    stones, cursor = tombstones.list_deletions(session, owner_id=user.id, page=page)
+    return Page(items=[DeletionOut.model_validate(s) for s in stones], next_cursor=cursor)
 
 
 @router.delete("/me/items/{kind}/{item_id}", response_model=DeletionOut)
@@ -164,10 +159,13 @@ def place_hold(body: HoldCreate, admin: AdminUser, session: SessionDep) -> HoldO
     return hold_out(hold)
 
 
-@admin_router.get("/holds", response_model=list[HoldOut])
-def list_holds(admin: AdminUser, session: SessionDep, active: bool = False) -> list[HoldOut]:
-    """Legal holds, newest first (only those in force with ?active=true)."""
-    return [hold_out(h) for h in holds.list_holds(session, active_only=active)]
+@admin_router.get("/holds", response_model=Page[HoldOut])
+def list_holds(admin: AdminUser, session: SessionDep, page: PageQuery, active: bool = False) -> Page[HoldOut]:
+    """Legal holds, newest first (only those in force with ?active=true), paged."""
+    rows, cursor = page_list(
+        holds.list_holds(session, active_only=active), key=lambda h: (h.placed_at, h.id), page=page
+    )
+    return Page(items=[hold_out(h) for h in rows], next_cursor=cursor)
 
 
 @admin_router.post("/holds/{hold_id}/renew", response_model=HoldOut)

@@ -53,6 +53,24 @@ class PhotoRejected(ValueError):
         self.detail = detail
 
 
+class DecodeBudget:
+    """How many pixels one request may still decode, all its files together; taken from the header of
+    each image before it is decoded, whether the decode then succeeds or not."""
+
+    def __init__(self, pixels: int) -> None:
+        self.left = pixels
+
+    def take(self, pixels: int) -> None:
+        """Take `pixels` for the next decode, or refuse the file (`upload_work_exceeded`) without decoding."""
+        if pixels > self.left:
+            raise PhotoRejected(
+                "upload_work_exceeded",
+                "This request already decoded as many pixels as one upload may; send this photo in "
+                "another request.",
+            )
+        self.left -= pixels
+
+
 @dataclass(frozen=True)
 class SanitizedPhoto:
     """A photo re-encoded without metadata, with its hashes."""
@@ -90,11 +108,13 @@ def sanitize_photo(
     max_bytes: int = 20 * 1024 * 1024,
     min_side: int = 256,
     max_pixels: int = 50_000_000,
+    decode_budget: DecodeBudget | None = None,
 ) -> SanitizedPhoto:
     """Check an uploaded photo and re-encode it as a metadata-free sRGB JPEG; raise PhotoRejected if unfit.
 
     `content_type` is what the client claimed; it is deliberately not trusted (the bytes are sniffed) and
-    only appears in messages. A filename, when given, must pass validate_filename.
+    only appears in messages. A filename, when given, must pass validate_filename. `decode_budget`, when
+    given, is how many pixels the request may still decode: a larger image is refused from its header.
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError(
@@ -116,6 +136,8 @@ def sanitize_photo(
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open(data, content_type)
         try:
+            if decode_budget is not None:
+                decode_budget.take(image.width * image.height)
             return _sanitize_opened(image, min_side=min_side, max_pixels=max_pixels)
         finally:
             image.close()

@@ -34,7 +34,10 @@ class Photo(IdMixin, Base):
 
     __tablename__ = "photos"
     retention_kind: ClassVar[str] = "photo"
-    __table_args__ = (Index("ix_photos_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_photos_expires_at", "expires_at"),
+        Index("ix_photos_pet_id_source_sha256", "pet_id", "source_sha256"),
+    )
 
     pet_id: Mapped[str] = mapped_column(ForeignKey("pets.id", ondelete="CASCADE"), index=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -46,5 +49,7 @@ class Photo(IdMixin, Base):
     height: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     phash: Mapped[str] = mapped_column(String(16))
+    # SHA-256 of the bytes as uploaded (before sanitising): a byte-identical re-upload is refused undecoded.
+    source_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     uploaded_at: Mapped[datetime]
     expires_at: Mapped[datetime]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -14,10 +15,17 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import new_id
-from petportrait.errors import NotFound
+from petportrait.errors import NotFound, TooManyRequests
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
-from petportrait.pets.imaging import PhotoRejected, is_near_duplicate, sanitize_photo, validate_filename
+from petportrait.paging import PageParams, page_query
+from petportrait.pets.imaging import (
+    DecodeBudget,
+    PhotoRejected,
+    is_near_duplicate,
+    sanitize_photo,
+    validate_filename,
+)
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.registry import registry_of, settings_of
 from petportrait.retention import blobkeys, holds, policy, tombstones
@@ -53,6 +61,7 @@ class UploadLimits:
     max_pixels: int
     max_photos: int
     retention: timedelta
+    request_pixels: int = 200_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadLimits:
@@ -64,11 +73,22 @@ class UploadLimits:
             max_pixels=sec.max_photo_pixels,
             max_photos=sec.max_photos_per_pet,
             retention=timedelta(days=settings.retention.photo_days),
+            request_pixels=settings.quotas.upload_pixels_per_request,
         )
 
 
-def create_pet(session: Session, *, owner_id: str, name: str, species: Species) -> Pet:
-    """Create a pet for its owner."""
+def create_pet(session: Session, *, owner_id: str, name: str, species: Species, settings: Settings) -> Pet:
+    """Create a pet for its owner, within the account's quota of pets (429 beyond)."""
+    limit = settings.quotas.pets_per_account
+    owned = session.scalar(select(func.count()).select_from(Pet).where(Pet.owner_id == owner_id)) or 0
+    if owned >= limit:
+        raise TooManyRequests(
+            f"An account may have {limit} pets and this one has {owned}. Delete a pet you no longer use to "
+            "add another.",
+            code="pet_quota_exceeded",
+            headers={"Retry-After": str(settings.quotas.retry_after_seconds)},
+            limit=limit,
+        )
     pet = Pet(owner_id=owner_id, name=name, species=species.value, created_at=utcnow())
     session.add(pet)
     session.flush()
@@ -78,6 +98,21 @@ def create_pet(session: Session, *, owner_id: str, name: str, species: Species) 
 def list_pets(session: Session, *, owner_id: str) -> list[Pet]:
     """The owner's pets, oldest first."""
     return list(session.scalars(select(Pet).where(Pet.owner_id == owner_id).order_by(Pet.created_at, Pet.id)))
+
+
+def page_pets(session: Session, *, owner_id: str, page: PageParams) -> tuple[list[Pet], str | None]:
+    """One page of the owner's pets, oldest first."""
+    query = select(Pet).where(Pet.owner_id == owner_id)
+    return page_query(session, query, stamp=Pet.created_at, ident=Pet.id, page=page, descending=False)
+
+
+def page_photos(
+    session: Session, *, owner_id: str, pet_id: str, page: PageParams
+) -> tuple[list[Photo], str | None]:
+    """One page of a pet's unexpired photos, oldest first."""
+    get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    query = live_photos_query(settings=settings_of(session)).where(Photo.pet_id == pet_id)
+    return page_query(session, query, stamp=Photo.uploaded_at, ident=Photo.id, page=page, descending=False)
 
 
 def get_pet(session: Session, *, owner_id: str, pet_id: str) -> Pet:
@@ -141,6 +176,10 @@ def upload_photos(
         )
     )
     hashes = [(p.sha256, p.phash) for p in existing]
+    # Byte-identical files are refused by the hash of their raw bytes, before any decoding: against the
+    # pet's photos (as uploaded, or as stored) and against earlier files of this request.
+    seen_raw = {p.source_sha256 for p in existing if p.source_sha256} | {p.sha256 for p in existing}
+    budget = DecodeBudget(limits.request_pixels)  # pixels this request may still decode, all files together
     room = limits.max_photos - len(existing)
     outcomes: list[FileOutcome] = []
     written: list[str] = []
@@ -156,6 +195,18 @@ def upload_photos(
                         "too_many_photos",
                         f"A pet can have at most {limits.max_photos} photos; delete some first.",
                     )
+                if len(incoming.data) > limits.max_bytes:
+                    raise PhotoRejected(
+                        "file_too_large",
+                        f"The file is larger than the limit of {limits.max_bytes:,} bytes.",
+                    )
+                raw_sha = hashlib.sha256(incoming.data).hexdigest()
+                if raw_sha in seen_raw:
+                    raise PhotoRejected(
+                        "duplicate_photo",
+                        "This file is byte for byte the same as a photo already uploaded (or sent twice).",
+                    )
+                seen_raw.add(raw_sha)
                 clean = sanitize_photo(
                     incoming.data,
                     filename=incoming.filename,
@@ -163,7 +214,9 @@ def upload_photos(
                     max_bytes=limits.max_bytes,
                     min_side=limits.min_side,
                     max_pixels=limits.max_pixels,
+                    decode_budget=budget,
                 )
+
                 for sha, ph in hashes:
                     if sha == clean.sha256 or is_near_duplicate(ph, clean.phash):
                         raise PhotoRejected(
@@ -184,6 +237,7 @@ def upload_photos(
                 height=clean.height,
                 sha256=clean.sha256,
                 phash=clean.phash,
+                source_sha256=raw_sha,
                 uploaded_at=now,
                 expires_at=now + limits.retention,
             )

@@ -11,13 +11,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from petportrait.accounts.deps import CurrentUser
 from petportrait.errors import InvalidInput
 from petportrait.http import BlobsDep, SessionDep, SettingsDep, iter_chunks
+from petportrait.multipart import CappedUploadRoute
+from petportrait.paging import Page, PageQuery
 from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult
 from petportrait.ratelimit import LimiterDep
 from petportrait.retention import audit
 
-router = APIRouter(tags=["pets"])
+router = APIRouter(tags=["pets"], route_class=CappedUploadRoute)
 
 
 def pet_out(pet: Pet, photo_count: int = 0) -> PetOut:
@@ -55,20 +57,22 @@ async def read_incoming(files: list[UploadFile], *, max_bytes: int) -> list[serv
 
 
 @router.post("/pets", status_code=status.HTTP_201_CREATED, response_model=PetOut)
-def create_pet(body: PetCreate, user: CurrentUser, session: SessionDep) -> PetOut:
-    """Create a pet."""
+def create_pet(body: PetCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> PetOut:
+    """Create a pet (429 `pet_quota_exceeded` beyond the account's quota of pets)."""
     return pet_out(
-        service.create_pet(session, owner_id=user.id, name=body.name, species=Species(body.species))
+        service.create_pet(
+            session, owner_id=user.id, name=body.name, species=Species(body.species), settings=settings
+        )
     )
 
 
-@router.get("/pets", response_model=list[PetOut])
-def list_pets(user: CurrentUser, session: SessionDep) -> list[PetOut]:
-    """The signed-in person's pets."""
-    return [
-        pet_out(p, service.count_live_photos(session, pet_id=p.id))
-        for p in service.list_pets(session, owner_id=user.id)
-    ]
+@router.get("/pets", response_model=Page[PetOut])
+def list_pets(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[PetOut]:
+    """The signed-in person's pets, oldest first (paged)."""
+    pets, cursor = service.page_pets(session, owner_id=user.id, page=page)
+    return Page(
+        items=[pet_out(p, service.count_live_photos(session, pet_id=p.id)) for p in pets], next_cursor=cursor
+    )
 
 
 @router.get("/pets/{pet_id}", response_model=PetOut)
@@ -141,10 +145,11 @@ async def upload_photos(
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
 
 
-@router.get("/pets/{pet_id}/photos", response_model=list[PhotoOut])
-def list_photos(pet_id: str, user: CurrentUser, session: SessionDep) -> list[PhotoOut]:
-    """A pet's photos that have not expired, each with its deletion date."""
-    return [photo_out(p) for p in service.list_photos(session, owner_id=user.id, pet_id=pet_id)]
+@router.get("/pets/{pet_id}/photos", response_model=Page[PhotoOut])
+def list_photos(pet_id: str, user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[PhotoOut]:
+    """A pet's photos that have not expired, each with its deletion date (oldest first, paged)."""
+    photos, cursor = service.page_photos(session, owner_id=user.id, pet_id=pet_id, page=page)
+    return Page(items=[photo_out(p) for p in photos], next_cursor=cursor)
 
 
 @router.get("/photos/{photo_id}", response_model=PhotoOut)

@@ -20,11 +20,13 @@ from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job, JobState
 from petportrait.ml.models import DEFAULT_CUDA_MODEL, native_size, pick_device
 from petportrait.ml.preview import PREVIEW_MODEL_ID, PREVIEW_RESOLUTION
+from petportrait.paging import PageParams, page_query
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
+from petportrait.portraits import quotas
 from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, RenderState
 from petportrait.portraits.requests import RenderRequest
-from petportrait.registry import emit, registry_of
+from petportrait.registry import emit, registry_of, settings_of
 from petportrait.retention import policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -148,6 +150,7 @@ def request_training(
             code="training_in_progress",
             model_id=busy,
         )
+    quotas.ensure_training_room(session, owner_id=owner_id, settings=settings)
     return _new_training(session, pet=pet, settings=settings, retrained_from=None)
 
 
@@ -203,11 +206,14 @@ def request_render(
     request = request.checked(settings, registry_of(session).prompt_screens.values())
     model = get_model(session, owner_id=owner_id, model_id=model_id, settings=settings, allow_expired=True)
     pet = pets_service.get_pet(session, owner_id=owner_id, pet_id=model.pet_id)
+    quotas.check_render_params(model, steps=request.steps, width=request.width, height=request.height)
+    quotas.ensure_render_room(session, owner_id=owner_id, adding=request.count, settings=settings)
     retraining = False
     training_job: Job | None = None
     notice: str | None = None
     count, seed = request.count, request.seed
     if model_expired(model, settings=settings):
+        quotas.ensure_training_room(session, owner_id=owner_id, settings=settings)
         model, training_job = _new_training(session, pet=pet, settings=settings, retrained_from=model.id)
         retraining = True
         notice = (
@@ -278,6 +284,29 @@ def get_render(session: Session, *, owner_id: str, render_id: str, settings: Set
     return render
 
 
+def page_models(
+    session: Session, *, owner_id: str, pet_id: str, page: PageParams
+) -> tuple[list[PetModel], str | None]:
+    """One page of a pet's models that have not expired, newest first."""
+    pets_service.get_pet(session, owner_id=owner_id, pet_id=pet_id)
+    query = select(PetModel).where(
+        PetModel.pet_id == pet_id, policy.live_clause(PetModel, settings=settings_of(session))
+    )
+    return page_query(session, query, stamp=PetModel.created_at, ident=PetModel.id, page=page)
+
+
+def page_renders(
+    session: Session, *, owner_id: str, page: PageParams, pet_id: str | None = None
+) -> tuple[list[Render], str | None]:
+    """One page of the owner's renders that have not expired, newest first."""
+    query = select(Render).where(
+        Render.owner_id == owner_id, policy.live_clause(Render, settings=settings_of(session))
+    )
+    if pet_id is not None:
+        query = query.where(Render.pet_id == pet_id)
+    return page_query(session, query, stamp=Render.created_at, ident=Render.id, page=page)
+
+
 def list_renders(
     session: Session, *, owner_id: str, settings: Settings, pet_id: str | None = None
 ) -> list[Render]:
@@ -327,7 +356,14 @@ def reflect_job_end(session: Session, *, job: Job) -> None:
                     ModelState.FAILED.value if each.state == "failed" else ModelState.CANCELLED.value
                 )
                 if each.state == "failed":
-                    emit(session, "model.failed", owner_id=model.owner_id, model_id=model.id, pet_id=model.pet_id, error_code=each.error_code)  # noqa: E501
+                    emit(
+                        session,
+                        "model.failed",
+                        owner_id=model.owner_id,
+                        model_id=model.id,
+                        pet_id=model.pet_id,
+                        error_code=each.error_code,
+                    )
         else:
             for render_id in each.payload.get("render_ids", []):
                 render = session.get(Render, str(render_id))
@@ -339,7 +375,14 @@ def reflect_job_end(session: Session, *, job: Job) -> None:
                         RenderState.FAILED.value if each.state == "failed" else RenderState.CANCELLED.value
                     )
                     if each.state == "failed":
-                        emit(session, "render.failed", owner_id=render.owner_id, render_id=render.id, model_id=render.model_id, error_code=each.error_code)  # noqa: E501
+                        emit(
+                            session,
+                            "render.failed",
+                            owner_id=render.owner_id,
+                            render_id=render.id,
+                            model_id=render.model_id,
+                            error_code=each.error_code,
+                        )
     session.flush()
 
 

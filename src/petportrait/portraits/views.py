@@ -11,6 +11,7 @@ from petportrait.http import BlobsDep, ServicesDep, SessionDep, SettingsDep
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.schemas import job_out
 from petportrait.ml.styles import list_styles
+from petportrait.paging import Page, PageQuery
 from petportrait.portraits import service
 from petportrait.portraits.models import JobKind, PetModel, Render
 from petportrait.portraits.requests import RenderRequest
@@ -75,11 +76,11 @@ def train_model(
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.get("/pets/{pet_id}/models", response_model=list[ModelOut])
-def list_models(pet_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> list[ModelOut]:
-    """The pet's models that have not expired."""
-    models = service.list_models(session, owner_id=user.id, pet_id=pet_id, settings=settings)
-    return [model_out(session, m) for m in models]
+@router.get("/pets/{pet_id}/models", response_model=Page[ModelOut])
+def list_models(pet_id: str, user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[ModelOut]:
+    """The pet's models that have not expired, newest first (paged)."""
+    models, cursor = service.page_models(session, owner_id=user.id, pet_id=pet_id, page=page)
+    return Page(items=[model_out(session, m) for m in models], next_cursor=cursor)
 
 
 @router.get("/models/{model_id}", response_model=ModelOut)
@@ -129,13 +130,13 @@ def create_renders(
     return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.get("/renders", response_model=list[RenderOut])
+@router.get("/renders", response_model=Page[RenderOut])
 def list_renders(
-    user: CurrentUser, session: SessionDep, settings: SettingsDep, pet_id: str | None = None
-) -> list[RenderOut]:
-    """The signed-in person's renders that have not expired (optionally of one pet)."""
-    renders = service.list_renders(session, owner_id=user.id, pet_id=pet_id, settings=settings)
-    return [render_out(r) for r in renders]
+    user: CurrentUser, session: SessionDep, page: PageQuery, pet_id: str | None = None
+) -> Page[RenderOut]:
+    """The signed-in person's renders that have not expired (optionally of one pet), newest first."""
+    renders, cursor = service.page_renders(session, owner_id=user.id, pet_id=pet_id, page=page)
+    return Page(items=[render_out(r) for r in renders], next_cursor=cursor)
 
 
 @router.get("/renders/{render_id}", response_model=RenderOut)

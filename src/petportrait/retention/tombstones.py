@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.errors import InvalidInput, NotFound
+from petportrait.paging import PageParams, page_query
 from petportrait.registry import emit, registry_of
 from petportrait.retention import audit, blobops, holds, policy
 from petportrait.retention.keys import destroy_keys
@@ -147,10 +148,8 @@ def delete_rows(
 
 
 def list_deletions(
-    session: Session, *, owner_id: str, limit: int = 100, before: datetime | None = None
-) -> list[Tombstone]:
-    """The person's deletion receipts, newest first."""
+    session: Session, *, owner_id: str, page: PageParams
+) -> tuple[list[Tombstone], str | None]:
+    """One page of the person's deletion receipts, newest first."""
     query = select(Tombstone).where(Tombstone.owner_id == owner_id)
-    if before is not None:
-        query = query.where(Tombstone.purged_at < before)
-    return list(session.scalars(query.order_by(Tombstone.purged_at.desc(), Tombstone.id).limit(limit)))
+    return page_query(session, query, stamp=Tombstone.purged_at, ident=Tombstone.id, page=page)

@@ -17,6 +17,7 @@ from petportrait.accounts.deps import CurrentUser, require_role
 from petportrait.accounts.models import Role, User
 from petportrait.errors import ProblemError
 from petportrait.http import BlobsDep, SessionDep, SettingsDep
+from petportrait.paging import Page, PageQuery, page_list
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import RenderState
 from petportrait.ratelimit import LimiterDep, client_address
@@ -207,9 +208,12 @@ def _notice_out(session: Session, notice: Notice) -> dict[str, Any]:
 
 
 @router.get("/me/notices")
-def my_notices(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
-    """Trust & safety notices about your portraits: reasons, deadline, how to fix, how to appeal."""
-    return [_notice_out(session, n) for n in service.notices_of(session, owner_id=user.id)]
+def my_notices(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[dict[str, Any]]:
+    """Trust & safety notices about your portraits: reasons, deadline, how to fix, how to appeal (paged)."""
+    rows, cursor = page_list(
+        service.notices_of(session, owner_id=user.id), key=lambda n: (n.sent_at, n.id), page=page
+    )
+    return Page(items=[_notice_out(session, n) for n in rows], next_cursor=cursor)
 
 
 @router.get("/me/notices/{notice_id}")
@@ -232,15 +236,21 @@ def appeal_notice(notice_id: str, body: AppealBody, user: CurrentUser, session: 
 
 @router.get("/me/licences")
 def my_licences(
-    request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep
-) -> list[dict[str, Any]]:
-    """Your portrait licences."""
+    request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep, page: PageQuery
+) -> Page[dict[str, Any]]:
+    """Your portrait licences, oldest first (paged)."""
     url = base_url(request, settings)
     out = []
-    for licence in service.licences_of(session, owner_id=user.id):
+    licences, cursor = page_list(
+        service.licences_of(session, owner_id=user.id),
+        key=lambda lic: (lic.granted_at, lic.id),
+        page=page,
+        descending=False,
+    )
+    for licence in licences:
         service.settle_due(session, subject_id=licence.render_id)
         out.append({**service.public_view(session, licence, base_url=url), "render_id": licence.render_id})
-    return out
+    return Page(items=out, next_cursor=cursor)
 
 
 # ---- trust & safety ----------------------------------------------------------------------------------
@@ -265,10 +275,13 @@ def _case_out(session: Session, case: SafetyCase) -> dict[str, Any]:
 
 
 @router.get("/staff/reports")
-def list_reports(session: SessionDep, staff: TrustSafety) -> list[dict[str, Any]]:
-    """Reports, oldest first."""
+def list_reports(session: SessionDep, staff: TrustSafety, page: PageQuery) -> Page[dict[str, Any]]:
+    """Reports, oldest first (paged)."""
     _ = staff
-    return [
+    reports, cursor = page_list(
+        service.list_reports(session), key=lambda r: (r.created_at, r.id), page=page, descending=False
+    )
+    items = [
         {
             "id": r.id,
             "licence_id": r.licence_id,
@@ -278,8 +291,9 @@ def list_reports(session: SessionDep, staff: TrustSafety) -> list[dict[str, Any]
             "created_at": r.created_at.isoformat(),
             "case_id": r.case_id,
         }
-        for r in service.list_reports(session)
+        for r in reports
     ]
+    return Page(items=items, next_cursor=cursor)
 
 
 @router.post("/staff/cases", status_code=201)

@@ -23,7 +23,6 @@ from urllib.parse import quote
 from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
@@ -31,6 +30,7 @@ from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import Role, User
 from petportrait.clock import utcnow
 from petportrait.errors import ProblemError
+from petportrait.multipart import CappedUploadRoute
 from petportrait.settings import Settings
 from petportrait.web.deps import (
     SAFE_METHODS,
@@ -167,7 +167,7 @@ _TITLES = {
 }
 
 
-class PageRoute(APIRoute):
+class PageRoute(CappedUploadRoute):
     """A route whose errors become pages: sign-in redirects, CSRF refusals and problems as sentences."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -12,6 +12,7 @@ from petportrait.errors import ProblemError
 from petportrait.lifecycle import service as lifecycle_service
 from petportrait.lifecycle.sweeper import interval
 from petportrait.lifecycle.views import export_zip_response
+from petportrait.paging import MAX_LIMIT, PageParams
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service as portraits_service
 from petportrait.ratelimit import client_address, limiter_of
@@ -68,7 +69,9 @@ def _data_context(page: Page) -> dict[str, Any]:
     ]
     return {
         "pets": pets,
-        "receipts": tombstones.list_deletions(page.session, owner_id=user.id, limit=200),
+        "receipts": tombstones.list_deletions(
+            page.session, owner_id=user.id, page=PageParams(limit=MAX_LIMIT)
+        )[0],
         "tokens": sessions,
         "kind_labels": KIND_LABELS,
         "reason_labels": REASON_LABELS,

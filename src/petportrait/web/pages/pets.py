@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from petportrait.errors import InvalidInput
+from petportrait.errors import InvalidInput, TooManyRequests
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.pets import service as pets_service
@@ -142,17 +142,26 @@ def create_pet(
         errors["name"] = "A name can have at most 100 characters."
     if species not in SPECIES_LABELS:
         errors["species"] = "Choose what kind of animal your pet is."
-    if errors:
+    status = 422
+    pet = None
+    if not errors:
+        try:
+            pet = pets_service.create_pet(
+                page.session, owner_id=user.id, name=name, species=Species(species), settings=page.settings
+            )
+        except TooManyRequests as exc:
+            errors["name"] = exc.detail
+            status = exc.status
+    if errors or pet is None:
         return page.render(
             "pets.html",
-            status=422,
+            status=status,
             title="My pets",
             rows=_pet_rows(page),
             species_labels=SPECIES_LABELS,
             errors=errors,
             name=name,
         )
-    pet = pets_service.create_pet(page.session, owner_id=user.id, name=name, species=Species(species))
     return page.redirect(f"/pets/{pet.id}")
 
 

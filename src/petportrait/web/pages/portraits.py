@@ -14,6 +14,7 @@ from petportrait.jobs import service as jobs_service
 from petportrait.ml.styles import list_styles
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
+from petportrait.portraits import quotas
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import Render, RenderState
 from petportrait.portraits.requests import MAX_IMAGES, MAX_SEED, RenderRequest
@@ -108,6 +109,10 @@ _FIELD_OF_CODE = {
     "unknown_style": "style",
     "invalid_count": "count",
     "invalid_seed": "seed",
+    "render_quota_exceeded": "count",
+    "training_quota_exceeded": "count",
+    "render_steps_too_many": "style",
+    "render_size_out_of_range": "style",
 }
 
 
@@ -123,7 +128,7 @@ def render(
     """Queue portraits: one request per chosen style (or one for the free prompt alone), each checked by
     the portraits service exactly as the API's request is; nothing is queued unless every one passes."""
     user = page.user
-    chosen = list(dict.fromkeys(s for s in style or [] if s))
+    chosen = list(dict.fromkeys(s for s in style or [] if s))  # each style once, however often it was sent
     errors: dict[str, str] = {}
     pet: Pet | None = None
     training: Training | None = None
@@ -176,6 +181,13 @@ def render(
     if errors or pet is None or training is None or training.model is None:
         return form_again(422)
     model_id = training.model.id
+    try:  # the whole form at once: the styles together must fit the account's quota of waiting images
+        quotas.ensure_render_room(
+            page.session, owner_id=user.id, adding=number * max(1, len(chosen)), settings=page.settings
+        )
+    except ProblemError as exc:
+        errors["count"] = exc.detail
+        return form_again(exc.status)
     retraining = False
     for request in requests:
         try:
@@ -248,13 +260,16 @@ def _stream(page: Page, key: str) -> Iterator[bytes]:
 
 @router.get("/portraits/{render_id}/image")
 def portrait_image(render_id: str, page: PageDep) -> Response:
-    """The portrait, shown in the page."""
+    """The portrait, shown in the page; refused (451) once its licence is revoked, like every other door."""
     render = _ready_render(page, render_id)
     assert render.storage_key is not None
+    downloads.ensure_licence(page.session, render=render, settings=page.settings)
+    page.session.commit()
     return StreamingResponse(
         _stream(page, render.storage_key),
         media_type=render.content_type or "image/png",
-        headers={"Cache-Control": "private, max-age=600"},
+        # revalidated on each view, so that a revocation takes effect at once, not after a cached copy
+        headers={"Cache-Control": "private, no-cache"},
     )
 
 
