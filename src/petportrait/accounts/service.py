@@ -129,6 +129,7 @@ def change_password(session: Session, *, user: User, new_password: str, keep_tok
     for token in tokens:
         token.revoked_at = now
         count += 1
+    emit(session, "password.changed", owner_id=user.id, tokens_revoked=count)
     return count
 
 
@@ -206,6 +207,7 @@ def revoke_all_tokens(session: Session, *, user_id: str) -> int:
     for token in tokens:
         token.revoked_at = now
         count += 1
+    emit(session, "password.changed", owner_id=user.id, tokens_revoked=count)
     return count
 
 
