@@ -207,7 +207,6 @@ def revoke_all_tokens(session: Session, *, user_id: str) -> int:
     for token in tokens:
         token.revoked_at = now
         count += 1
-    emit(session, "password.changed", owner_id=user.id, tokens_revoked=count)
     return count
 
 
