@@ -109,6 +109,7 @@ def _server_env(data_dir: Path) -> dict[str, str]:
             "PETPORTRAIT__ML__RESOLUTION": "64",
             "PETPORTRAIT__ML__DEVICE": "cpu",
             "PETPORTRAIT__QUEUE__EMBEDDED_CONSUMER": "true",
+            "PETPORTRAIT__WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true",
             "PETPORTRAIT__QUEUE__NAME": f"e2e-{secrets.token_hex(4)}",
             "PYTHONUNBUFFERED": "1",
         }
