@@ -133,6 +133,8 @@ def test_production_refuses_to_start_without_a_key_encryption_key(
     monkeypatch.setenv("PETPORTRAIT__ENVIRONMENT", "production")
     monkeypatch.setenv("PETPORTRAIT__DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("PETPORTRAIT__SECURITY__SECRET_KEY", "s" * 48)
+    monkeypatch.setenv("PETPORTRAIT__BASE_URL", "https://portraits.example")
+    monkeypatch.setenv("PETPORTRAIT__SECURITY__METRICS_TOKEN", "scraper-secret-token")
     monkeypatch.delenv("PETPORTRAIT__SECURITY__KEY_ENCRYPTION_KEY", raising=False)
     with pytest.raises(ValidationError, match="key_encryption_key is required"):
         Settings()

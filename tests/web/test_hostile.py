@@ -23,7 +23,7 @@ from petportrait.rights import provenance
 from petportrait.settings import Settings
 from petportrait.web.app import Services, create_app
 from petportrait.web.pages import STATIC_DIR
-from tests.conftest import PASSWORD, make_settings, sign_up
+from tests.conftest import PASSWORD, PRODUCTION_SECURITY, TEST_KEK, make_settings, sign_up
 from tests.rights.helpers import add_items, user_id
 
 TEMPLATES = Path(STATIC_DIR).parent / "templates"
@@ -111,7 +111,7 @@ def test_production_answers_only_to_its_base_url_host(services: Services) -> Non
         services,
         environment="production",
         base_url="https://portraits.example",
-        security={"metrics_token": "scraper-secret-token"},
+        security=PRODUCTION_SECURITY,
     )
     client = _from(app, "198.51.100.21")
     assert client.get("/healthz", headers={"Host": "portraits.example"}).status_code == 200
@@ -127,7 +127,7 @@ def test_production_refuses_to_start_without_base_url_or_metrics_token(tmp_path:
             environment="production",
             data_dir=tmp_path,
             base_url="https://portraits.example",
-            security={"secret_key": secrets.token_hex(32)},  # type: ignore[arg-type]
+            security={"secret_key": secrets.token_hex(32), "key_encryption_key": TEST_KEK},  # type: ignore[arg-type]
         )
     with pytest.raises(ValidationError, match="not an absolute http"):
         make_settings(tmp_path, base_url="portraits.example")
@@ -272,7 +272,7 @@ def test_production_sends_hsts_hides_the_docs_and_closes_metrics(services: Servi
         services,
         environment="production",
         base_url="https://portraits.example",
-        security={"metrics_token": "scraper-secret-token"},
+        security=PRODUCTION_SECURITY,
     )
     client = TestClient(app, base_url="https://portraits.example", raise_server_exceptions=False)
     health = client.get("/healthz")
