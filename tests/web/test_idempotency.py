@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from petportrait import idempotency
+from petportrait.accounts.models import User
 from petportrait.clock import Clock
 from petportrait.idempotency import IdempotencyRecord, sweep_idempotency
 from petportrait.pets.models import Pet, Photo
@@ -75,25 +76,26 @@ def test_keys_are_per_account(
     assert mine.status_code == his.status_code == 201
     assert mine.json()["id"] != his.json()["id"]
     assert "idempotent-replayed" not in his.headers
-    assert client.get("/api/v1/pets", headers=bob).json()[0]["id"] == his.json()["id"]
+    assert client.get("/api/v1/pets", headers=bob).json()["items"][0]["id"] == his.json()["id"]
     assert _count(services, Pet) == 2
 
 
-def test_sign_up_is_scoped_by_key_and_body(client: TestClient) -> None:
+def test_sign_up_is_scoped_by_key_and_body(client: TestClient, services: Services) -> None:
     """Anonymous: the same body replays; another body with a guessed key is a new request, not her answer."""
     key = _key()
     body = {"email": "carol@example.com", "password": "a long password!"}
     first = client.post("/api/v1/accounts", json=body, headers=key)
     again = client.post("/api/v1/accounts", json=body, headers=key)
-    assert first.status_code == again.status_code == 201
-    assert again.json()["id"] == first.json()["id"]
+    assert first.status_code == again.status_code == 202  # sign-up answers alike whether the email exists
+    assert again.json() == first.json() and "idempotent-replayed" in again.headers
     intruder = client.post(
         "/api/v1/accounts", json={"email": "mallory@example.com", "password": "a long password!"}, headers=key
     )
-    assert intruder.status_code == 201
+    assert intruder.status_code == 202 and "idempotent-replayed" not in intruder.headers
     assert intruder.json()["email"] == "mallory@example.com"
-    # Without the key, the same sign-up again is the ordinary conflict.
-    assert client.post("/api/v1/accounts", json=body).status_code == 409
+    # Without the key, the same sign-up again gets the same neutral answer and makes no second account.
+    assert client.post("/api/v1/accounts", json=body).status_code == 202
+    assert _count(services, User) == 2
 
 
 def test_a_retried_upload_with_a_new_multipart_boundary_is_the_same_request(
@@ -127,7 +129,7 @@ def test_a_retried_training_and_render_create_one_job_each(
     again = client.post(f"/api/v1/pets/{pet['id']}/models", headers=train_key)
     assert first.status_code == again.status_code == 202, first.text
     assert again.json()["model"]["id"] == first.json()["model"]["id"]
-    assert len(client.get(f"/api/v1/pets/{pet['id']}/models", headers=alice).json()) == 1
+    assert len(client.get(f"/api/v1/pets/{pet['id']}/models", headers=alice).json()["items"]) == 1
     model_id = first.json()["model"]["id"]
     render_key = {**alice, **_key()}
     body = {"style": "oil_painting", "count": 2}
@@ -135,7 +137,7 @@ def test_a_retried_training_and_render_create_one_job_each(
     r2 = client.post(f"/api/v1/models/{model_id}/renders", json=body, headers=render_key)
     assert r1.status_code == r2.status_code == 202, r1.text
     assert [r["id"] for r in r2.json()["renders"]] == [r["id"] for r in r1.json()["renders"]]
-    assert len(client.get("/api/v1/renders", headers=alice).json()) == 2
+    assert len(client.get("/api/v1/renders", headers=alice).json()["items"]) == 2
     refused = client.post(f"/api/v1/models/{model_id}/renders", json={**body, "count": 3}, headers=render_key)
     assert refused.status_code == 422 and refused.json()["code"] == "idempotency_key_reused"
 
@@ -201,7 +203,7 @@ def test_concurrent_duplicates_over_real_http_create_once(services: Services) ->
         response = http.post(
             "/api/v1/accounts", json={"email": "race@example.com", "password": "a long password!"}
         )
-        assert response.status_code == 201
+        assert response.status_code == 202
         token = http.post(
             "/api/v1/auth/token", json={"email": "race@example.com", "password": "a long password!"}
         ).json()["access_token"]
@@ -310,7 +312,7 @@ def test_a_small_export_is_replayed_and_a_support_case_is_created_once(
     c2 = client.post("/api/v1/me/support-cases", json=case, headers=key)
     assert c1.status_code == c2.status_code == 201, c1.text
     assert c1.json() == c2.json()
-    assert len(client.get("/api/v1/me/support-cases", headers=alice).json()) == 1
+    assert len(client.get("/api/v1/me/support-cases", headers=alice).json()["items"]) == 1
 
 
 def test_sign_up_helper_still_works_for_others(client: TestClient) -> None:
