@@ -506,13 +506,17 @@ class Client:
     # ---- accounts ------------------------------------------------------------------------------------
 
     def sign_up(self, email: str, password: str, *, display_name: str | None = None) -> Account:
-        """Create an account and sign in to it (the client keeps the token)."""
+        """Create an account and sign in to it (the client keeps the token).
+
+        Sign-up answers alike whether or not the email already has an account; signing in then tells: an
+        existing account with another password gives the sign-in's error.
+        """
         body: dict[str, Any] = {"email": email, "password": password}
         if display_name:
             body["display_name"] = display_name
-        account = Account.from_json(self._json("POST", "/accounts", json_body=body, creates=True))
+        self._json("POST", "/accounts", json_body=body, creates=True)
         self.sign_in(email, password)
-        return account
+        return self.me()
 
     def sign_in(self, email: str, password: str, *, name: str | None = None) -> str:
         """Exchange email and password for a bearer token; the client keeps it and returns it."""
@@ -522,6 +526,11 @@ class Client:
         answer = self._json("POST", "/auth/token", json_body=body)
         self.token = str(answer["access_token"])
         return self.token
+
+    def change_password(self, current_password: str, new_password: str) -> dict[str, Any]:
+        """Change the password; every other token and session of the account is signed out."""
+        body = {"current_password": current_password, "new_password": new_password}
+        return dict(self._json("POST", "/me/password", json_body=body))
 
     def sign_out(self) -> None:
         """Revoke the token the client holds."""
@@ -803,9 +812,12 @@ class Client:
         """Delete a photo, model or render now; returns its deletion receipt."""
         return dict(self._json("DELETE", f"/me/items/{kind}/{item_id}"))
 
-    def delete_account(self) -> Erasure:
-        """Delete the account: signed out now, everything deleted by the next sweep."""
-        erasure = Erasure.from_json(self._json("DELETE", "/me"))
+    def delete_account(self, current_password: str) -> Erasure:
+        """Delete the account (the service asks for the password again): signed out now, everything
+        deleted by the next sweep."""
+        erasure = Erasure.from_json(
+            self._json("DELETE", "/me", json_body={"current_password": current_password})
+        )
         self.token = None
         return erasure
 

@@ -117,7 +117,7 @@ def test_the_client_drives_the_whole_flow(live: Live, tmp_path: Path) -> None:
         with pytest.raises(PetportraitError) as gone:
             c.get_render(renders[0].id)
         assert gone.value.status in (404, 410)
-        erasure = c.delete_account()
+        erasure = c.delete_account(PASSWORD)
         assert erasure.user_id == account.id and c.token is None
     elapsed = time.monotonic() - started
     print(f"\nclient flow: sign-up to erasure in {elapsed:.1f} s ({len(progress)} training progress events)")
