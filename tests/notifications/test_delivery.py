@@ -141,7 +141,7 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed(
         assert endpoint is not None and endpoint.disabled_at is not None
         kinds = list(session.scalars(select(OutboxMessage.kind)))
     assert "webhook_disabled" in kinds
-    assert app.get("/api/v1/webhooks", headers=alice).json()[0]["disabled_at"] is not None
+    assert app.get("/api/v1/webhooks", headers=alice).json()["items"][0]["disabled_at"] is not None
 
 
 def test_file_outbox_writes_eml_and_deletes_it_with_what_it_mentions(

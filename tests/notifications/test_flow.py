@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from petportrait.clock import Clock
+from petportrait.jobs import runner
 from petportrait.lifecycle import sweeper
 from petportrait.notifications import service as notifications
-from petportrait.portraits import runner
 from petportrait.rights import service as rights_service
 from petportrait.web.app import Services, create_app
 from petportrait.webhooks import service as webhooks
-from tests.conftest import pet_photos, sign_up
+from tests.conftest import PASSWORD, pet_photos, sign_up
 from tests.notifications.receivers import HookReceiver, SmtpSink
 
 ALL_EVENTS = list(webhooks.EVENTS)
@@ -60,8 +60,8 @@ def run_jobs(services: Services, tmp_path: Path, *job_ids: str) -> None:
         settings=services.settings,
         session_factory=services.session_factory,
         blobs=services.blobs,
+        handlers=services.registry.job_handlers,
         worker_id="test-worker",
-        engine=runner.PortraitEngine(services.settings),
         scratch_root=tmp_path / "scratch",
     )
     for job_id in job_ids:
@@ -95,7 +95,7 @@ def test_each_message_and_event_arrives_through_train_render_delete_expiry_notic
     assert created.status_code == 201, created.text
     secret = created.json()["secret"]
     assert secret.startswith("whsec_")
-    assert "secret" not in client.get("/api/v1/webhooks", headers=alice).json()[0]
+    assert "secret" not in client.get("/api/v1/webhooks", headers=alice).json()["items"][0]
 
     pet = client.post("/api/v1/pets", json={"name": "Rex", "species": "dog"}, headers=alice).json()
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in pet_photos("dog")[:3]]
@@ -179,7 +179,8 @@ def test_each_message_and_event_arrives_through_train_render_delete_expiry_notic
 
     # erasure: the receipt goes to the address the account had, and it is the last message
     before = len(sink.messages)
-    assert client.delete("/api/v1/me", headers=alice).status_code == 202
+    reauth = {**alice, "X-Current-Password": PASSWORD}
+    assert client.delete("/api/v1/me", headers=reauth).status_code == 202
     deliver(services)
     assert len(sink.messages) == before + 1
     receipt = sink.messages[-1]

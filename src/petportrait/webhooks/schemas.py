@@ -37,8 +37,3 @@ class DeliveryOut(BaseModel):
     next_attempt_at: datetime
     delivered_at: datetime | None = None
     payload: dict[str, Any]
-
-
-class Page(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None = None

@@ -29,6 +29,7 @@ from standardwebhooks import Webhook
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.errors import InvalidInput, NotFound
+from petportrait.paging import PageParams, page_query
 from petportrait.registry import Event, emit
 from petportrait.settings import Settings
 from petportrait.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint
@@ -147,14 +148,32 @@ def deliveries(
     session: Session, *, owner_id: str, endpoint_id: str, limit: int = 50
 ) -> list[WebhookDelivery]:
     """The recent deliveries of an endpoint, newest first."""
+    return page_deliveries(session, owner_id=owner_id, endpoint_id=endpoint_id, page=PageParams(limit=limit))[
+        0
+    ]
+
+
+def page_deliveries(
+    session: Session, *, owner_id: str, endpoint_id: str, page: PageParams
+) -> tuple[list[WebhookDelivery], str | None]:
+    """One page of an endpoint's deliveries, newest first."""
     get_endpoint(session, owner_id=owner_id, endpoint_id=endpoint_id)
-    return list(
-        session.scalars(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.endpoint_id == endpoint_id)
-            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
-            .limit(limit)
-        )
+    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
+    return page_query(session, query, stamp=WebhookDelivery.created_at, ident=WebhookDelivery.id, page=page)
+
+
+def page_endpoints(
+    session: Session, *, owner_id: str, page: PageParams
+) -> tuple[list[WebhookEndpoint], str | None]:
+    """One page of the person's endpoints, oldest first."""
+    query = select(WebhookEndpoint).where(WebhookEndpoint.owner_id == owner_id)
+    return page_query(
+        session,
+        query,
+        stamp=WebhookEndpoint.created_at,
+        ident=WebhookEndpoint.id,
+        page=page,
+        descending=False,
     )
 
 

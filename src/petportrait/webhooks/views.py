@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from petportrait.accounts.deps import CurrentUser
 from petportrait.http import SessionDep, SettingsDep
+from petportrait.paging import Page, PageQuery
 from petportrait.webhooks import service
 from petportrait.webhooks.models import WebhookDelivery, WebhookEndpoint
-from petportrait.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointCreated, EndpointOut, Page
+from petportrait.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointCreated, EndpointOut
 
 router = APIRouter(tags=["webhooks"])
 
@@ -50,10 +51,11 @@ def create(
     return EndpointCreated(**endpoint_out(endpoint).model_dump(), secret=endpoint.secret)
 
 
-@router.get("/webhooks", response_model=list[EndpointOut])
-def list_all(user: CurrentUser, session: SessionDep) -> list[EndpointOut]:
-    """The person's endpoints (without secrets)."""
-    return [endpoint_out(e) for e in service.list_endpoints(session, owner_id=user.id)]
+@router.get("/webhooks", response_model=Page[EndpointOut])
+def list_all(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[EndpointOut]:
+    """The person's endpoints (without secrets), oldest first, paged."""
+    rows, cursor = service.page_endpoints(session, owner_id=user.id, page=page)
+    return Page(items=[endpoint_out(e) for e in rows], next_cursor=cursor)
 
 
 @router.delete("/webhooks/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -71,10 +73,10 @@ def test(endpoint_id: str, user: CurrentUser, session: SessionDep, settings: Set
     return delivery_out(delivery)
 
 
-@router.get("/webhooks/{endpoint_id}/deliveries", response_model=Page)
+@router.get("/webhooks/{endpoint_id}/deliveries", response_model=Page[DeliveryOut])
 def list_deliveries(
-    endpoint_id: str, user: CurrentUser, session: SessionDep, limit: int = Query(default=50, ge=1, le=200)
-) -> Page:
-    """The endpoint's recent deliveries, newest first, with their status codes."""
-    rows = service.deliveries(session, owner_id=user.id, endpoint_id=endpoint_id, limit=limit)
-    return Page(items=[delivery_out(d) for d in rows], next_cursor=None)
+    endpoint_id: str, user: CurrentUser, session: SessionDep, page: PageQuery
+) -> Page[DeliveryOut]:
+    """The endpoint's recent deliveries, newest first, with their status codes (paged)."""
+    rows, cursor = service.page_deliveries(session, owner_id=user.id, endpoint_id=endpoint_id, page=page)
+    return Page(items=[delivery_out(d) for d in rows], next_cursor=cursor)
