@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
@@ -117,3 +117,13 @@ def case_naming(session: Session, *, owner_id: str, kind: str, item_id: str) -> 
         if {"kind": kind, "id": item_id} in case.items:
             return case
     return None
+
+
+def erase_cases(session: Session, user_id: str, actor_id: str | None) -> None:
+    """Erasure hook: the account's support cases (their subject is the person's own text) are deleted."""
+    _ = actor_id
+    session.execute(
+        delete(SupportCase)
+        .where(SupportCase.owner_id == user_id)
+        .execution_options(synchronize_session=False)
+    )
