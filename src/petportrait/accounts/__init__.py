@@ -8,3 +8,14 @@ from petportrait.registry import Registry
 def register(registry: Registry) -> None:
     """What the accounts domain contributes to a deployment."""
     registry.add_domain("accounts")
+    registry.add_table_rule(
+        "users",
+        "kept while the account exists; on erasure the email, name and password are scrubbed at once and the "
+        "row keeps only its id, role and dates",
+        owner="accounts",
+    )
+    registry.add_table_rule(
+        "api_tokens",
+        "revoked on erasure and deleted by the next sweep; otherwise kept until the person revokes them",
+        owner="accounts",
+    )

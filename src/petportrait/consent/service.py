@@ -23,7 +23,7 @@ from petportrait.db import new_id
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.portraits.models import Render, RenderState
 from petportrait.registry import emit, registry_of, settings_of
-from petportrait.retention import audit, blobkeys, policy, tombstones
+from petportrait.retention import audit, blobkeys, fingerprints, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -251,7 +251,12 @@ def grant(
         consent=consent,
         request=request,
         principal=principal,
-        item={"kind": item.item_kind, "id": item.item_id, "sha256": digest},
+        # the receipt outlives the copy: it keeps a fingerprint under the account's key, not the hash
+        item={
+            "kind": item.item_kind,
+            "id": item.item_id,
+            "fingerprint": fingerprints.fingerprint(session, owner_id, digest),
+        },
         settings=settings,
     )
     session.add(consent)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
@@ -143,3 +143,11 @@ def close_all_on_erasure(session: Session, user_id: str, actor_id: str | None) -
                 for case in cases
             ],
         )
+def erase_cases(session: Session, user_id: str, actor_id: str | None) -> None:
+    """Erasure hook: the account's support cases (their subject is the person's own text) are deleted."""
+    _ = actor_id
+    session.execute(
+        delete(SupportCase)
+        .where(SupportCase.owner_id == user_id)
+        .execution_options(synchronize_session=False)
+    )

@@ -291,6 +291,22 @@ def marketing_export(session: SessionDep, blobs: BlobsDep, staff: MarketingStaff
         purpose="marketing",
         details={"copies": [e["id"] for e in entries]},
     )
+    # and one entry per person whose copies left in it, so each sees it in their own access log
+    audit.record_many(
+        session,
+        [
+            audit.AuditEvent(
+                action="marketing.asset_exported",
+                actor_id=staff.id,
+                subject_kind="marketing",
+                subject_id=copy.id,
+                owner_id=copy.owner_id,
+                purpose="marketing",
+                details={"consent_id": consent.id},
+            )
+            for copy, consent in rows
+        ],
+    )
     return Response(
         buffer.getvalue(),
         media_type="application/zip",

@@ -24,3 +24,6 @@ def register(registry: Registry) -> None:
     """What the lifecycle aggregate contributes: the periodic sweep."""
     registry.add_domain("lifecycle")
     registry.add_periodic("sweeper", sweeper.interval, _sweep)
+    registry.add_table_rule(
+        "leases", "no personal data (lease names, holders are host:pid)", owner="lifecycle"
+    )

@@ -14,25 +14,34 @@ Findings (any one makes the check fail):
   sealed under another key-encryption key) (`deep` decrypts every blob whole, else its first segment);
 - tombstone_key: the data key of a deleted item still exists (its blob could still be read from a copy);
 - old_version: (S3 buckets with versioning) a noncurrent version or delete marker of a deleted item's
-  key, or of a key that no row owns: the bytes of a deleted item still readable as an older version.
+  key, or of a key that no row owns: the bytes of a deleted item still readable as an older version;
+- no_retention_rule: a table of the schema that no domain gave a retention rule (`registry.add_table_rule`;
+  a table holding no personal data gets a rule that says so);
+- raw_hash: a bare content sha256 kept where it outlives its item (a tombstone, an audit entry's details,
+  a consent receipt, a generation record), instead of a fingerprint under the account's key.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import MetaData, func, or_, select
 from sqlalchemy.orm import Session
 
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
+from petportrait.consent.models import Consent
+from petportrait.db import Base
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
 from petportrait.registry import registry_of
 from petportrait.retention import holds, policy
-from petportrait.retention.models import DataKey, DeletionReason, Tombstone
+from petportrait.retention.models import AuditEntry, DataKey, DeletionReason, Tombstone
+from petportrait.rights.models import Generation
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobNotFound, BlobStore
 from petportrait.storage.crypto import EncryptedBlobStore
@@ -79,10 +88,14 @@ def run_check(
     now: datetime | None = None,
     reconcile_interval: float = DEFAULT_RECONCILE_SECONDS,
     deep: bool = False,
+    metadata: MetaData | None = None,
 ) -> CheckReport:
-    """Scan rows, tombstones and blobs; see the module docstring for what counts as a finding."""
+    """Scan rows, tombstones and blobs; see the module docstring for what counts as a finding.
+    `metadata` is the schema whose tables must each have a retention rule (default: every table)."""
     now = now or utcnow()
     report = CheckReport(checked_at=now)
+    _scan_table_rules(session, metadata or Base.metadata, report=report)
+    _scan_raw_hashes(session, report=report)
     slack = timedelta(seconds=interval(settings))
     cutoff = now - slack
     grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
@@ -297,3 +310,69 @@ def _tombstoned(session: Session, keys: list[str]) -> dict[str, str]:
             if key is not None:
                 found[key] = item_id
     return found
+
+
+def _scan_table_rules(session: Session, metadata: MetaData, *, report: CheckReport) -> None:
+    """Report every table that no domain gave a retention rule."""
+    rules = registry_of(session).table_rules
+    for table in sorted(metadata.tables):
+        if table not in rules and table != "alembic_version":
+            report.findings.append(
+                Finding(
+                    "no_retention_rule",
+                    table,
+                    detail=f"no domain registered a retention rule for the table {table} "
+                    "(registry.add_table_rule in its register(); 'no personal data' if so)",
+                )
+            )
+
+
+_RAW = re.compile(r'"(?:sha256|photo_sha256|lora_sha256)":\s*(?:"[0-9a-f]{64}"|"\[)')
+
+
+def _scan_raw_hashes(session: Session, *, report: CheckReport, batch: int = 10_000) -> None:
+    """Report content hashes kept outside live item rows: in audit entries, tombstones, receipts and
+    generation records (which outlive their item), where only fingerprints may be."""
+    after = 0
+    while True:
+        rows = session.execute(
+            select(
+                AuditEntry.seq,
+                AuditEntry.subject_kind,
+                AuditEntry.subject_id,
+                AuditEntry.owner_id,
+                AuditEntry.details,
+            )
+            .where(AuditEntry.seq > after, AuditEntry.details.contains("sha256"))
+            .order_by(AuditEntry.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        for seq, kind, item_id, owner_id, details in rows:
+            if _RAW.search(details or ""):
+                report.findings.append(
+                    Finding(
+                        "raw_hash",
+                        kind or "?",
+                        item_id=item_id,
+                        owner_id=owner_id,
+                        detail=f"audit entry {seq} keeps a content sha256 (it outlives the item)",
+                    )
+                )
+        after = rows[-1][0]
+    for name, model, attr in (("consents", Consent, "receipt"), ("generations", Generation, "params")):
+        for item_id, owner_id, data in session.execute(
+            select(model.id, model.owner_id, getattr(model, attr))
+        ):
+            text = data if isinstance(data, str) else json.dumps(data or {})
+            if _RAW.search(text):
+                report.findings.append(
+                    Finding(
+                        "raw_hash",
+                        name,
+                        item_id=item_id,
+                        owner_id=owner_id,
+                        detail=f"{name}.{attr} keeps a content sha256 (it outlives the item)",
+                    )
+                )

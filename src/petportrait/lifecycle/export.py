@@ -227,15 +227,18 @@ def build_export(
             for j in jobs
         ],
         "deletion_receipts": [
-            _columns(t, ["id", "kind", "created_at", "expires_at", "sha256", "size", "reason", "purged_at"])
+            _columns(
+                t, ["id", "kind", "created_at", "expires_at", "fingerprint", "size", "reason", "purged_at"]
+            )
             for t in receipts
         ],
         "access_log": [
             {
                 **_columns(e, ["seq", "at", "action", "subject_kind", "subject_id", "purpose", "hash"]),
                 "by": "you" if e.actor_id == user.id else ("service" if e.actor_id is None else "staff"),
+                "details": details,
             }
-            for e in access
+            for e, details in zip(access, audit.readable_details(session, access), strict=True)
         ],
     }
     for name, fn in registry_of(session).export_sections.items():

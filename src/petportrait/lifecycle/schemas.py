@@ -19,7 +19,10 @@ class DeletionOut(BaseModel):
     created_at: datetime | None = Field(description="When the item was uploaded, trained or rendered")
     expires_at: datetime | None
     purged_at: datetime = Field(description="When its bytes and record were deleted")
-    sha256: str | None
+    fingerprint: str | None = Field(
+        description="HMAC-SHA256 of the item's sha256 under your account's fingerprint key (never the hash "
+        "itself); it cannot be linked to any content once the account is erased"
+    )
     size: int | None
 
 

@@ -37,7 +37,7 @@ from petportrait.jobs import leases
 from petportrait.jobs.models import FINAL_STATES, Job, Lease
 from petportrait.pets.models import Pet
 from petportrait.registry import emit, registry_from
-from petportrait.retention import audit, blobops, holds, policy
+from petportrait.retention import audit, blobops, fingerprints, holds, policy
 from petportrait.retention.keys import destroy_keys
 from petportrait.retention.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
 from petportrait.retention.tombstones import deletion_event, tombstone_values
@@ -368,23 +368,8 @@ def _bury(
     now: datetime,
     fault: Fault | None,
 ) -> None:
-    """Turn swept rows into tombstones and audit each, in one transaction."""
-    stones = [
-        tombstone_values(
-            kind,
-            item_id=row.id,
-            owner_id=row.owner_id,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            storage_key=row.storage_key,
-            sha256=row.sha256,
-            size=row.size,
-            reason=reason,
-            actor_id=None,
-            purged_at=now,
-        )
-        for row in rows
-    ]
+    """Turn swept rows into tombstones (keeping fingerprints, not hashes) and audit each, in one transaction;
+    the free text the audit log holds about these items goes with them."""
     with session_factory() as session:
         sqlite = session.get_bind().dialect.name == "sqlite"
         if sqlite:  # a batch touches index pages all over: keep them cached while it is written,
@@ -392,8 +377,26 @@ def _bury(
             session.connection().exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
             session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=0")
         try:
+            prints = fingerprints.fingerprints(session, [(row.owner_id, row.sha256) for row in rows])
+            stones = [
+                tombstone_values(
+                    kind,
+                    item_id=row.id,
+                    owner_id=row.owner_id,
+                    created_at=row.created_at,
+                    expires_at=row.expires_at,
+                    storage_key=row.storage_key,
+                    fingerprint=fingerprint,
+                    size=row.size,
+                    reason=reason,
+                    actor_id=None,
+                    purged_at=now,
+                )
+                for row, fingerprint in zip(rows, prints, strict=True)
+            ]
             session.connection().execute(insert(_TOMBSTONES), stones)
             ids = [row.id for row in rows]
+            audit.delete_texts(session, subject_kind=kind, subject_ids=ids)
             for start in range(0, len(ids), _IN_CHUNK):
                 session.execute(
                     delete(model)

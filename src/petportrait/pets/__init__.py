@@ -10,3 +10,8 @@ def register(registry: Registry) -> None:
     """What the pets domain contributes: the table of photos."""
     registry.add_domain("pets")
     registry.add_item_kind("photo", Photo)
+    registry.add_table_rule(
+        "pets",
+        "kept while the account exists; deleted by the sweeper once an erased account's items are gone",
+        owner="pets",
+    )

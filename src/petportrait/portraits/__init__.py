@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from petportrait.portraits import ended
 from petportrait.portraits.models import JobKind, PetModel, Render
 from petportrait.portraits.runner import PortraitJobs
 from petportrait.registry import Registry
@@ -15,3 +16,14 @@ def register(registry: Registry) -> None:
     jobs = PortraitJobs()
     registry.add_job_handler(JobKind.TRAIN.value, jobs)
     registry.add_job_handler(JobKind.RENDER.value, jobs)
+    registry.add_periodic(
+        "portraits.sweep_ended", lambda s: float(s.retention.sweep_interval_seconds), ended.sweep_ended
+    )
+    registry.add_table_rule(
+        "jobs",
+        "a train or render job is deleted once it finished longer ago than the render period (30 days by "
+        "default), and with an erased account once finished; failed and cancelled models and renders are "
+        "made "
+        "due after that period and swept like any item",
+        owner="portraits",
+    )

@@ -89,3 +89,25 @@ class Render(IdMixin, Base):
     created_at: Mapped[datetime]
     rendered_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# What a render's parameters may say that fingerprints content outliving it: the LoRA's hash and, in its
+# metadata, the hashes of the training photos.
+_FINGERPRINT_KEYS = frozenset({"lora_sha256", "photo_sha256"})
+
+
+def without_fingerprints(
+    params: dict[str, Any], *, keys: frozenset[str] = _FINGERPRINT_KEYS
+) -> dict[str, Any]:
+    """Render parameters without the photos' and the LoRA's hashes (at any depth): what a generation
+    record keeps; a render row itself keeps the LoRA's hash (`keys={"photo_sha256"}`) while it lives."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in keys}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    result: dict[str, Any] = clean(dict(params))
+    return result

@@ -25,7 +25,14 @@ from petportrait.jobs.models import Job, JobState
 from petportrait.jobs.runner import Beat, JobFailed, JobStopped, WorkerContext
 from petportrait.pets import service as pets_service
 from petportrait.portraits import service
-from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, RenderState
+from petportrait.portraits.models import (
+    JobKind,
+    ModelState,
+    PetModel,
+    Render,
+    RenderState,
+    without_fingerprints,
+)
 from petportrait.registry import emit
 from petportrait.retention import blobkeys, policy
 from petportrait.retention.keys import destroy_keys
@@ -248,7 +255,7 @@ def _render(
         render.content_type = "image/png"
         render.size = len(data)
         render.sha256 = hashlib.sha256(data).hexdigest()
-        render.params = _jsonable(params)
+        render.params = _jsonable(without_fingerprints(params, keys=frozenset({"photo_sha256"})))
         render.is_preview = bool(result.is_preview)
         render.rendered_at = now
         render.expires_at = service.expiry_for_render(ctx.settings, now)

@@ -8,6 +8,7 @@ It imports no domain: the tables of each kind are registered by their domains (`
 from __future__ import annotations
 
 from petportrait.registry import Registry
+from petportrait.retention import audit, fingerprints
 
 
 def register(registry: Registry) -> None:
@@ -19,3 +20,21 @@ def register(registry: Registry) -> None:
         "(crypto-shredding); keys of orphaned blobs when the sweeper deletes them",
         owner="retention",
     )
+    rules = {
+        "audit_log": "kept for good (hash-chained, append-only); entries hold ids, purposes and fingerprints "
+        "under the account's key, never content hashes or free text (that lives in audit_texts)",
+        "audit_head": "no personal data (the newest entry's seq and hash)",
+        "audit_texts": "free text an audit entry refers to: deleted with the item it is about (when it is "
+        "deleted or swept) and with the account on erasure",
+        "fingerprint_keys": "made on an account's first fingerprint; the key is wiped on "
+        "erasure (the keyless "
+        "row stays, so no fingerprint of the account is ever made again)",
+        "tombstones": "kept for good as deletion receipts: ids, dates, size, reason and a fingerprint that "
+        "erasure makes unlinkable; no content hash",
+        "legal_holds": "kept for good as the record of holds (ids, reasons written by admins, dates)",
+        "sweep_runs": "no personal data; deleted after 7 days by the sweeper",
+    }
+    for table, rule in rules.items():
+        registry.add_table_rule(table, rule, owner="retention")
+    registry.add_erasure_hook("retention.fingerprint_key", fingerprints.destroy_on_erasure)
+    registry.add_erasure_hook("retention.audit_texts", audit.erase_texts)

@@ -10,6 +10,12 @@ An entry's hash is SHA-256 over the canonical JSON of
 [prev_hash, seq, at, action, actor_id, subject_kind, subject_id, owner_id, purpose, details], and
 `audit_head` names the newest entry, so removing the newest entries shows too. `verify` walks the
 whole chain (`petportrait audit verify`).
+
+Free text a person or staff wrote (a reply, an appeal, a decision's reasons) is never put in the chain,
+which cannot be edited: `text_ref` stores it in `audit_texts` (deletable, with the item it is about or
+with the account) and returns {"$text": id, "digest": sha256(id NUL text)} for the details. The chain
+hashes that reference, so it stays verifiable once the text is gone; `readable_details` shows the text
+while it exists and "(erased)" after. Content hashes are kept as fingerprints (`retention.fingerprints`).
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
-from petportrait.retention.models import GENESIS_HASH, AuditEntry, AuditHead
+from petportrait.db import new_id
+from petportrait.retention.models import GENESIS_HASH, AuditEntry, AuditHead, AuditText
 
 HEAD_ID = 1
 # A fixed key for pg_advisory_xact_lock ("pp-audit" as a 63-bit number).
@@ -177,6 +184,109 @@ def record(
     entry = session.get(AuditEntry, seq)
     assert entry is not None
     return entry
+
+
+ERASED = "(erased)"
+_TEXT_REF = "$text"
+
+
+def _text_digest(text_id: str, value: str) -> str:
+    return hashlib.sha256(f"{text_id}\x00{value}".encode()).hexdigest()
+
+
+def text_ref(
+    session: Session,
+    value: str,
+    *,
+    owner_id: str | None,
+    subject_kind: str | None = None,
+    subject_id: str | None = None,
+) -> dict[str, str]:
+    """Keep free text outside the chain; returns the reference to put in an entry's details."""
+    text_id = new_id()
+    digest = _text_digest(text_id, value)
+    session.add(
+        AuditText(
+            id=text_id,
+            owner_id=owner_id,
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            sha256=digest,
+            text=value,
+            created_at=utcnow(),
+        )
+    )
+    return {_TEXT_REF: text_id, "digest": digest}
+
+
+def _refs(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if isinstance(value.get(_TEXT_REF), str):
+            yield value
+        else:
+            for inner in value.values():
+                yield from _refs(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _refs(inner)
+
+
+def _resolve(value: Any, texts: dict[str, AuditText]) -> Any:
+    if isinstance(value, dict):
+        ref = value.get(_TEXT_REF)
+        if isinstance(ref, str):
+            row = texts.get(ref)
+            if row is None:
+                return ERASED
+            if row.sha256 != value.get("digest") or _text_digest(row.id, row.text) != row.sha256:
+                return "(altered)"
+            return row.text
+        return {k: _resolve(v, texts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, texts) for v in value]
+    return value
+
+
+def readable_details(session: Session, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    """Each entry's details with its free text: the text while it exists, "(erased)" after."""
+    parsed = [json.loads(entry.details or "{}") for entry in entries]
+    ids = sorted({ref[_TEXT_REF] for details in parsed for ref in _refs(details)})
+    texts: dict[str, AuditText] = {}
+    for start in range(0, len(ids), 500):
+        texts.update(
+            (row.id, row)
+            for row in session.scalars(select(AuditText).where(AuditText.id.in_(ids[start : start + 500])))
+        )
+    return [_resolve(details, texts) for details in parsed]
+
+
+def delete_texts(
+    session: Session,
+    *,
+    owner_id: str | None = None,
+    subject_kind: str | None = None,
+    subject_ids: Sequence[str] = (),
+) -> None:
+    """Delete the free text of an account (owner_id) or about some items (subject_kind, subject_ids)."""
+    if owner_id is not None:
+        session.execute(
+            delete(AuditText)
+            .where(AuditText.owner_id == owner_id)
+            .execution_options(synchronize_session=False)
+        )
+    ids = list(subject_ids)
+    for start in range(0, len(ids), 500):
+        session.execute(
+            delete(AuditText)
+            .where(AuditText.subject_kind == subject_kind, AuditText.subject_id.in_(ids[start : start + 500]))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def erase_texts(session: Session, user_id: str, actor_id: str | None) -> None:
+    """Erasure hook: the account's free text leaves the audit log's side table (the chain stays valid)."""
+    _ = actor_id
+    delete_texts(session, owner_id=user_id)
 
 
 def iter_entries(session: Session, *, owner_id: str | None = None, batch: int = 5000) -> Iterator[AuditEntry]:

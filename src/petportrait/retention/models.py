@@ -67,7 +67,8 @@ class Tombstone(Base):
     created_at: Mapped[datetime | None] = mapped_column(default=None)  # uploaded/trained/rendered at
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     storage_key: Mapped[str | None] = mapped_column(String(512), default=None)
-    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    # HMAC of the item's sha256 under the account's fingerprint key (retention.fingerprints), never the hash
+    fingerprint: Mapped[str | None] = mapped_column(String(80), default=None)
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     reason: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -124,4 +125,41 @@ class DataKey(Base):
     storage_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
     owner_id: Mapped[str | None] = mapped_column(String(32), default=None)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(128))
+    created_at: Mapped[datetime]
+
+
+class FingerprintKey(Base):
+    """An account's key for fingerprints: what outlives an item keeps HMAC(key, sha256), never the sha256.
+
+    Made on first use; erasure wipes `key` (the row stays, keyless, so no fingerprint is ever made again
+    for the account), which leaves every fingerprint of the account unlinkable to any content.
+    """
+
+    __tablename__ = "fingerprint_keys"
+
+    owner_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[bytes | None] = mapped_column(LargeBinary(32), default=None)
+    created_at: Mapped[datetime]
+    destroyed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditText(Base):
+    """Free text an audit entry refers to (a reply, an appeal, a decision's reasons): deletable.
+
+    The entry stores only {"$text": id, "digest": sha256(id NUL text)}, so the chain stays verifiable
+    when this row goes (with the item it is about, or with the account); the id salts the digest.
+    """
+
+    __tablename__ = "audit_texts"
+    __table_args__ = (
+        Index("ix_audit_texts_owner_id", "owner_id"),
+        Index("ix_audit_texts_subject", "subject_kind", "subject_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    subject_kind: Mapped[str | None] = mapped_column(String(32), default=None)
+    subject_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    sha256: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -1,7 +1,9 @@
 """Deleting items now: blob first, then a tombstone (the deletion receipt) and an audit entry.
 
 Everything happens in the caller's transaction; a legal hold refuses with 409 `legal_hold`. The sweeper
-writes the same tombstones and audit entries in bulk (`tombstone_values`, `deletion_event`).
+writes the same tombstones and audit entries in bulk (`tombstone_values`, `deletion_event`). Neither keeps
+the item's sha256: both keep its fingerprint under the account's key (`retention.fingerprints`), and the
+free text the audit log holds about the item (`audit.text_ref`) is deleted with it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from petportrait.clock import utcnow
 from petportrait.errors import InvalidInput, NotFound
 from petportrait.paging import PageParams, page_query
 from petportrait.registry import emit, registry_of
-from petportrait.retention import audit, blobops, holds, policy
+from petportrait.retention import audit, blobops, fingerprints, holds, policy
 from petportrait.retention.keys import destroy_keys
 from petportrait.retention.models import DeletionReason, Tombstone
 from petportrait.storage.base import BlobStore
@@ -31,7 +33,7 @@ def tombstone_values(
     created_at: datetime | None,
     expires_at: datetime | None,
     storage_key: str | None,
-    sha256: str | None,
+    fingerprint: str | None,
     size: int | None,
     reason: str,
     actor_id: str | None,
@@ -45,7 +47,7 @@ def tombstone_values(
         "created_at": created_at,
         "expires_at": expires_at,
         "storage_key": storage_key,
-        "sha256": sha256,
+        "fingerprint": fingerprint,
         "size": size,
         "reason": reason,
         "actor_id": actor_id,
@@ -62,7 +64,7 @@ def deletion_event(stone: dict[str, Any], *, by: str) -> audit.AuditEvent:
         subject_id=stone["id"],
         owner_id=stone["owner_id"],
         purpose=stone["reason"],
-        details={"storage_key": stone["storage_key"], "sha256": stone["sha256"], "by": by},
+        details={"storage_key": stone["storage_key"], "fingerprint": stone["fingerprint"], "by": by},
     )
 
 
@@ -75,7 +77,9 @@ def item_model(session: Session, kind: str) -> Any:
     return model
 
 
-def stone_of(row: Any, kind: str, *, reason: str, actor_id: str | None, now: datetime) -> dict[str, Any]:
+def stone_of(
+    row: Any, kind: str, *, fingerprint: str | None, reason: str, actor_id: str | None, now: datetime
+) -> dict[str, Any]:
     """The tombstone values of a row about to be deleted."""
     return tombstone_values(
         kind,
@@ -84,7 +88,7 @@ def stone_of(row: Any, kind: str, *, reason: str, actor_id: str | None, now: dat
         created_at=getattr(row, policy.KINDS[kind].clock, None),
         expires_at=row.expires_at,
         storage_key=row.storage_key,
-        sha256=row.sha256,
+        fingerprint=fingerprint,
         size=getattr(row, "size", None),
         reason=reason,
         actor_id=actor_id,
@@ -133,8 +137,10 @@ def delete_rows(
         raise RuntimeError(f"could not delete {len(failures)} blob(s): {failures}")
     stones: list[Tombstone] = []
     events: list[audit.AuditEvent] = []
-    for kind, row in rows:
-        values = stone_of(row, kind, reason=str(reason), actor_id=actor_id, now=now)
+    prints = fingerprints.fingerprints(session, [(row.owner_id, row.sha256) for _, row in rows])
+    for (kind, row), fingerprint in zip(rows, prints, strict=True):
+        values = stone_of(row, kind, fingerprint=fingerprint, reason=str(reason), actor_id=actor_id, now=now)
+        audit.delete_texts(session, subject_kind=kind, subject_ids=[row.id])
         session.delete(row)
         stone = Tombstone(**values)
         session.add(stone)

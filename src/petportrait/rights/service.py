@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
-from petportrait.portraits.models import PetModel, Render
+from petportrait.portraits.models import PetModel, Render, without_fingerprints
 from petportrait.registry import Event, emit, settings_of
-from petportrait.retention import audit
+from petportrait.retention import audit, fingerprints
 from petportrait.rights import policy
 from petportrait.rights.models import (
     CaseEvent,
@@ -36,6 +36,7 @@ from petportrait.rights.models import (
 )
 from petportrait.settings import Settings
 
+_FREE_TEXT = frozenset({"message", "statement", "reasons", "note", "facts"})
 REPORT_REASONS = ("sexual", "gore", "hate", "deception", "rights", "illegal", "other")
 _LICENCE_IN_URL = re.compile(r"/licences/([0-9a-f]{32})(?:[/?#]|$)")
 
@@ -68,7 +69,7 @@ def record_generation(
         style=render.style,
         prompt=render.prompt,
         seed=render.seed,
-        params=dict(render.params or {}),
+        params=without_fingerprints(render.params or {}),  # no photo or LoRA hashes: they outlive them
         content_sha256=render.sha256,
         created_at=now,
     )
@@ -94,7 +95,10 @@ def record_generation(
         subject_id=render.id,
         owner_id=render.owner_id,
         purpose="licence",
-        details={"licence_id": licence.id, "sha256": render.sha256},
+        details={
+            "licence_id": licence.id,
+            "fingerprint": fingerprints.fingerprint(session, render.owner_id, render.sha256),
+        },
     )
     return licence
 
@@ -186,11 +190,24 @@ def export_licences(session: Session, owner_id: str) -> list[dict[str, Any]]:
 
 
 def scrub_generations(session: Session, user_id: str, actor_id: str | None) -> None:
-    """On account erasure: drop prompts and parameters; the licence stays verifiable by its hash."""
+    """On account erasure: drop prompts and parameters (the licence stays verifiable by its hash), and
+    blank the free text of the account's trust & safety cases, notices and the reports about them."""
     _ = actor_id
     for generation in session.scalars(select(Generation).where(Generation.owner_id == user_id)):
         generation.prompt = None
         generation.params = {}
+    # the free text of the account's cases: replies, appeals and reasons in the timeline and notices
+    cases = select(SafetyCase.id).where(SafetyCase.owner_id == user_id)
+    for event in session.scalars(select(CaseEvent).where(CaseEvent.case_id.in_(cases))):
+        if any(key in _FREE_TEXT for key in event.body or {}):
+            event.body = {k: ("(erased)" if k in _FREE_TEXT else v) for k, v in (event.body or {}).items()}
+    for notice in session.scalars(select(Notice).where(Notice.owner_id == user_id)):
+        notice.statement = {k: v for k, v in (notice.statement or {}).items() if k in ("case_id", "policy")}
+    for case in session.scalars(select(SafetyCase).where(SafetyCase.owner_id == user_id)):
+        case.facts = "(erased)"
+    held = select(Licence.id).where(Licence.holder_id == user_id)
+    for report in session.scalars(select(ContentReport).where(ContentReport.licence_id.in_(held))):
+        report.details, report.contact, report.url = "(erased)", None, None
 
 
 # ---- reports -----------------------------------------------------------------------------------------
@@ -268,6 +285,21 @@ def _event(
     event = CaseEvent(case_id=case.id, seq=(last or 0) + 1, at=now, kind=kind, actor=actor, body=body)
     session.add(event)
     session.flush()
+    # free text (a reply, an appeal, a decision's reasons) stays out of the chain: the entry refers to it
+    details = {
+        key: (
+            audit.text_ref(
+                session,
+                value,
+                owner_id=case.owner_id,
+                subject_kind=case.subject_kind,
+                subject_id=case.subject_id,
+            )
+            if key in _FREE_TEXT and isinstance(value, str)
+            else value
+        )
+        for key, value in body.items()
+    }
     audit.record(
         session,
         action=f"case.{kind}",
@@ -276,7 +308,7 @@ def _event(
         subject_id=case.subject_id,
         owner_id=case.owner_id,
         purpose="trust_safety",
-        details={"case_id": case.id, **body},
+        details={"case_id": case.id, **details},
     )
     return event
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -312,6 +313,10 @@ def audit_search(
         "staff_audit.html",
         title="Audit log",
         entries=entries,
+        details=[
+            json.dumps(d, ensure_ascii=False, sort_keys=True) if d else ""
+            for d in audit.readable_details(page.session, entries)
+        ],
         limit=AUDIT_LIMIT,
         filters={"action": action, "actor": actor, "owner": owner, "subject": subject, "since": since},
         error=error,
