@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, BinaryIO
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from petportrait.db import session_scope
+from petportrait.paging import DEFAULT_LIMIT, MAX_LIMIT, PageParams, decode_cursor
 from petportrait.registry import Services
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -66,3 +67,16 @@ def iter_chunks(stream: BinaryIO, size: int = 64 * 1024) -> Iterator[bytes]:
             yield chunk
     finally:
         stream.close()
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="the `next_cursor` of the previous page")
+    ] = None,
+) -> PageParams:
+    """The paging query parameters of a list endpoint."""
+    return PageParams(limit=limit, after=decode_cursor(cursor) if cursor else None)
+
+
+PageQuery = Annotated[PageParams, Depends(page_params)]

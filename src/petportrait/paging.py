@@ -2,7 +2,8 @@
 `{"items": [...], "next_cursor": "..." | null}`.
 
 The cursor is keyset paging on (a timestamp, an id): base64url of the last item's key, so a page never
-skips or repeats an item when rows are added meanwhile. Knows no domain.
+skips or repeats an item when rows are added meanwhile. Knows no domain and no web framework (the
+query parameters are `petportrait.http.PageQuery`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -64,19 +64,6 @@ def decode_cursor(cursor: str) -> Key:
             code="invalid_cursor",
         ) from None
     return when, item_id
-
-
-def page_params(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="the `next_cursor` of the previous page")
-    ] = None,
-) -> PageParams:
-    """The paging query parameters of a list endpoint."""
-    return PageParams(limit=limit, after=decode_cursor(cursor) if cursor else None)
-
-
-PageQuery = Annotated[PageParams, Depends(page_params)]
 
 
 def page_query(

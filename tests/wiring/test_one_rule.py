@@ -108,8 +108,8 @@ def test_a_shortened_period_hides_items_at_read_time_at_once(
     assert "(1 day)" in photo.json()["detail"]
     render = client.get(f"/api/v1/renders/{items.render_id}", headers=headers)
     assert render.status_code == 410 and render.json()["code"] == "render_expired"
-    assert client.get(f"/api/v1/pets/{items.pet_id}/photos", headers=headers).json() == []
-    assert client.get("/api/v1/renders", headers=headers).json() == []
+    assert client.get(f"/api/v1/pets/{items.pet_id}/photos", headers=headers).json()["items"] == []
+    assert client.get("/api/v1/renders", headers=headers).json()["items"] == []
     # Nothing was swept: the rows are still there, hidden by the shortened period alone.
     with session_scope(services.session_factory) as session:
         assert session.get(Render, items.render_id) is not None

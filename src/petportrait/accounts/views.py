@@ -20,8 +20,8 @@ from petportrait.accounts.schemas import (
     UserOut,
 )
 from petportrait.errors import NotFound
-from petportrait.http import SessionDep, SettingsDep
-from petportrait.paging import Page, PageQuery
+from petportrait.http import PageQuery, SessionDep, SettingsDep
+from petportrait.paging import Page
 from petportrait.ratelimit import LimiterDep, client_address
 
 router = APIRouter(tags=["accounts"])

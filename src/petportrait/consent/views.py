@@ -19,8 +19,8 @@ from petportrait.accounts.models import STAFF_ROLES, Role, User
 from petportrait.consent import access, service, support
 from petportrait.consent.models import Consent, MarketingCopy, MarketingRequest, SupportCase
 from petportrait.consent.schemas import GrantBody, MarketingRequestCreate, SupportCaseCreate
-from petportrait.http import BlobsDep, SessionDep, SettingsDep
-from petportrait.paging import Page, PageQuery, page_list
+from petportrait.http import BlobsDep, PageQuery, SessionDep, SettingsDep
+from petportrait.paging import Page, page_list
 from petportrait.retention import audit
 from petportrait.rights import service as rights_service
 

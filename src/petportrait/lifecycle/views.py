@@ -15,7 +15,7 @@ from petportrait.accounts.deps import CurrentUser, require_role
 from petportrait.accounts.models import Role, User
 from petportrait.accounts.schemas import Reauthentication
 from petportrait.errors import Unauthorized
-from petportrait.http import BlobsDep, SessionDep, SettingsDep, bearer_value, iter_chunks
+from petportrait.http import BlobsDep, PageQuery, SessionDep, SettingsDep, bearer_value, iter_chunks
 from petportrait.lifecycle import export, holds, metrics, service
 from petportrait.lifecycle.schemas import (
     DeletionOut,
@@ -26,7 +26,7 @@ from petportrait.lifecycle.schemas import (
     HoldRenew,
 )
 from petportrait.lifecycle.sweeper import interval
-from petportrait.paging import Page, PageQuery, page_list
+from petportrait.paging import Page, page_list
 from petportrait.ratelimit import LimiterDep, client_address
 from petportrait.retention import tombstones
 from petportrait.retention.models import HoldScope, LegalHold

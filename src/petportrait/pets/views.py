@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from petportrait.accounts.deps import CurrentUser
 from petportrait.errors import InvalidInput
-from petportrait.http import BlobsDep, SessionDep, SettingsDep, iter_chunks
+from petportrait.http import BlobsDep, PageQuery, SessionDep, SettingsDep, iter_chunks
 from petportrait.multipart import CappedUploadRoute
-from petportrait.paging import Page, PageQuery
+from petportrait.paging import Page
 from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult

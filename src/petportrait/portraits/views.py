@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from petportrait.accounts.deps import CurrentUser
-from petportrait.http import BlobsDep, ServicesDep, SessionDep, SettingsDep
+from petportrait.http import BlobsDep, PageQuery, ServicesDep, SessionDep, SettingsDep
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.schemas import job_out
 from petportrait.ml.styles import list_styles
-from petportrait.paging import Page, PageQuery
+from petportrait.paging import Page
 from petportrait.portraits import service
 from petportrait.portraits.models import JobKind, PetModel, Render
 from petportrait.portraits.requests import RenderRequest

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from petportrait.accounts.deps import CurrentUser, require_role
 from petportrait.accounts.models import Role, User
 from petportrait.errors import ProblemError
-from petportrait.http import BlobsDep, SessionDep, SettingsDep
-from petportrait.paging import Page, PageQuery, page_list
+from petportrait.http import BlobsDep, PageQuery, SessionDep, SettingsDep
+from petportrait.paging import Page, page_list
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import RenderState
 from petportrait.ratelimit import LimiterDep, client_address

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from petportrait.accounts.deps import CurrentUser
-from petportrait.http import SessionDep, SettingsDep
-from petportrait.paging import Page, PageQuery
+from petportrait.http import PageQuery, SessionDep, SettingsDep
+from petportrait.paging import Page
 from petportrait.webhooks import service
 from petportrait.webhooks.models import WebhookDelivery, WebhookEndpoint
 from petportrait.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointCreated, EndpointOut
