@@ -31,7 +31,7 @@ from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.jobs import service as jobs_service
-from petportrait.jobs.models import JobKind
+from petportrait.portraits.models import JobKind
 from petportrait.settings import Settings
 from petportrait.web.app import Services, build_services, create_app
 
