@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from petportrait.ml.photos import PhotoData
 from petportrait.ml.preview import build_clip_tokenizer
 from petportrait.ml.train import (
     LORA_TARGET_MODULES,
@@ -213,9 +214,7 @@ class ReferenceLoop:
         return encoding
 
 
-def lockstep(
-    source: str, photos: list[Path], output: Path, args: argparse.Namespace
-) -> dict[str, list[float]]:
+def lockstep(source: str, photos: list[Path], args: argparse.Namespace) -> dict[str, list[float]]:
     """Per-step seconds of train_lora and of the reference, run alternately, and the reference's encoding."""
     reference = ReferenceLoop(
         source,
@@ -246,19 +245,19 @@ def lockstep(
         times["encoding"].append(encoding)
         last[:] = [finished, finished_cpu]
 
-    train_lora(spec_for(source, photos, output, args), progress=progress)
+    train_lora(spec_for(source, photos, args), progress=progress)
     # Drop the warm-up steps (ours has one step fewer: its first step has no start mark).
     for name in times:
         times[name] = times[name][max(0, args.warmup - 1) if name.startswith("ours") else args.warmup :]
     return times
 
 
-def spec_for(source: str, photos: list[Path], output: Path, args: argparse.Namespace) -> TrainSpec:
+def spec_for(source: str, photos: list[Path], args: argparse.Namespace) -> TrainSpec:
+    """The spec the service gives: photos in memory, the LoRA returned as bytes (no file)."""
     return TrainSpec(
         base_model=source,
-        photos=photos,
+        photos=[PhotoData(p.name, p.read_bytes()) for p in photos],
         species="dog",
-        output_path=output,
         resolution=args.resolution,
         batch_size=args.batch,
         steps=args.warmup + args.steps,
@@ -303,11 +302,11 @@ def main() -> None:
             f"photos {args.photos}, "
             f"{torch.get_num_threads()} threads"
         )
-        times = lockstep(source, photos, Path(tmp) / "lockstep.safetensors", args)
+        times = lockstep(source, photos, args)
         wall = None
         if not args.no_standalone:
             started = time.perf_counter()
-            train_lora(spec_for(source, photos, Path(tmp) / "alone.safetensors", args))
+            train_lora(spec_for(source, photos, args))
             wall = time.perf_counter() - started
 
     ours = 1 / statistics.median(times["ours"])

@@ -60,6 +60,8 @@ class QueueSettings(BaseModel):
     heartbeat_seconds: float = 5.0
     stale_after_seconds: float = 60.0
     max_attempts: int = 3
+    # The name a consumer's worker id starts with (the host name if unset): a container's name, say.
+    worker_name: str | None = None
 
 
 class MLSettings(BaseModel):

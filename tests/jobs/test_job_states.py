@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import Clock
@@ -138,3 +139,56 @@ def reap(services: Services, *, stale_after: timedelta) -> object:
         handlers=services.registry.job_handlers,
         stale_after=stale_after,
     )
+
+
+def _cancel(services: Services, job_id: str) -> None:
+    with services.session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        jobs_service.request_cancel(session, job=job)
+        session.commit()
+
+
+def test_a_running_job_cancelled_whose_worker_died_is_ended_not_requeued_and_never_claimed(
+    services: Services, frozen_clock: Clock
+) -> None:
+    job_id = _job(services)
+    with services.session_factory() as session:
+        assert jobs_service.claim(session, job_id=job_id, worker_id="dead") is not None
+    _cancel(services, job_id)  # as an erasure does: the flag is set, the worker never reads it (it died)
+    frozen_clock.advance(timedelta(seconds=services.settings.queue.stale_after_seconds + 1))
+    report = reap(services, stale_after=timedelta(seconds=services.settings.queue.stale_after_seconds))
+    assert report.requeued == [] and report.cancelled == [job_id]
+    assert services.queue.dequeue(timeout=0.2) is None
+    with services.session_factory() as session:
+        row = session.get(Job, job_id)
+        assert row is not None and row.state == JobState.CANCELLED.value
+        assert jobs_service.claim(session, job_id=job_id, worker_id="new") is None
+    # even a queued row with the flag (written by an older version, or by hand) is never claimed
+    with services.session_factory() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(state=JobState.QUEUED.value, finished_at=None)
+        )
+        session.commit()
+        assert jobs_service.claim(session, job_id=job_id, worker_id="new") is None
+        row = session.get(Job, job_id, populate_existing=True)
+        assert row is not None and row.state == JobState.CANCELLED.value and row.worker_id is None
+
+
+def test_the_write_fence_refuses_a_cancelled_job_and_a_lost_one(services: Services) -> None:
+    job_id = _job(services)
+    with services.session_factory() as session:
+        job = jobs_service.claim(session, job_id=job_id, worker_id="w")
+        assert job is not None
+        jobs_service.assert_may_write(session, job=job, worker_id="w")
+        session.commit()
+        with pytest.raises(jobs_service.LostJob) as lost:
+            jobs_service.assert_may_write(session, job=job, worker_id="someone-else")
+        assert not isinstance(lost.value, jobs_service.CancelRequested)
+        session.rollback()
+    _cancel(services, job_id)
+    with services.session_factory() as session:
+        again = session.get(Job, job_id)
+        assert again is not None
+        with pytest.raises(jobs_service.CancelRequested):
+            jobs_service.assert_may_write(session, job=again, worker_id="w")

@@ -189,3 +189,25 @@ def test_the_holds_command_lists_holds(cli_env: CliRunner, services: Services, f
     frozen_clock.advance(2 * DAY)
     assert "no legal holds in force" in cli_env.invoke(app, ["retention", "holds"]).output
     assert "ended" in cli_env.invoke(app, ["retention", "holds", "--all"]).output
+
+
+def test_scratch_left_by_an_earlier_worker_on_any_host_is_found_and_the_sweep_removes_it(
+    services: Services, now: datetime
+) -> None:
+    root = services.settings.data_dir / "scratch"
+    # what workers of earlier versions left: one of another host, one of a dead pid here, a stray file
+    for folder in ("other-host_4242_abcd1234/job-a1/photos", "localhost_1_deadbeef/job-a2"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "p.jpg").write_bytes(b"\xff\xd8 a photo copy")
+    (root / "latents.pt").write_bytes(b"tensors")
+    report = check(services, now)
+    assert problems(report) == [("scratch_leftover", "scratch")] * 3
+    assert {f.storage_key for f in report.findings} == {
+        "scratch/latents.pt",
+        "scratch/localhost_1_deadbeef/job-a2/p.jpg",
+        "scratch/other-host_4242_abcd1234/job-a1/photos/p.jpg",
+    }
+    swept = sweep(services, now)
+    assert swept.scratch_removed >= 3
+    assert list(root.iterdir()) == []
+    assert check(services, now).ok

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import torch
 
+from petportrait.ml.photos import PhotoSource
 from petportrait.ml.preview import ensure_preview_model
 from petportrait.ml.render import Renderer
 from petportrait.ml.train import TrainedLora, TrainSpec, train_lora
@@ -46,7 +48,9 @@ def dog_photos() -> list[Path]:
     return photos_of("dog")
 
 
-def tiny_spec(preview_model: Path, photos: list[Path], output: Path, **overrides: object) -> TrainSpec:
+def tiny_spec(
+    preview_model: Path, photos: Sequence[PhotoSource], output: Path | None, **overrides: object
+) -> TrainSpec:
     """A training spec on the preview model small enough for a test: 64 px, a few steps."""
     values: dict[str, object] = {
         "base_model": str(preview_model),
@@ -85,9 +89,12 @@ def renderer(preview_model: Path) -> Renderer:
 
 
 @pytest.fixture
-def work_dir(tmp_path: Path) -> Iterator[Path]:
+def work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The system's temporary folder during the test: training must leave (and write) nothing there."""
     folder = tmp_path / "work"
     folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setenv("TMPDIR", str(folder))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

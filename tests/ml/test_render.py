@@ -11,7 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from petportrait.ml.render import InvalidRenderRequest, Renderer, RenderRequest, build_prompts, mark_preview
+from petportrait.ml.render import (
+    InvalidRenderRequest,
+    LoadedLora,
+    Renderer,
+    RenderRequest,
+    build_prompts,
+    mark_preview,
+)
 from petportrait.ml.styles import UnknownStyle, get_style
 from petportrait.ml.train import TrainedLora
 
@@ -191,3 +198,26 @@ def test_the_default_size_is_the_model_native_resolution(renderer: Renderer) -> 
     assert renderer.native_size == 256
     result = renderer.render(RenderRequest(species="dog", style="pixel_art", steps=2))
     assert result.images[0].size == (256, 256)
+
+
+def test_a_lora_in_memory_renders_as_its_file_does_and_the_renderer_keeps_no_weights(
+    renderer: Renderer, pet_loras: dict[str, TrainedLora]
+) -> None:
+    cat = pet_loras["cat"]
+    from_file = renderer.render(request(lora_path=cat.path))
+    from_bytes = renderer.render(request(lora=cat.data))
+    read_once = renderer.load_lora(cat.data)
+    from_loaded = renderer.render(request(lora=read_once))
+    assert from_bytes.images[0].tobytes() == from_file.images[0].tobytes()
+    assert from_loaded.images[0].tobytes() == from_file.images[0].tobytes()
+    assert from_bytes.params["lora_sha256"] == hashlib.sha256(cat.data).hexdigest()
+    # nothing of a LoRA stays in a long-lived renderer once its request ended (no cache to outlive a model)
+    held = [value for value in vars(renderer).values() if isinstance(value, LoadedLora | dict | list)]
+    assert not any(isinstance(value, LoadedLora) for value in held)
+    assert all(
+        not isinstance(v, LoadedLora) for value in held if isinstance(value, dict) for v in value.values()
+    )
+    with pytest.raises(InvalidRenderRequest, match="cannot be read"):
+        renderer.render(request(lora=b"not a safetensors file"))
+    with pytest.raises(InvalidRenderRequest, match="not both"):
+        renderer.render(request(lora=cat.data, lora_path=cat.path))

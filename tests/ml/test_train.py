@@ -114,7 +114,7 @@ def test_cancellation_stops_within_one_step_and_leaves_nothing(
 ) -> None:
     steps_seen: list[int] = []
     output = tmp_path / "cancelled.safetensors"
-    spec = tiny_spec(preview_model, cat_photos, output, steps=50, work_dir=work_dir)
+    spec = tiny_spec(preview_model, cat_photos, output, steps=50)
     with pytest.raises(TrainingCancelled) as caught:
         train_lora(
             spec, progress=lambda p: steps_seen.append(p.step), should_stop=lambda: len(steps_seen) >= 3
@@ -122,6 +122,26 @@ def test_cancellation_stops_within_one_step_and_leaves_nothing(
     assert caught.value.steps_done == 3 and steps_seen == [1, 2, 3]
     assert list(work_dir.iterdir()) == []
     assert not output.exists() and list(tmp_path.glob("*.safetensors")) == []
+
+
+def test_in_memory_photos_give_the_same_lora_as_bytes_and_write_nothing(
+    preview_model: Path, cat_photos: list[Path], tmp_path: Path, work_dir: Path
+) -> None:
+    from safetensors.torch import load as safetensors_load
+
+    from petportrait.ml.photos import PhotoData
+
+    on_disk = train_lora(tiny_spec(preview_model, cat_photos, tmp_path / "file.safetensors", steps=3))
+    before = sorted(tmp_path.rglob("*"))
+    in_memory = [PhotoData(f"photo-{i}", p.read_bytes()) for i, p in enumerate(cat_photos)]
+    trained = train_lora(tiny_spec(preview_model, in_memory, None, steps=3))
+    assert trained.path is None
+    # the same weights and metadata (safetensors may order the header's metadata differently per call)
+    ours, theirs = safetensors_load(trained.data), safetensors_load(on_disk.data)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert on_disk.path is not None and on_disk.path.read_bytes() == on_disk.data
+    assert read_lora_metadata(trained.data) == trained.metadata
+    assert sorted(tmp_path.rglob("*")) == before  # no file, not even in the temporary folder
 
 
 def test_a_failure_mid_run_leaves_no_work_folder(
@@ -132,7 +152,7 @@ def test_a_failure_mid_run_leaves_no_work_folder(
 
     with pytest.raises(RuntimeError, match="sink broke"):
         train_lora(
-            tiny_spec(preview_model, cat_photos, tmp_path / "x.safetensors", work_dir=work_dir),
+            tiny_spec(preview_model, cat_photos, tmp_path / "x.safetensors"),
             progress=explode,
         )
     assert list(work_dir.iterdir()) == []
@@ -149,7 +169,6 @@ def test_prior_preservation_trains_with_class_images_from_the_base_model(
         steps=3,
         prior_preservation=True,
         num_class_images=2,
-        work_dir=work_dir,
     )
     trained = train_lora(spec)
     assert trained.metadata["prior_preservation"] == "true" and trained.path.is_file()
@@ -198,7 +217,7 @@ def test_a_bad_spec_is_refused_with_a_clear_error(
         values["output_path"] = tmp_path / "out.bin"
     output = tmp_path / "bad.safetensors"
     photos = values.pop("photos", cat_photos)
-    spec = tiny_spec(preview_model, photos, output, work_dir=work_dir, **values)  # type: ignore[arg-type]
+    spec = tiny_spec(preview_model, photos, output, **values)  # type: ignore[arg-type]
     with pytest.raises(InvalidTrainSpec, match=words.replace(".", r"\.").replace("(", r"\(")):
         train_lora(spec)
     assert isinstance(InvalidTrainSpec(""), ValueError)

@@ -62,7 +62,6 @@ def run_jobs(services: Services, tmp_path: Path, *job_ids: str) -> None:
         blobs=services.blobs,
         handlers=services.registry.job_handlers,
         worker_id="test-worker",
-        scratch_root=tmp_path / "scratch",
     )
     for job_id in job_ids:
         assert runner.run_job(ctx, job_id) == "succeeded"

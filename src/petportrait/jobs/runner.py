@@ -2,18 +2,18 @@
 
 A job's kind names the handler a domain registered (`Registry.add_job_handler`); this module knows no
 domain. Every write a worker makes is fenced by (job id, attempt, worker id, state running), so a worker
-that lost its job to the reaper can no longer change it.
+that lost its job to the reaper can no longer change it; a write of an output row is also fenced by the
+cancel flag (`jobs.service.assert_may_write`: cancelled, or its owner erased, it writes nothing more).
+A job gets no scratch folder: handlers keep what they derive in memory, so a killed worker leaves no files.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -132,14 +132,15 @@ class Heartbeat:
 class JobHandler(Protocol):
     """What runs the jobs of one kind; a domain registers one per kind (`Registry.add_job_handler`).
 
-    - run(ctx, session, job, beat, scratch): do the work; raise `JobFailed` to fail with a reason shown to
-      the person, `JobStopped` when `beat` says stop. Claims, heartbeats and ends are the job system's.
+    - run(ctx, session, job, beat): do the work, in memory (no files); raise `JobFailed` to fail with a
+      reason shown to the person, `JobStopped` when `beat` says stop. Claims, heartbeats and ends are the
+      job system's.
     - remove_outputs(session, blobs=, job=, attempt=): delete what that attempt wrote that no committed row
       refers to (a dead or failed attempt leaves nothing behind).
     - on_end(session, job=): reflect a job's end in the domain's rows (e.g. a failed training's model).
     """
 
-    def run(self, ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: Path) -> None: ...
+    def run(self, ctx: WorkerContext, session: Session, job: Job, beat: Beat) -> None: ...
 
     def remove_outputs(self, session: Session, *, blobs: BlobStore, job: Job, attempt: int) -> list[str]: ...
 
@@ -155,7 +156,6 @@ class WorkerContext:
     blobs: BlobStore
     handlers: Mapping[str, JobHandler]
     worker_id: str
-    scratch_root: Path
     shutdown: threading.Event = field(default_factory=threading.Event)
     hand_back: threading.Event = field(default_factory=threading.Event)
     released: list[str] = field(default_factory=list)
@@ -178,7 +178,6 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
         if job is None:
             return None
         beat = Beat(total=0, step=0)
-        scratch = ctx.scratch_root / f"{job.id}-a{job.attempt}"
         heartbeat = Heartbeat(
             ctx.session_factory,
             job=job,
@@ -191,12 +190,14 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
         try:
             handler = handler_for(ctx, job.kind)
             with heartbeat:
-                handler.run(ctx, session, job, beat, scratch)
+                handler.run(ctx, session, job, beat)
             return JobState.SUCCEEDED.value
         except JobStopped as stop:
             return _stopped(ctx, session, job, stop.reason)
         except JobFailed as failure:
             return _end(ctx, session, job, JobState.FAILED, failure.code, failure.message)
+        except jobs_service.CancelRequested:
+            return _stopped(ctx, session, job, "cancelled")
         except jobs_service.LostJob:
             return _stopped(ctx, session, job, "lost")
         except Exception:
@@ -210,8 +211,6 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
                 "Something went wrong on our side while running this job; nothing was kept half-way. "
                 "Try again.",
             )
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _end(
@@ -237,7 +236,7 @@ def _end(
 
 def _stopped(ctx: WorkerContext, session: Session, job: Job, reason: str) -> str | None:
     session.rollback()
-    if reason == "cancelled":
+    if reason == "cancelled" or (reason == "hand_back" and jobs_service.cancel_requested(session, job=job)):
         return _end(ctx, session, job, JobState.CANCELLED, None, None)
     if reason == "hand_back":
         handler_for(ctx, job.kind).remove_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)

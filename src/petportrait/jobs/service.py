@@ -1,7 +1,9 @@
 """Jobs: create, claim, heartbeat, progress, finish, cancel, and reap jobs whose worker died.
 
 Every write a worker makes is fenced by (job id, attempt, worker id, state running): a worker that lost
-its job to the reaper can no longer change it.
+its job to the reaper can no longer change it. A job whose cancel flag is set (by its owner, or by the
+erasure of its owner's account, in the erasure's transaction) is never claimed or requeued again, and the
+fence of an output write (`assert_may_write`) refuses it: it writes nothing more.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 
 class LostJob(RuntimeError):
     """The worker no longer owns this attempt of the job (reaped, cancelled or finished elsewhere)."""
+
+
+class CancelRequested(LostJob):
+    """The job's cancel flag is set (its owner cancelled it or was erased): it must write nothing more."""
 
 
 def create_job(
@@ -91,11 +97,19 @@ def get_job_for_owner(session: Session, *, owner_id: str, job_id: str) -> Job:
 
 
 def claim(session: Session, *, job_id: str, worker_id: str) -> Job | None:
-    """Atomically move a queued job to running for this worker; None if it is not claimable."""
+    """Atomically move a queued job to running for this worker; None if it is not claimable.
+
+    A queued job whose cancel flag is set is never claimed: it is ended cancelled here instead.
+    """
     now = utcnow()
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state == JobState.QUEUED.value, Job.waits_for.is_(None))
+        .where(
+            Job.id == job_id,
+            Job.state == JobState.QUEUED.value,
+            Job.waits_for.is_(None),
+            Job.cancel_requested.is_not(True),
+        )
         .values(
             state=JobState.RUNNING.value,
             worker_id=worker_id,
@@ -108,9 +122,27 @@ def claim(session: Session, *, job_id: str, worker_id: str) -> Job | None:
     )
     session.commit()
     if result.rowcount != 1:  # type: ignore[attr-defined]
+        _end_cancelled_in_queue(session, job_id=job_id, now=now)
         return None
     job = session.get(Job, job_id, populate_existing=True)
     return job
+
+
+def _end_cancelled_in_queue(session: Session, *, job_id: str, now: datetime) -> None:
+    ended = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED.value, Job.cancel_requested.is_(True))
+        .values(state=JobState.CANCELLED.value, finished_at=now, worker_id=None, heartbeat_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if ended.rowcount == 1:  # type: ignore[attr-defined]
+        _release_waiters(session, parent_id=job_id, parent_state=JobState.CANCELLED)
+    session.commit()
+
+
+def cancel_requested(session: Session, *, job: Job) -> bool:
+    """Whether the job's cancel flag is set (read now, not from the session's copy)."""
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job.id)))
 
 
 def _fence(job: Job, worker_id: str) -> Any:
@@ -164,6 +196,25 @@ def assert_owned(session: Session, *, job: Job, worker_id: str) -> None:
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LostJob(job.id)
+
+
+def assert_may_write(session: Session, *, job: Job, worker_id: str) -> None:
+    """The fence of an output write, in the caller's transaction (before it adds a model or render row):
+    locks the job row; CancelRequested if its cancel flag is set, LostJob unless this attempt owns it.
+
+    The flag is part of the locking UPDATE's condition, so a cancel (or an erasure) committed before this
+    point is seen, and one that comes after waits for this transaction (and then finds its rows).
+    """
+    result = session.execute(
+        update(Job)
+        .where(_fence(job, worker_id), Job.cancel_requested.is_not(True))
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        if cancel_requested(session, job=job):
+            raise CancelRequested(job.id)
         raise LostJob(job.id)
 
 
@@ -258,6 +309,7 @@ class ReapReport:
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
 
 
@@ -285,7 +337,24 @@ def find_lost_messages(session: Session, *, now: datetime, resend_after: timedel
 
 
 def requeue_stale(session: Session, *, job: Job, now: datetime) -> bool:
-    """Requeue a dead attempt's job (attempt + 1), or fail it past the limit; True if requeued."""
+    """Requeue a dead attempt's job (attempt + 1), or fail it past the limit; True if requeued.
+
+    A job whose cancel flag is set is never requeued: it ends cancelled.
+    """
+    if cancel_requested(session, job=job):
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.attempt == job.attempt, Job.state == JobState.RUNNING.value)
+            .values(
+                state=JobState.CANCELLED.value,
+                finished_at=now,
+                message="Cancelled; its worker had stopped answering.",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            _release_waiters(session, parent_id=job.id, parent_state=JobState.CANCELLED)
+        return False
     if job.attempt >= job.max_attempts:
         result = session.execute(
             update(Job)
@@ -304,9 +373,14 @@ def requeue_stale(session: Session, *, job: Job, now: datetime) -> bool:
         if result.rowcount == 1:  # type: ignore[attr-defined]
             _release_waiters(session, parent_id=job.id, parent_state=JobState.FAILED)
         return False
-    session.execute(
+    result = session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.attempt == job.attempt, Job.state == JobState.RUNNING.value)
+        .where(
+            Job.id == job.id,
+            Job.attempt == job.attempt,
+            Job.state == JobState.RUNNING.value,
+            Job.cancel_requested.is_not(True),
+        )
         .values(
             state=JobState.QUEUED.value,
             attempt=job.attempt + 1,
@@ -317,4 +391,4 @@ def requeue_stale(session: Session, *, job: Job, now: datetime) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    return True
+    return result.rowcount == 1  # type: ignore[attr-defined]

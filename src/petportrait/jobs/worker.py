@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -36,7 +35,7 @@ from petportrait.db import new_id
 from petportrait.jobs import leases, runner
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.base import JobQueue, Periodic
-from petportrait.jobs.models import Job
+from petportrait.jobs.models import Job, JobState
 from petportrait.jobs.runner import JobHandler
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -75,15 +74,14 @@ class Consumer:
         self.blobs = blobs
         self.queue = queue
         self.handlers = dict(handlers)
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
-        scratch_root = (self.settings.data_dir / "scratch" / self.worker_id.replace(":", "_")).resolve()
+        host = settings.queue.worker_name or socket.gethostname()
+        self.worker_id = worker_id or f"{host}:{os.getpid()}:{new_id()[:8]}"
         self.ctx = runner.WorkerContext(
             settings=self.settings,
             session_factory=session_factory,
             blobs=blobs,
             handlers=self.handlers,
             worker_id=self.worker_id,
-            scratch_root=scratch_root,
         )
         self.periodic_enabled = periodic
         self.periodic_tasks: list[PeriodicTask] = [PeriodicTask("reaper", self.reaper_interval, self.reap)]
@@ -106,7 +104,6 @@ class Consumer:
 
     def start(self) -> None:
         """Start the job thread and the periodic thread."""
-        self._clean_own_scratch()
         self._threads = [threading.Thread(target=self._job_loop, name="consumer-jobs", daemon=True)]
         if self.periodic_enabled:
             self._threads.append(
@@ -205,15 +202,6 @@ class Consumer:
         except Exception:
             log.exception("could not release the periodic lease")
 
-    def _clean_own_scratch(self) -> None:
-        """Remove scratch folders that dead workers here left (derived data never outlives its job)."""
-        root = self.ctx.scratch_root.parent
-        if root.is_dir():
-            for folder in root.iterdir():
-                if folder.is_dir() and folder != self.ctx.scratch_root and not _worker_alive(folder.name):
-                    shutil.rmtree(folder, ignore_errors=True)
-        self.ctx.scratch_root.mkdir(parents=True, exist_ok=True)
-
     # --- periodic tasks ----------------------------------------------------------------------------
 
     def reap(self) -> jobs_service.ReapReport:
@@ -225,21 +213,6 @@ class Consumer:
             handlers=self.handlers,
             stale_after=timedelta(seconds=self.settings.queue.stale_after_seconds),
         )
-
-
-def _worker_alive(folder_name: str) -> bool:
-    """Whether the worker a scratch folder belongs to still runs on this host."""
-    parts = folder_name.split("_")
-    if len(parts) < 3 or parts[0] != socket.gethostname().replace(":", "_"):
-        return True  # not ours to judge
-    try:
-        pid = int(parts[1])
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def reap(
@@ -266,6 +239,10 @@ def reap(
                 handler.remove_outputs(session, blobs=blobs, job=fresh, attempt=dead_attempt)
             if requeued:
                 report.requeued.append(job.id)
+            elif fresh.state == JobState.CANCELLED.value:
+                if handler is not None:
+                    handler.on_end(session, job=fresh)
+                report.cancelled.append(job.id)
             else:
                 if handler is not None:
                     handler.on_end(session, job=fresh)
@@ -274,6 +251,12 @@ def reap(
         lost = jobs_service.find_lost_messages(session, now=now, resend_after=stale_after)
     jobs_service.send(session_factory, queue, report.requeued)
     report.resent.extend(jobs_service.send(session_factory, queue, lost))
-    if report.requeued or report.failed or report.resent:
-        log.info("reaper: requeued %s, failed %s, re-sent %s", report.requeued, report.failed, report.resent)
+    if report.requeued or report.failed or report.cancelled or report.resent:
+        log.info(
+            "reaper: requeued %s, failed %s, cancelled %s, re-sent %s",
+            report.requeued,
+            report.failed,
+            report.cancelled,
+            report.resent,
+        )
     return report

@@ -157,7 +157,28 @@ def run_check(
         _scan_encryption(blobs, sorted(listed), deep=deep, report=report)
     _scan_tombstone_keys(session, report=report)
     _scan_versions(session, getattr(blobs, "inner", blobs), owned=owned, report=report)
+    _scan_scratch(settings, report=report)
     return report
+
+
+def _scan_scratch(settings: Settings, *, report: CheckReport) -> None:
+    """Any file under DATA_DIR/scratch: workers of earlier versions copied photos, crops and latents there
+    (this version writes none); the sweeper removes them, whatever host wrote them."""
+    from petportrait.lifecycle.sweeper import scratch_root
+
+    root = scratch_root(settings)
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_file() or path.is_symlink():
+            report.findings.append(
+                Finding(
+                    "scratch_leftover",
+                    "scratch",
+                    storage_key=str(path.relative_to(settings.data_dir)),
+                    detail="a worker's file left on disk; the next sweep removes it",
+                )
+            )
 
 
 def _scan_encryption(blobs: EncryptedBlobStore, keys: list[str], *, deep: bool, report: CheckReport) -> None:

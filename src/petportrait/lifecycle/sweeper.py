@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -24,6 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, insert, null, or_, select
@@ -73,6 +75,7 @@ class SweepReport:
     orphans_removed: int = 0
     tombstone_blobs_removed: int = 0
     accounts_cleared: int = 0
+    scratch_removed: int = 0
     reconciled: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -131,6 +134,7 @@ def sweep_once(
             )
         _checkpoint(session_factory)
         _clear_erased_accounts(session_factory, report=report)
+        report.scratch_removed = remove_scratch(settings)
         grace = timedelta(seconds=settings.retention.orphan_grace_seconds)
         if reconcile is None:
             reconcile = _reconcile_due(session_factory, now=now, every=timedelta(seconds=reconcile_interval))
@@ -422,6 +426,36 @@ def _bury(
             if sqlite:
                 session.connection().exec_driver_sql("PRAGMA cache_size=-2000")  # SQLite's defaults
                 session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
+
+
+def scratch_root(settings: Settings) -> Path:
+    """Where workers of earlier versions kept per-job copies of photos, crops and latents."""
+    return Path(settings.data_dir) / "scratch"
+
+
+def remove_scratch(settings: Settings) -> int:
+    """Remove everything under DATA_DIR/scratch, whatever host wrote it; returns how many entries.
+
+    Workers of this version write nothing there (a job's derived data lives in its process's memory), so
+    every entry is a leftover of an earlier version's worker, dead or alive: none is still needed.
+    """
+    root = scratch_root(settings)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in list(root.iterdir()):
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                removed += sum(1 for _ in entry.rglob("*")) + 1
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not remove the scratch leftover %s: %s", entry, exc)
+    return removed
 
 
 def _checkpoint(session_factory: sessionmaker[Session]) -> None:

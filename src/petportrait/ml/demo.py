@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from PIL import PngImagePlugin
@@ -41,34 +40,30 @@ def run_demo(
     model = resolve_base_model(base_model, device=run_device, models_dir=models_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix="petportrait-demo-") as scratch:
-        spec = TrainSpec(
-            base_model=model.source,
-            photos=photos,
-            species=species,
-            output_path=Path(scratch) / "pet.safetensors",
-            steps=steps,
-            seed=seed,
-            device=run_device,
+    spec = TrainSpec(
+        base_model=model.source,
+        photos=photos,
+        species=species,
+        steps=steps,
+        seed=seed,
+        device=run_device,
+    )
+    with tqdm(desc="training", unit="step", total=steps) as bar:
+
+        def report(update: TrainProgress) -> None:
+            bar.total = update.total
+            bar.update(update.step - bar.n)
+            bar.set_postfix(loss=f"{update.loss:.4f}")
+
+        trained = train_lora(spec, progress=report)
+    renderer = Renderer(model.source, run_device)
+    for name in tqdm(chosen_styles, desc="rendering", unit="style"):
+        result = renderer.render(
+            RenderRequest(species=species, token=spec.token, lora=trained.data, style=name, seed=seed)
         )
-        with tqdm(desc="training", unit="step", total=steps) as bar:
-
-            def report(update: TrainProgress) -> None:
-                bar.total = update.total
-                bar.update(update.step - bar.n)
-                bar.set_postfix(loss=f"{update.loss:.4f}")
-
-            trained = train_lora(spec, progress=report)
-        renderer = Renderer(model.source, run_device)
-        for name in tqdm(chosen_styles, desc="rendering", unit="style"):
-            result = renderer.render(
-                RenderRequest(
-                    species=species, token=spec.token, lora_path=trained.path, style=name, seed=seed
-                )
-            )
-            info = PngImagePlugin.PngInfo()
-            info.add_text("petportrait", json.dumps(result.params))
-            path = out_dir / (f"{name}-preview.png" if result.is_preview else f"{name}.png")
-            result.images[0].save(path, pnginfo=info)
-            written.append(path)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("petportrait", json.dumps(result.params))
+        path = out_dir / (f"{name}-preview.png" if result.is_preview else f"{name}.png")
+        result.images[0].save(path, pnginfo=info)
+        written.append(path)
     return written

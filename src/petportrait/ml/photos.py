@@ -3,13 +3,17 @@
 The crop is the largest square of the photo, placed where the photo is most salient (spectral-residual
 saliency with a mild centre prior); a crop box given by the person wins. Photos are never flipped unless
 asked: a pet's markings are asymmetric.
+
+A photo is given as a file path or in memory (``PhotoData``: a name and the bytes; plain ``bytes``); the
+service passes photos in memory, so nothing derived from them is written to a worker's disk.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +50,34 @@ class CropBox:
 
 
 @dataclass(frozen=True)
+class PhotoData:
+    """A photo in memory: a name for messages (never a path) and the file's bytes."""
+
+    name: str
+    data: bytes = field(repr=False)
+
+
+PhotoSource = Path | str | bytes | PhotoData
+
+
+def photo_data(source: PhotoSource) -> PhotoData:
+    """``source`` in memory: a path is read, bytes are named ``photo``."""
+    if isinstance(source, PhotoData):
+        return source
+    if isinstance(source, bytes | bytearray | memoryview):
+        return PhotoData("photo", bytes(source))
+    path = Path(source)
+    try:
+        return PhotoData(path.name, path.read_bytes())
+    except OSError as exc:
+        raise PhotoError(f"cannot read the photo {path.name}: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
 class PreparedPhoto:
     """One photo ready for training: ``image`` is RGB, ``resolution`` pixels square."""
 
-    source: Path
+    source: str  # the photo's name
     sha256: str
     crop: CropBox
     image: Image.Image
@@ -65,14 +93,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_photo(path: Path) -> Image.Image:
-    """The photo at ``path``, upright (EXIF orientation applied) and RGB; raises PhotoError if unreadable."""
+def load_photo(source: PhotoSource) -> Image.Image:
+    """The photo, upright (EXIF orientation applied) and RGB; raises PhotoError if unreadable."""
+    photo = photo_data(source)
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(photo.data)) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise PhotoError(f"cannot read the photo {path.name}: {exc}") from None
+        raise PhotoError(f"cannot read the photo {photo.name}: {exc}") from None
     if image.mode in ("RGBA", "LA", "P", "PA"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -155,25 +184,27 @@ def check_crop_box(box: CropBox, size: tuple[int, int], name: str) -> None:
         raise PhotoError(f"the crop box {box.as_tuple()} for {name} is {box.width}x{box.height}, not square")
 
 
-def prepare_photo(path: Path, *, resolution: int, crop_box: CropBox | None = None) -> PreparedPhoto:
+def prepare_photo(source: PhotoSource, *, resolution: int, crop_box: CropBox | None = None) -> PreparedPhoto:
     """Read one photo, crop it square (``crop_box`` if given, else by saliency), resize to ``resolution``."""
-    image = load_photo(path)
+    photo = photo_data(source)
+    image = load_photo(photo)
     if crop_box is not None:
-        check_crop_box(crop_box, image.size, path.name)
+        check_crop_box(crop_box, image.size, photo.name)
         crop = crop_box
     else:
         crop = choose_square_crop(image)
     if min(crop.width, crop.height) < MIN_CROP_SIDE:
         raise PhotoError(
-            f"the photo {path.name} gives a {crop.width}x{crop.height} crop; "
+            f"the photo {photo.name} gives a {crop.width}x{crop.height} crop; "
             f"at least {MIN_CROP_SIDE} px is needed"
         )
     resized = image.resize((resolution, resolution), Image.Resampling.LANCZOS, box=crop.as_tuple())
-    return PreparedPhoto(source=path, sha256=file_sha256(path), crop=crop, image=resized)
+    digest = hashlib.sha256(photo.data).hexdigest()
+    return PreparedPhoto(source=photo.name, sha256=digest, crop=crop, image=resized)
 
 
 def prepare_photos(
-    paths: Sequence[Path],
+    paths: Sequence[PhotoSource],
     *,
     resolution: int,
     crop_boxes: Sequence[CropBox | None] | None = None,
@@ -185,7 +216,7 @@ def prepare_photos(
     boxes = crop_boxes if crop_boxes is not None else [None] * len(paths)
     prepared: list[PreparedPhoto] = []
     for path, box in zip(paths, boxes, strict=True):
-        photo = prepare_photo(Path(path), resolution=resolution, crop_box=box)
+        photo = prepare_photo(path, resolution=resolution, crop_box=box)
         prepared.append(photo)
         if hflip:
             mirrored = photo.image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

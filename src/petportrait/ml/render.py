@@ -1,10 +1,13 @@
 """Rendering portraits: a base pipeline loaded once, a pet's LoRA applied per request, images out.
 
-A ``Renderer`` keeps one diffusers pipeline for its lifetime. For each request it loads the pet's LoRA file
-(kept in a small in-memory cache), sets it by adding ``scale * B @ A`` to the weights it targets, renders, and
-unloads it by copying the original weights back. The copy is exact, so a request never sees another pet's
-LoRA and the same seed gives the same image before and after any number of other requests; and since the
-LoRA is folded into the weights, rendering with it costs no more per step than rendering without it.
+A ``Renderer`` keeps one diffusers pipeline for its lifetime. For each request it reads the pet's LoRA (from
+bytes in memory, a file, or a ``LoadedLora`` the caller read once for several requests), sets it by adding
+``scale * B @ A`` to the weights it targets, renders, and unloads it by copying the original weights back.
+It keeps no LoRA between requests: a long-lived worker holds no weights of a model that expired or was
+deleted (a render job reads the model's blob anyway, and parsing it costs milliseconds beside a render's
+seconds). The copy back is exact, so a request never sees another pet's LoRA and the same seed gives the
+same image before and after any number of other requests; and since the LoRA is folded into the weights,
+rendering with it costs no more per step than rendering without it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import json
 import math
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from petportrait.ml.models import default_dtype, family_of, load_pipeline
 from petportrait.ml.preview import is_preview_model
 from petportrait.ml.styles import COMMON_NEGATIVE_PROMPT, get_style
-from petportrait.ml.train import CLASS_NOUNS, DEFAULT_TOKEN, METADATA_PREFIX, SPECIES
+from petportrait.ml.train import CLASS_NOUNS, DEFAULT_TOKEN, METADATA_PREFIX, SPECIES, safetensors_metadata
 
 MAX_COUNT = 8
 MIN_SIDE = 64
@@ -33,11 +35,20 @@ MAX_SIDE = 1536
 MAX_STEPS = 100
 MAX_GUIDANCE = 30.0
 PREVIEW_LABEL = "PREVIEW - random model, not a portrait"
-_LORA_CACHE_SIZE = 8
 
 
 class InvalidRenderRequest(ValueError):
     """A render request that cannot be run as given; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class LoadedLora:
+    """A LoRA read into memory: per target module (down, up) matrices, and its metadata."""
+
+    sha256: str
+    layers: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    scale: float  # alpha / rank
+    metadata: dict[str, str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +60,8 @@ class RenderRequest:
     """
 
     species: str
-    lora_path: Path | None = None
+    lora: bytes | LoadedLora | None = None  # the LoRA in memory (safetensors bytes, or read by read_lora)
+    lora_path: Path | None = None  # or a LoRA file (command line, tests)
     token: str = DEFAULT_TOKEN
     style: str | None = None
     prompt: str | None = None
@@ -70,16 +82,6 @@ class RenderResult:
     images: list[Image.Image]
     params: dict[str, Any]
     is_preview: bool
-
-
-@dataclass(frozen=True)
-class LoadedLora:
-    """A LoRA file read into memory: per target module (down, up) matrices, and its metadata."""
-
-    sha256: str
-    layers: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    scale: float  # alpha / rank
-    metadata: dict[str, str]
 
 
 def build_prompts(request: RenderRequest) -> tuple[str, str]:
@@ -107,24 +109,26 @@ def build_prompts(request: RenderRequest) -> tuple[str, str]:
     return prompt, negative
 
 
-def read_lora(path: Path, *, device: str) -> LoadedLora:
-    """Read a LoRA file written by ``train_lora`` (UNet LoRA in PEFT layout) onto ``device``, in float32."""
-    from safetensors import SafetensorError, safe_open
+def read_lora(source: Path | bytes, *, device: str, name: str | None = None) -> LoadedLora:
+    """Read a LoRA written by ``train_lora`` (UNet LoRA in PEFT layout; bytes or a file) onto ``device``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
 
-    data = path.read_bytes()
+    if isinstance(source, bytes):
+        data, label = source, name or "LoRA"
+    else:
+        label = name or Path(source).name
+        data = Path(source).read_bytes()
     try:
-        from safetensors.torch import load as load_tensors
-
         tensors = load_tensors(data)
-        with safe_open(str(path), framework="pt") as handle:
-            raw_metadata = handle.metadata() or {}
+        raw_metadata = safetensors_metadata(data)
     except (SafetensorError, ValueError, OSError) as exc:
-        raise InvalidRenderRequest(f"the LoRA file {path.name} cannot be read: {exc}") from None
+        raise InvalidRenderRequest(f"the LoRA file {label} cannot be read: {exc}") from None
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         if not key.startswith("unet.") or not key.endswith((".lora_A.weight", ".lora_B.weight")):
             raise InvalidRenderRequest(
-                f"the LoRA file {path.name} has a weight {key!r} this renderer does not apply "
+                f"the LoRA file {label} has a weight {key!r} this renderer does not apply "
                 "(it applies UNet LoRA in PEFT layout, as written by train_lora)"
             )
         module, kind = key[len("unet.") :].rsplit(".", 2)[0], key.rsplit(".", 2)[1]
@@ -132,7 +136,7 @@ def read_lora(path: Path, *, device: str) -> LoadedLora:
     layers: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for module, pair in pairs.items():
         if set(pair) != {"lora_A", "lora_B"}:
-            raise InvalidRenderRequest(f"the LoRA file {path.name} lacks half of the weights of {module}")
+            raise InvalidRenderRequest(f"the LoRA file {label} lacks half of the weights of {module}")
         layers[module] = (
             pair["lora_A"].to(device=device, dtype=torch.float32),
             pair["lora_B"].to(device=device, dtype=torch.float32),
@@ -142,7 +146,7 @@ def read_lora(path: Path, *, device: str) -> LoadedLora:
     rank = int(config.get("unet.r", next(iter(ranks)) if len(ranks) == 1 else 0))
     alpha = float(config.get("unet.lora_alpha", rank))
     if not layers or rank <= 0:
-        raise InvalidRenderRequest(f"the LoRA file {path.name} has no usable LoRA weights")
+        raise InvalidRenderRequest(f"the LoRA file {label} has no usable LoRA weights")
     metadata = {
         key[len(METADATA_PREFIX) :]: value
         for key, value in raw_metadata.items()
@@ -214,38 +218,30 @@ class Renderer:
         vae_scale = self.pipeline.vae_scale_factor
         self.native_size = int(self.pipeline.unet.config.sample_size) * vae_scale
         self._lock = threading.Lock()
-        self._loras: OrderedDict[tuple[str, int, int], LoadedLora] = OrderedDict()
         self._originals: dict[str, torch.Tensor] = {}
 
     # -- LoRA: load, set, unload ---------------------------------------------------------------------------
 
-    def load_lora(self, path: Path) -> LoadedLora:
-        """The LoRA at ``path``, from the cache when the file is unchanged."""
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-        if key in self._loras:
-            self._loras.move_to_end(key)
-            return self._loras[key]
-        lora = read_lora(path, device=self.device)
+    def load_lora(self, source: Path | bytes | LoadedLora, *, name: str | None = None) -> LoadedLora:
+        """The LoRA read onto this renderer's device and checked against its model (kept nowhere here)."""
+        lora = source if isinstance(source, LoadedLora) else read_lora(source, device=self.device, name=name)
+        label = name or (Path(source).name if isinstance(source, Path | str) else "LoRA")
         family = lora.metadata.get("family")
         if family is not None and family != self.family:
             raise InvalidRenderRequest(
-                f"the LoRA {path.name} was trained on a {family} model; this renderer has a {self.family} one"
+                f"the LoRA {label} was trained on a {family} model; this renderer has a {self.family} one"
             )
         modules = dict(self.pipeline.unet.named_modules())
         for name, (down, up) in lora.layers.items():
             module = modules.get(name)
             if not isinstance(module, torch.nn.Linear):
                 raise InvalidRenderRequest(
-                    f"the LoRA {path.name} targets {name!r}, which this model does not have"
+                    f"the LoRA {label} targets {name!r}, which this model does not have"
                 )
             if (up.shape[0], down.shape[1]) != tuple(module.weight.shape):
                 raise InvalidRenderRequest(
-                    f"the LoRA {path.name} does not fit this model: {name} is {tuple(module.weight.shape)}"
+                    f"the LoRA {label} does not fit this model: {name} is {tuple(module.weight.shape)}"
                 )
-        self._loras[key] = lora
-        while len(self._loras) > _LORA_CACHE_SIZE:
-            self._loras.popitem(last=False)
         return lora
 
     @torch.no_grad()
@@ -291,6 +287,8 @@ class Renderer:
             )
         if not math.isfinite(request.lora_scale):
             raise InvalidRenderRequest(f"lora_scale must be a number, got {request.lora_scale}")
+        if request.lora is not None and request.lora_path is not None:
+            raise InvalidRenderRequest("a render takes its LoRA in memory or from a file, not both")
         if request.lora_path is not None and not Path(request.lora_path).is_file():
             raise InvalidRenderRequest(f"the LoRA file {request.lora_path} does not exist")
         return width, height
@@ -302,7 +300,8 @@ class Renderer:
         seeds = [request.seed + i for i in range(request.count)]
         with self._lock:
             started = time.monotonic()
-            lora = self.load_lora(Path(request.lora_path)) if request.lora_path is not None else None
+            source = request.lora if request.lora is not None else request.lora_path
+            lora = None if source is None else self.load_lora(source)
             if lora is not None:
                 for field_name, value in (("token", request.token), ("species", request.species)):
                     trained = lora.metadata.get(field_name)

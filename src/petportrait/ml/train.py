@@ -10,8 +10,9 @@ multiplies by its merged weight ``W + s·B·A`` (one matrix product where peft's
 separate add; ``merge_lora_in_forward``), and AdamW and gradient clipping run fused over all parameters
 rather than one tensor at a time.
 
-Everything derived from the photos (crops, cached latents, class latents) stays in memory; the LoRA file
-is written to a temporary work folder that is removed when ``train_lora`` returns or raises.
+Photos may be given in memory (``PhotoData``), and everything derived from them (crops, cached latents,
+class latents, the LoRA itself) stays in memory: ``train_lora`` returns the LoRA as safetensors bytes and
+writes a file only where the caller names one (``output_path``, for the command line and benchmarks).
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from petportrait.ml.models import Family, family_of, load_component
-from petportrait.ml.photos import CropBox, PhotoError, PreparedPhoto, images_to_tensor, prepare_photos
+from petportrait.ml.photos import (
+    CropBox,
+    PhotoError,
+    PhotoSource,
+    PreparedPhoto,
+    images_to_tensor,
+    prepare_photos,
+)
 from petportrait.ml.preview import PREVIEW_RESOLUTION, is_preview_model
 
 SPECIES = ("dog", "cat", "rabbit", "bird", "other")
@@ -86,9 +92,9 @@ class TrainSpec:
     """What to train. Unset hyper-parameters take the base model family's defaults (FAMILY_DEFAULTS)."""
 
     base_model: str  # hub id or folder
-    photos: Sequence[Path]
+    photos: Sequence[PhotoSource]  # paths, or in memory (PhotoData / bytes)
     species: str
-    output_path: Path  # where the .safetensors file is written
+    output_path: Path | None = None  # also write the .safetensors file here (else the LoRA stays in memory)
     token: str = DEFAULT_TOKEN
     steps: int | None = None
     rank: int | None = None
@@ -107,7 +113,6 @@ class TrainSpec:
     use_8bit_adam: bool = False  # needs bitsandbytes and CUDA
     crop_boxes: Sequence[CropBox | None] | None = None  # one per photo; None entries are cropped by saliency
     hflip: bool = False  # add mirror images (off: a pet's markings are asymmetric)
-    work_dir: Path | None = None  # parent of the temporary work folder; the system's temp folder if None
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,11 @@ class TrainProgress:
 
 @dataclass(frozen=True)
 class TrainedLora:
-    """The result: the safetensors file, its metadata, and how training ended."""
+    """The result: the LoRA as safetensors bytes (and the file, if one was asked), its metadata, and how
+    training ended."""
 
-    path: Path
+    data: bytes = field(repr=False)
+    path: Path | None
     metadata: dict[str, str]
     final_loss: float
     steps_done: int
@@ -207,11 +214,11 @@ def check_spec(spec: TrainSpec) -> ResolvedTrainSpec:
             "(5 to 20, from different angles, work best)"
         )
     for path in spec.photos:
-        if not Path(path).is_file():
+        if isinstance(path, str | Path) and not Path(path).is_file():
             raise InvalidTrainSpec(f"the photo {path} does not exist")
     if spec.crop_boxes is not None and len(spec.crop_boxes) != len(spec.photos):
         raise InvalidTrainSpec(f"{len(spec.crop_boxes)} crop boxes were given for {len(spec.photos)} photos")
-    if Path(spec.output_path).suffix != ".safetensors":
+    if spec.output_path is not None and Path(spec.output_path).suffix != ".safetensors":
         raise InvalidTrainSpec(f"the output path {spec.output_path} must end in .safetensors")
     try:
         device = torch.device(spec.device)
@@ -500,10 +507,10 @@ def merge_lora_in_forward(unet: Any) -> int:
     return merged
 
 
-def save_lora(unet: Any, path: Path, *, rank: int, alpha: int, metadata: dict[str, str]) -> None:
-    """Write the UNet's LoRA weights as safetensors, in the layout diffusers' ``load_lora_weights`` reads."""
+def lora_bytes(unet: Any, *, rank: int, alpha: int, metadata: dict[str, str]) -> bytes:
+    """The UNet's LoRA weights as safetensors bytes, in the layout diffusers' ``load_lora_weights`` reads."""
     from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     weights = {
         f"unet.{key}": value.detach().to("cpu", torch.float32).contiguous()
@@ -517,26 +524,35 @@ def save_lora(unet: Any, path: Path, *, rank: int, alpha: int, metadata: dict[st
     }
     file_metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(adapter_config, sort_keys=True)}
     file_metadata.update({f"{METADATA_PREFIX}{key}": value for key, value in metadata.items()})
-    save_file(weights, str(path), metadata=file_metadata)
+    return save(weights, metadata=file_metadata)
 
 
-def read_lora_metadata(path: Path) -> dict[str, str]:
-    """The petportrait metadata of a LoRA file written by ``train_lora``."""
-    from safetensors import safe_open
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The metadata in a safetensors header, read from the bytes (no file, no tensors loaded)."""
+    if len(data) < 8:
+        raise ValueError("not a safetensors file: too short")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError("not a safetensors file: the header runs past the end")
+    header = json.loads(data[8 : 8 + size])
+    raw = header.get("__metadata__") or {} if isinstance(header, dict) else {}
+    return {str(key): str(value) for key, value in raw.items()}
 
-    with safe_open(str(path), framework="pt") as handle:
-        raw = handle.metadata() or {}
+
+def read_lora_metadata(lora: Path | bytes) -> dict[str, str]:
+    """The petportrait metadata of a LoRA (file or bytes) written by ``train_lora``."""
+    raw = safetensors_metadata(lora if isinstance(lora, bytes) else Path(lora).read_bytes())
     return {
         key[len(METADATA_PREFIX) :]: value for key, value in raw.items() if key.startswith(METADATA_PREFIX)
     }
 
 
-def _install_file(source: Path, destination: Path) -> None:
-    """Move ``source`` to ``destination`` atomically (through a temporary name in the destination folder)."""
+def _install_file(data: bytes, destination: Path) -> None:
+    """Write ``data`` to ``destination`` atomically (through a temporary name in the destination folder)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(source, staging)
+        staging.write_bytes(data)
         os.replace(staging, destination)
     finally:
         staging.unlink(missing_ok=True)
@@ -551,7 +567,8 @@ def train_lora(
     progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> TrainedLora:
-    """Train a DreamBooth-LoRA of one pet on ``spec.base_model`` and write it to ``spec.output_path``.
+    """Train a DreamBooth-LoRA of one pet on ``spec.base_model``; the result holds it as safetensors bytes
+    (also written to ``spec.output_path`` if set). Nothing else is written to disk.
 
     ``progress`` is called after every step; ``should_stop`` is asked before every step (and while class
     images are drawn), and when it returns True training raises TrainingCancelled before the next step.
@@ -564,175 +581,169 @@ def train_lora(
     device = spec.device
     on_cuda = torch.device(device).type == "cuda"
     weight_dtype = torch.bfloat16 if resolved.mixed_precision == "bf16" else torch.float32
-    if spec.work_dir is not None:
-        spec.work_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="petportrait-train-", dir=spec.work_dir))
+    # 1. Photos: square crops at the training resolution, in memory.
     try:
-        # 1. Photos: square crops at the training resolution, in memory.
-        try:
-            photos = prepare_photos(
-                [Path(p) for p in spec.photos],
-                resolution=resolved.resolution,
-                crop_boxes=spec.crop_boxes,
-                hflip=spec.hflip,
-            )
-        except PhotoError as exc:
-            raise InvalidTrainSpec(str(exc)) from None
-
-        # 2. The base model, in float32 on the CPU until the LoRA is attached.
-        components = load_train_components(spec.base_model, family=resolved.family)
-        for module in (*components.text_encoders, components.vae, components.unet):
-            module.requires_grad_(False)
-            module.eval()
-        components.vae.to(device)  # float32: the photos are encoded once, in full precision
-        for module in (*components.text_encoders, components.unet):
-            module.to(device)
-            if weight_dtype != torch.float32:
-                module.to(dtype=weight_dtype)
-
-        # 3. Cache what does not change during the run: photo latents and prompt embeddings.
-        instance_mean, instance_std = encode_images(
-            components.vae, images_to_tensor([p.image for p in photos]), device=device
+        photos = prepare_photos(
+            list(spec.photos),
+            resolution=resolved.resolution,
+            crop_boxes=spec.crop_boxes,
+            hflip=spec.hflip,
         )
-        instance_prompt = encode_prompt(components, resolved.instance_prompt, device=device)
-        class_latents: torch.Tensor | None = None
-        class_prompt: PromptEmbedding | None = None
-        if spec.prior_preservation:
-            class_latents = render_class_latents(
-                components,
-                resolved.class_prompt,
-                count=resolved.num_class_images,
-                resolution=resolved.resolution,
-                seed=spec.seed,
-                device=device,
-                should_stop=stop,
-            ).to(device)
-            class_prompt = encode_prompt(components, resolved.class_prompt, device=device)
-        time_ids = sdxl_time_ids(resolved.resolution).to(device) if resolved.family == "sdxl" else None
-        # The VAE and text encoders are not needed any more.
-        unet, noise_scheduler = components.unet, components.noise_scheduler
-        del components
-        if on_cuda:
-            torch.cuda.empty_cache()
+    except PhotoError as exc:
+        raise InvalidTrainSpec(str(exc)) from None
 
-        # 4. LoRA on the UNet's attention projections; its initial weights come from the seed.
-        rng_devices = [torch.device(device).index or 0] if on_cuda else []
-        with torch.random.fork_rng(devices=rng_devices):
-            torch.manual_seed(spec.seed)
-            unet.add_adapter(
-                LoraConfig(
-                    r=resolved.rank,
-                    lora_alpha=resolved.alpha,
-                    init_lora_weights="gaussian",
-                    target_modules=list(LORA_TARGET_MODULES),
-                )
+    # 2. The base model, in float32 on the CPU until the LoRA is attached.
+    components = load_train_components(spec.base_model, family=resolved.family)
+    for module in (*components.text_encoders, components.vae, components.unet):
+        module.requires_grad_(False)
+        module.eval()
+    components.vae.to(device)  # float32: the photos are encoded once, in full precision
+    for module in (*components.text_encoders, components.unet):
+        module.to(device)
+        if weight_dtype != torch.float32:
+            module.to(dtype=weight_dtype)
+
+    # 3. Cache what does not change during the run: photo latents and prompt embeddings.
+    instance_mean, instance_std = encode_images(
+        components.vae, images_to_tensor([p.image for p in photos]), device=device
+    )
+    instance_prompt = encode_prompt(components, resolved.instance_prompt, device=device)
+    class_latents: torch.Tensor | None = None
+    class_prompt: PromptEmbedding | None = None
+    if spec.prior_preservation:
+        class_latents = render_class_latents(
+            components,
+            resolved.class_prompt,
+            count=resolved.num_class_images,
+            resolution=resolved.resolution,
+            seed=spec.seed,
+            device=device,
+            should_stop=stop,
+        ).to(device)
+        class_prompt = encode_prompt(components, resolved.class_prompt, device=device)
+    time_ids = sdxl_time_ids(resolved.resolution).to(device) if resolved.family == "sdxl" else None
+    # The VAE and text encoders are not needed any more.
+    unet, noise_scheduler = components.unet, components.noise_scheduler
+    del components
+    if on_cuda:
+        torch.cuda.empty_cache()
+
+    # 4. LoRA on the UNet's attention projections; its initial weights come from the seed.
+    rng_devices = [torch.device(device).index or 0] if on_cuda else []
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(spec.seed)
+        unet.add_adapter(
+            LoraConfig(
+                r=resolved.rank,
+                lora_alpha=resolved.alpha,
+                init_lora_weights="gaussian",
+                target_modules=list(LORA_TARGET_MODULES),
             )
-        lora_parameters = [p for p in unet.parameters() if p.requires_grad]
-        for parameter in lora_parameters:
-            parameter.data = parameter.data.float()  # trained in float32 even when the base is bf16
-        from diffusers.models.attention_processor import AttnProcessor2_0
+        )
+    lora_parameters = [p for p in unet.parameters() if p.requires_grad]
+    for parameter in lora_parameters:
+        parameter.data = parameter.data.float()  # trained in float32 even when the base is bf16
+    from diffusers.models.attention_processor import AttnProcessor2_0
 
-        unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]  # PyTorch SDPA
-        merge_lora_in_forward(unet)
-        if spec.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        unet.train()
-        if spec.use_8bit_adam:
-            import bitsandbytes as bnb
+    unet.set_attn_processor(AttnProcessor2_0())  # type: ignore[no-untyped-call]  # PyTorch SDPA
+    merge_lora_in_forward(unet)
+    if spec.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+    if spec.use_8bit_adam:
+        import bitsandbytes as bnb
 
-            optimizer: torch.optim.Optimizer = bnb.optim.AdamW8bit(
-                lora_parameters, lr=resolved.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8
-            )
-        else:
-            optimizer = torch.optim.AdamW(
-                lora_parameters,
-                lr=resolved.learning_rate,
-                betas=(0.9, 0.999),
-                weight_decay=1e-2,
-                eps=1e-8,
-                fused=torch.device(device).type in FUSED_ADAMW_DEVICES,
-            )
+        optimizer: torch.optim.Optimizer = bnb.optim.AdamW8bit(
+            lora_parameters, lr=resolved.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8
+        )
+    else:
+        optimizer = torch.optim.AdamW(
+            lora_parameters,
+            lr=resolved.learning_rate,
+            betas=(0.9, 0.999),
+            weight_decay=1e-2,
+            eps=1e-8,
+            fused=torch.device(device).type in FUSED_ADAMW_DEVICES,
+        )
 
-        # 5. Train. All randomness comes from one CPU generator, so a CPU run is repeatable bit for bit.
-        generator = torch.Generator("cpu").manual_seed(spec.seed)
-        count = instance_mean.shape[0]
-        order = torch.randperm(count, generator=generator)
-        position = 0
-        losses: list[float] = []
-        loop_started = time.monotonic()
-        num_timesteps = noise_scheduler.config.num_train_timesteps
-        for step in range(resolved.steps):
-            if stop():
-                raise TrainingCancelled(step)
-            indices = []
-            for _ in range(spec.batch_size):
-                if position == count:
-                    order, position = torch.randperm(count, generator=generator), 0
-                indices.append(int(order[position]))
-                position += 1
-            mean, std = instance_mean[indices], instance_std[indices]
-            sample = torch.randn(mean.shape, generator=generator).to(device)
-            latents = mean + std * sample
-            noise = torch.randn(latents.shape, generator=generator).to(device)
-            timesteps = torch.randint(0, num_timesteps, (latents.shape[0],), generator=generator).to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=resolved.mixed_precision == "bf16"):
-                loss = denoising_loss(
+    # 5. Train. All randomness comes from one CPU generator, so a CPU run is repeatable bit for bit.
+    generator = torch.Generator("cpu").manual_seed(spec.seed)
+    count = instance_mean.shape[0]
+    order = torch.randperm(count, generator=generator)
+    position = 0
+    losses: list[float] = []
+    loop_started = time.monotonic()
+    num_timesteps = noise_scheduler.config.num_train_timesteps
+    for step in range(resolved.steps):
+        if stop():
+            raise TrainingCancelled(step)
+        indices = []
+        for _ in range(spec.batch_size):
+            if position == count:
+                order, position = torch.randperm(count, generator=generator), 0
+            indices.append(int(order[position]))
+            position += 1
+        mean, std = instance_mean[indices], instance_std[indices]
+        sample = torch.randn(mean.shape, generator=generator).to(device)
+        latents = mean + std * sample
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        timesteps = torch.randint(0, num_timesteps, (latents.shape[0],), generator=generator).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=resolved.mixed_precision == "bf16"):
+            loss = denoising_loss(
+                unet,
+                noise_scheduler,
+                latents,
+                noise,
+                timesteps,
+                instance_prompt,
+                time_ids=time_ids,
+                snr_gamma=spec.snr_gamma,
+            ).mean()
+            if class_latents is not None and class_prompt is not None:
+                picks = torch.randint(0, class_latents.shape[0], (spec.batch_size,), generator=generator)
+                prior = class_latents[picks.to(class_latents.device)]
+                prior_noise = torch.randn(prior.shape, generator=generator).to(device)
+                prior_t = torch.randint(0, num_timesteps, (prior.shape[0],), generator=generator).to(device)
+                prior_loss = denoising_loss(
                     unet,
                     noise_scheduler,
-                    latents,
-                    noise,
-                    timesteps,
-                    instance_prompt,
+                    prior,
+                    prior_noise,
+                    prior_t,
+                    class_prompt,
                     time_ids=time_ids,
                     snr_gamma=spec.snr_gamma,
                 ).mean()
-                if class_latents is not None and class_prompt is not None:
-                    picks = torch.randint(0, class_latents.shape[0], (spec.batch_size,), generator=generator)
-                    prior = class_latents[picks.to(class_latents.device)]
-                    prior_noise = torch.randn(prior.shape, generator=generator).to(device)
-                    prior_t = torch.randint(0, num_timesteps, (prior.shape[0],), generator=generator).to(
-                        device
-                    )
-                    prior_loss = denoising_loss(
-                        unet,
-                        noise_scheduler,
-                        prior,
-                        prior_noise,
-                        prior_t,
-                        class_prompt,
-                        time_ids=time_ids,
-                        snr_gamma=spec.snr_gamma,
-                    ).mean()
-                    loss = loss + spec.prior_loss_weight * prior_loss
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(lora_parameters, max_norm=1.0, foreach=True)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+                loss = loss + spec.prior_loss_weight * prior_loss
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(lora_parameters, max_norm=1.0, foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-            value = float(loss.detach().item())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"the training loss became {value} at step {step + 1}")
-            losses.append(value)
-            if progress is not None:
-                elapsed = time.monotonic() - loop_started
-                eta = elapsed / (step + 1) * (resolved.steps - step - 1)
-                progress(TrainProgress(step=step + 1, total=resolved.steps, loss=value, eta_seconds=eta))
+        value = float(loss.detach().item())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the training loss became {value} at step {step + 1}")
+        losses.append(value)
+        if progress is not None:
+            elapsed = time.monotonic() - loop_started
+            eta = elapsed / (step + 1) * (resolved.steps - step - 1)
+            progress(TrainProgress(step=step + 1, total=resolved.steps, loss=value, eta_seconds=eta))
 
-        # 6. Write the LoRA with its metadata, then move it into place in one step.
-        metadata = lora_metadata(resolved, photos, resolved.steps)
-        written = work / "lora.safetensors"
-        save_lora(unet, written, rank=resolved.rank, alpha=resolved.alpha, metadata=metadata)
-        _install_file(written, Path(spec.output_path))
-        tail = losses[-10:]
-        return TrainedLora(
-            path=Path(spec.output_path),
-            metadata=metadata,
-            final_loss=sum(tail) / len(tail),
-            steps_done=resolved.steps,
-            seconds=time.monotonic() - started,
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # 6. The LoRA with its metadata, in memory; a file only where one was asked.
+    metadata = lora_metadata(resolved, photos, resolved.steps)
+    data = lora_bytes(unet, rank=resolved.rank, alpha=resolved.alpha, metadata=metadata)
+    output = Path(spec.output_path) if spec.output_path is not None else None
+    if output is not None:
+        _install_file(data, output)
+    tail = losses[-10:]
+    return TrainedLora(
+        data=data,
+        path=output,
+        metadata=metadata,
+        final_loss=sum(tail) / len(tail),
+        steps_done=resolved.steps,
+        seconds=time.monotonic() - started,
+    )
 
 
 __all__ = [

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import Select, func, select
@@ -302,9 +300,9 @@ def read_photos_for_training(
     job_owner_id: str,
     pet_id: str,
     photo_ids: list[str],
-    dest: Path,
-) -> list[Path]:
-    """Copy a pet's live photos to `dest` for the training job of that pet's owner, auditing each read.
+) -> list[tuple[str, bytes]]:
+    """A pet's live photos in memory, (photo id, bytes), for the training job of that pet's owner; each read
+    is audited with its purpose. Nothing is written to disk: the bytes end with the job's process memory.
 
     This is the only path by which photo bytes reach a training job (the data policy's purpose limit):
     a job whose owner is not the pet's owner is refused.
@@ -314,7 +312,6 @@ def read_photos_for_training(
     pet = session.get(Pet, pet_id)
     if pet is None or pet.owner_id != job_owner_id:
         raise PermissionError(f"job {job_id} may not read photos of pet {pet_id}: not its owner's")
-    dest.mkdir(parents=True, exist_ok=True)
     now = utcnow()
     photos = list(
         session.scalars(
@@ -323,11 +320,9 @@ def read_photos_for_training(
             .order_by(Photo.id)
         )
     )
-    paths: list[Path] = []
+    read: list[tuple[str, bytes]] = []
     for photo in photos:
-        target = dest / f"{photo.id}.{photo.storage_key.rsplit('.', 1)[-1]}"
-        with blobs.open(photo.storage_key) as stream, target.open("wb") as out:
-            shutil.copyfileobj(stream, out)
+        data = blobs.get_bytes(photo.storage_key)
         audit.record(
             session,
             action="photo.read",
@@ -338,6 +333,6 @@ def read_photos_for_training(
             purpose="training",
             details={"job_id": job_id},
         )
-        paths.append(target)
+        read.append((photo.id, data))
     session.commit()
-    return paths
+    return read

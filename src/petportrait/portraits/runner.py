@@ -3,6 +3,10 @@
 Outputs are written under keys derived from the job and its attempt
 (`models/{owner}/{job}/a{attempt}/{model}.safetensors`, `renders/{owner}/{job}/a{attempt}/{render}.png`),
 so a retry never doubles them, and a dead attempt's partial outputs can be found and removed.
+
+Nothing derived from a photo touches the worker's disk: photos are read into memory, training returns the
+LoRA as bytes, and rendering reads the LoRA from the blob's bytes. Each write of a model or render row is
+fenced (`_fence_write`) in its own transaction: a job cancelled, or whose owner was erased, writes nothing.
 """
 
 from __future__ import annotations
@@ -10,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import shutil
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -90,10 +92,19 @@ class PortraitEngine:
             return self._renderers[base_model]
 
 
-def _train(
-    ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat, scratch: Path
-) -> None:
+def _fence_write(ctx: WorkerContext, session: Session, job: Job) -> None:
+    """Before a model or render row is written, in the same transaction: this attempt still owns the job,
+    its cancel flag is not set, and its owner is not erased; else nothing is written (CancelRequested)."""
+    from petportrait.accounts.models import User
+
+    jobs_service.assert_may_write(session, job=job, worker_id=ctx.worker_id)
+    if session.scalar(select(User.deleted_at).where(User.id == job.owner_id)) is not None:
+        raise jobs_service.CancelRequested(job.id)
+
+
+def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat) -> None:
     from petportrait.ml.models import ModelLoadError
+    from petportrait.ml.photos import PhotoData
     from petportrait.ml.train import InvalidTrainSpec, TrainingCancelled, TrainProgress, TrainSpec, train_lora
 
     model = session.get(PetModel, job.target_id)
@@ -109,7 +120,6 @@ def _train(
         job_owner_id=job.owner_id,
         pet_id=model.pet_id,
         photo_ids=list(model.photo_ids),
-        dest=scratch / "photos",
     )
     if len(photos) < service.MIN_TRAINING_PHOTOS:
         raise JobFailed(
@@ -129,16 +139,15 @@ def _train(
 
     spec = TrainSpec(
         base_model=resolved.source,
-        photos=photos,
+        photos=[PhotoData(photo_id, data) for photo_id, data in photos],
         species=model.species,
-        output_path=scratch / "lora.safetensors",
         token=model.token,
         steps=ctx.settings.ml.train_steps,
         resolution=ctx.settings.ml.resolution,
         seed=int(hashlib.sha256(model.id.encode()).hexdigest()[:8], 16),
         device=engine.device,
-        work_dir=scratch,
     )
+    del photos
     try:
         trained = train_lora(spec, progress=progress, should_stop=beat.should_stop)
     except TrainingCancelled as exc:
@@ -148,11 +157,13 @@ def _train(
     except ModelLoadError as exc:
         raise JobFailed("model_unavailable", str(exc)) from exc
     beat.check()
+    _fence_write(ctx, session, job)
+    session.commit()
     key = blobkeys.model_key(owner_id=job.owner_id, job_id=job.id, attempt=job.attempt, model_id=model.id)
-    data = trained.path.read_bytes()
+    data = trained.data
     ctx.blobs.put_bytes(key, data)
     now = utcnow()
-    jobs_service.assert_owned(session, job=job, worker_id=ctx.worker_id)
+    _fence_write(ctx, session, job)
     model = session.get(PetModel, job.target_id, populate_existing=True)
     if model is None:
         raise JobFailed("model_deleted", "The model was deleted while it was being trained.")
@@ -175,9 +186,7 @@ def _png_bytes(image: Any) -> bytes:
     return out.getvalue()
 
 
-def _render(
-    ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat, scratch: Path
-) -> None:
+def _render(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat) -> None:
     from petportrait.ml.models import ModelLoadError
     from petportrait.ml.render import RenderRequest
 
@@ -193,14 +202,12 @@ def _render(
             f"The model passed its retention period ({policy.days('model', ctx.settings)}) "
             "before the portraits were rendered.",
         )
-    scratch.mkdir(parents=True, exist_ok=True)
-    lora_path = scratch / f"{model.id}.safetensors"
-    with ctx.blobs.open(model.storage_key) as stream, lora_path.open("wb") as out:
-        shutil.copyfileobj(stream, out)
     try:
         renderer = engine.renderer(model.base_model)
     except ModelLoadError as exc:
         raise JobFailed("model_unavailable", str(exc)) from exc
+    # read once for the job, in memory; it ends with the job (the renderer keeps no LoRA)
+    lora = renderer.load_lora(ctx.blobs.get_bytes(model.storage_key), name=f"of model {model.id}")
     total = len(render_ids)
     done = 0
     beat.update(step=0, total=total, message="Rendering")
@@ -222,7 +229,7 @@ def _render(
         prompt = render.prompt.replace("{pet}", "{subject}") if render.prompt else None
         result = renderer.render(
             RenderRequest(
-                lora_path=lora_path,
+                lora=lora,
                 token=model.token,
                 species=model.species,
                 style=render.style,
@@ -238,12 +245,14 @@ def _render(
         params = dict(result.params)
         params.update({"model_id": model.id, "render_id": render.id, "preview": bool(result.is_preview)})
         data = _png_bytes(result.images[0])
+        _fence_write(ctx, session, job)
+        session.commit()
         key = blobkeys.render_key(
             owner_id=job.owner_id, job_id=job.id, attempt=job.attempt, render_id=render.id
         )
         ctx.blobs.put_bytes(key, data)
         now = utcnow()
-        jobs_service.assert_owned(session, job=job, worker_id=ctx.worker_id)
+        _fence_write(ctx, session, job)
         render = session.get(Render, render_id, populate_existing=True)
         if render is None:  # deleted by its owner while rendering
             ctx.blobs.delete(key)
@@ -294,12 +303,12 @@ class PortraitJobs:
                 self._engine = PortraitEngine(settings)
             return self._engine
 
-    def run(self, ctx: WorkerContext, session: Session, job: Job, beat: Beat, scratch: Path) -> None:
+    def run(self, ctx: WorkerContext, session: Session, job: Job, beat: Beat) -> None:
         engine = self.engine(ctx.settings)
         if job.kind == JobKind.TRAIN.value:
-            _train(ctx, engine, session, job, beat, scratch)
+            _train(ctx, engine, session, job, beat)
         else:
-            _render(ctx, engine, session, job, beat, scratch)
+            _render(ctx, engine, session, job, beat)
 
     def remove_outputs(self, session: Session, *, blobs: BlobStore, job: Job, attempt: int) -> list[str]:
         return remove_attempt_outputs(session, blobs=blobs, job=job, attempt=attempt)

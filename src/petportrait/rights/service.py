@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.portraits.models import PetModel, Render, without_fingerprints
@@ -53,10 +54,19 @@ def pseudonym(user_id: str, settings: Settings) -> str:
 def record_generation(
     session: Session, *, render: Render, model: PetModel | None, settings: Settings
 ) -> Licence:
-    """Write a ready render's generation record and licence, in the caller's transaction (idempotent)."""
+    """Write a ready render's generation record and licence, in the caller's transaction (idempotent).
+
+    Refused for an erased account (Conflict `account_deleted`, which undoes the caller's transaction): no
+    generation record, with its prompt, is written after an erasure scrubbed the others.
+    """
     existing = session.scalar(select(Licence).where(Licence.render_id == render.id))
     if existing is not None:
         return existing
+    if session.scalar(select(User.deleted_at).where(User.id == render.owner_id)) is not None:
+        raise Conflict(
+            "The account this render belongs to has been deleted; nothing is recorded for it.",
+            code="account_deleted",
+        )
     if not render.sha256:
         raise ValueError("a render gets its licence once its image is stored")
     now = render.rendered_at or utcnow()
