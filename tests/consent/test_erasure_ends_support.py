@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from petportrait.accounts.models import Role
 from petportrait.clock import utcnow
 from petportrait.web.app import Services
-from tests.conftest import sign_up
+from tests.conftest import PASSWORD, sign_up
 from tests.rights.helpers import add_items, audit_entries, staff, user_id
 
 
@@ -41,7 +41,7 @@ def test_after_delete_me_support_gets_404_for_the_photo_of_an_open_case(
         }
         assert client.post("/api/v1/admin/holds", json=hold, headers=admin).status_code == 201
 
-    assert client.delete("/api/v1/me", headers=person).status_code == 202
+    assert client.delete("/api/v1/me", headers={**person, "X-Current-Password": PASSWORD}).status_code == 202
 
     # at once, not at the next sweep (and not only when the hold ends)
     assert client.get(photo_url, headers=support).status_code == 404

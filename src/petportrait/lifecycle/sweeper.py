@@ -246,6 +246,7 @@ def _due_rows(
             model.storage_key,
             model.sha256,
             getattr(model, "size", null()).label("size"),
+            getattr(model, "pet_id", null()).label("pet_id"),
             clock.label("created_at"),
             model.expires_at,
         )
@@ -395,6 +396,7 @@ def _bury(
                     reason=reason,
                     actor_id=None,
                     purged_at=now,
+                    pet_id=row.pet_id,
                 )
                 for row, fingerprint in zip(rows, prints, strict=True)
             ]

@@ -28,6 +28,7 @@ from petportrait.portraits.models import JobKind, ModelState, PetModel, Render, 
 from petportrait.portraits.requests import RenderRequest
 from petportrait.registry import emit, registry_of, settings_of
 from petportrait.retention import policy, tombstones
+from petportrait.retention.models import DeletionReason, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -198,32 +199,56 @@ class RenderPlan:
         return [first.id] if first.waits_for is None and first.state == JobState.QUEUED.value else []
 
 
+def _pet_of_swept_model(session: Session, *, owner_id: str, model_id: str) -> Pet:
+    """The pet of a model the sweeper deleted when it expired (its tombstone names the pet); 404 for any
+    other missing model, as for another person's."""
+    stone = session.get(Tombstone, model_id)
+    if (
+        stone is None
+        or stone.kind != "model"
+        or stone.owner_id != owner_id
+        or stone.reason != DeletionReason.EXPIRED.value
+        or stone.pet_id is None
+    ):
+        raise NotFound("No such model.", code="model_not_found")
+    return pets_service.get_pet(session, owner_id=owner_id, pet_id=stone.pet_id)
+
+
 def request_render(
     session: Session, *, owner_id: str, model_id: str, request: RenderRequest, settings: Settings
 ) -> RenderPlan:
     """Queue the renders a request asks for (checked here, whichever door it came through); an expired
     model is retrained first from the pet's photos."""
     request = request.checked(settings, registry_of(session).prompt_screens.values())
-    model = get_model(session, owner_id=owner_id, model_id=model_id, settings=settings, allow_expired=True)
-    pet = pets_service.get_pet(session, owner_id=owner_id, pet_id=model.pet_id)
-    quotas.check_render_params(model, steps=request.steps, width=request.width, height=request.height)
+    found = session.get(PetModel, model_id)
+    if found is None or found.owner_id != owner_id:
+        # Swept after it expired: its weights are gone, and its tombstone says which pet it was of.
+        pet = _pet_of_swept_model(session, owner_id=owner_id, model_id=model_id)
+        expired = True
+    else:
+        pet = pets_service.get_pet(session, owner_id=owner_id, pet_id=found.pet_id)
+        expired = model_expired(found, settings=settings)
     quotas.ensure_render_room(session, owner_id=owner_id, adding=request.count, settings=settings)
     retraining = False
     training_job: Job | None = None
     notice: str | None = None
     count, seed = request.count, request.seed
-    if model_expired(model, settings=settings):
+    if expired:
         quotas.ensure_training_room(session, owner_id=owner_id, settings=settings)
-        model, training_job = _new_training(session, pet=pet, settings=settings, retrained_from=model.id)
+        model, training_job = _new_training(session, pet=pet, settings=settings, retrained_from=model_id)
         retraining = True
         notice = (
             f"The model you asked for passed its retention period ({policy.days('model', settings)}) and "
             "was deleted, so it is being trained again from your pet's photos first; the portraits follow "
             "when training ends."
         )
-    elif model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value):
+    else:
+        assert found is not None
+        model = found
+    quotas.check_render_params(model, steps=request.steps, width=request.width, height=request.height)
+    if not retraining and model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value):
         training_job = current_job(session, kind=JobKind.TRAIN, target_id=model.id)
-    elif model.state != ModelState.READY.value:
+    elif not retraining and model.state != ModelState.READY.value:
         raise Conflict(
             f"This model cannot render: its training {model.state}. Train a new model of the pet.",
             code="model_not_ready",

@@ -64,6 +64,8 @@ class Tombstone(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the deleted item's id
     kind: Mapped[str] = mapped_column(String(32))
     owner_id: Mapped[str] = mapped_column(String(32))
+    # The pet the item was of (a model's, so that a render of an expired, swept model can retrain it).
+    pet_id: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime | None] = mapped_column(default=None)  # uploaded/trained/rendered at
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     storage_key: Mapped[str | None] = mapped_column(String(512), default=None)

@@ -38,12 +38,14 @@ def tombstone_values(
     reason: str,
     actor_id: str | None,
     purged_at: datetime,
+    pet_id: str | None = None,
 ) -> dict[str, Any]:
     """The column values of an item's tombstone."""
     return {
         "id": item_id,
         "kind": kind,
         "owner_id": owner_id,
+        "pet_id": pet_id,
         "created_at": created_at,
         "expires_at": expires_at,
         "storage_key": storage_key,
@@ -93,6 +95,7 @@ def stone_of(
         reason=reason,
         actor_id=actor_id,
         purged_at=now,
+        pet_id=getattr(row, "pet_id", None),
     )
 
 

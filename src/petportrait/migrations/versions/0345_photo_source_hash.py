@@ -1,8 +1,8 @@
 """photos keep the SHA-256 of the bytes as uploaded, so a byte-identical duplicate is refused before it
 is decoded
 
-Revision ID: 0325
-Revises: 0200
+Revision ID: 0345
+Revises: 0340
 Create Date: 2026-12-02 03:55:00
 """
 
