@@ -90,11 +90,21 @@ def test_a_worker_killed_mid_training_then_erasure_leaves_nothing_on_disk(stack:
     alice = stack.user("killed-erased@example.com")
     pet_id = stack.pet_with_photos(alice, "cat")
     names = [p.name.encode() for p in pet_photos("cat")[:3]]
+    hashes: list[bytes] = []  # the photos' sha256 (hex and raw): no fingerprint outlives the photos either
     first = stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="400", PETPORTRAIT__QUEUE__WORKER_NAME="host-a")
     try:
         model_id, job_id = train(stack, alice, pet_id)
         stack.wait_job(alice, job_id, lambda j: j["state"] == "running" and (j["progress"]["step"] or 0) >= 2)
         owner_id = owner_of(stack, model_id)
+        with stack.services.session_factory() as session:
+            from petportrait.pets.models import Photo as PhotoRow
+
+            for sha, source in session.execute(
+                select(PhotoRow.sha256, PhotoRow.source_sha256).where(PhotoRow.owner_id == owner_id)
+            ):
+                hashes += [h.encode() for h in (sha, source) if h]
+                hashes += [bytes.fromhex(h) for h in (sha, source) if h]
+        assert hashes
         waiting = render(stack, alice, model_id, prompt=PROMPT, style=None)  # waits for the training
         assert waiting["job"]["state"] == "queued"
         stack.kill(first)
@@ -136,7 +146,7 @@ def test_a_worker_killed_mid_training_then_erasure_leaves_nothing_on_disk(stack:
         if not path.is_file() or (path.name.startswith("worker-") and path.suffix == ".log"):
             continue
         data = path.read_bytes()
-        found += [(str(path), n) for n in [*names, PROMPT.encode()] if n in data]
+        found += [(str(path), n) for n in [*names, *hashes, PROMPT.encode()] if n in data]
     assert found == []
     assert stack.blob_keys(f"photos/{owner_id}") == [] and stack.blob_keys(f"models/{owner_id}") == []
     assert not (stack.data_dir / "scratch").exists()
