@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -45,8 +46,10 @@ def test_forty_open_streams_leave_healthz_and_me_fast(
     _wait_open(streams)
     assert [s.status for s in streams] == [200] * 40
     times = probe(base, prober.headers, count=8)
-    assert max(times["/healthz"]) < 0.5, times
-    assert max(times["/api/v1/me"]) < 0.5, times
+    # Not a speed target (bench/streams.py measures that): a stall. Before, these took 9 to 45 s; the median
+    # stays far below a second, and no answer waits seconds behind the streams, even on a busy CI machine.
+    for path in ("/healthz", "/api/v1/me"):
+        assert statistics.median(times[path]) < 0.5 and max(times[path]) < 5.0, times
     hub = app.state.job_event_hub  # one poller per job, not one per stream
     assert hub.open_streams == 40 and len(hub.pollers) == 20
     for stream in streams:
@@ -102,7 +105,7 @@ def test_another_persons_job_stream_is_not_found(short_streams: Services, base: 
 def test_a_quiet_stream_carries_keep_alive_comments(
     short_streams: Services, base: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from petportrait.jobs import views as job_views
+    from petportrait.web import jobs as job_views
 
     monkeypatch.setattr(job_views, "KEEPALIVE_SECONDS", 0.5)
     (account,) = make_accounts(short_streams, accounts=1, jobs_each=1)
