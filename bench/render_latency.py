@@ -76,6 +76,7 @@ def main() -> None:
         "--size", type=int, default=None, help="image side; the model's native size if not given"
     )
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--count", type=int, default=1, help="portraits of one pet per request (1 to 8)")
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--requests", type=int, default=12, help="measured requests per way")
     parser.add_argument("--reload-requests", type=int, default=3)
@@ -104,6 +105,7 @@ def main() -> None:
             height=size,
             steps=args.steps,
             guidance=args.guidance,
+            count=args.count,
         )
         prompt, negative = build_prompts(base)
 
@@ -115,7 +117,8 @@ def main() -> None:
                 height=size,
                 num_inference_steps=args.steps,
                 guidance_scale=args.guidance,
-                generator=[torch.Generator("cpu").manual_seed(seed)],
+                num_images_per_prompt=args.count,
+                generator=[torch.Generator("cpu").manual_seed(seed + k) for k in range(args.count)],
             )
 
         def plain(i: int) -> None:
@@ -148,7 +151,8 @@ def main() -> None:
         }
         print(
             f"model {source} ({family}), {args.device} {str(dtype).removeprefix('torch.')}, {size} px, "
-            f"{args.steps} steps, {args.requests} requests per way, interleaved, "
+            f"{args.steps} steps, {args.count} image(s) per request, {args.requests} requests per way, "
+            "interleaved, "
             f"{torch.get_num_threads()} threads"
         )
         for way in ways.values():
@@ -166,7 +170,9 @@ def main() -> None:
     for clock, label in ((0, "wall"), (1, "process CPU time")):
         if clock == 1 and args.device.startswith("cuda"):
             break
-        rate = {name: 1 / statistics.median(s[clock] for s in values) for name, values in seconds.items()}
+        rate = {
+            name: args.count / statistics.median(s[clock] for s in values) for name, values in seconds.items()
+        }
         print(f"by {label}:")
         for name, value in rate.items():
             print(f"  {name:>16}: {value:.3f} images/s (median of {len(seconds[name])} requests)")
