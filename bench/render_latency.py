@@ -33,7 +33,7 @@ import torch
 from petportrait.ml.models import default_dtype, family_of, load_component, load_pipeline
 from petportrait.ml.preview import ensure_preview_model, is_preview_model
 from petportrait.ml.render import Renderer, RenderRequest, build_prompts
-from petportrait.ml.train import FAMILY_DEFAULTS, LORA_TARGET_MODULES, save_lora
+from petportrait.ml.train import FAMILY_DEFAULTS, LORA_TARGET_MODULES, lora_bytes
 
 
 def random_lora(source: str, path: Path, *, rank: int, seed: int, species: str) -> Path:
@@ -53,7 +53,7 @@ def random_lora(source: str, path: Path, *, rank: int, seed: int, species: str) 
             if "lora_B" in name:
                 parameter.normal_(std=0.02)
     metadata = {"family": family_of(source), "token": "sks", "species": species}
-    save_lora(unet, path, rank=rank, alpha=rank, metadata=metadata)
+    path.write_bytes(lora_bytes(unet, rank=rank, alpha=rank, metadata=metadata))
     return path
 
 
