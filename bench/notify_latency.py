@@ -17,11 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from petportrait.accounts import service as accounts_service
+from petportrait.integrations import service as webhooks
 from petportrait.jobs.worker import Consumer
 from petportrait.registry import emit
 from petportrait.services import build_services
 from petportrait.settings import Settings
-from petportrait.webhooks import service as webhooks
 from tests.notifications.receivers import HookReceiver, SmtpSink
 
 

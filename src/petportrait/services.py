@@ -12,13 +12,13 @@ from petportrait import (
     accounts,
     consent,
     idempotency,
+    integrations,
     lifecycle,
     notifications,
     pets,
     portraits,
     retention,
     rights,
-    webhooks,
 )
 from petportrait.db import make_engine, make_session_factory
 from petportrait.jobs.huey_queue import create_queue
@@ -40,7 +40,7 @@ DOMAINS = (
     rights,
     consent,
     notifications,
-    webhooks,
+    integrations,
     lifecycle,
 )
 

@@ -13,12 +13,12 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from petportrait.clock import Clock
+from petportrait.integrations import service as webhooks
+from petportrait.integrations.models import WebhookEndpoint
 from petportrait.notifications import service as notifications
 from petportrait.notifications.models import OutboxMessage
 from petportrait.registry import emit
 from petportrait.web.app import Services, create_app
-from petportrait.webhooks import service as webhooks
-from petportrait.webhooks.models import WebhookEndpoint
 from tests.conftest import sign_up
 from tests.notifications.receivers import HookReceiver, SmtpSink, free_port
 

@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from petportrait.clock import Clock
+from petportrait.integrations import service as webhooks
 from petportrait.jobs import runner
 from petportrait.lifecycle import sweeper
 from petportrait.notifications import service as notifications
 from petportrait.rights import service as rights_service
 from petportrait.web.app import Services, create_app
-from petportrait.webhooks import service as webhooks
 from tests.conftest import PASSWORD, pet_photos, sign_up
 from tests.notifications.receivers import HookReceiver, SmtpSink
 

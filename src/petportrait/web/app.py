@@ -15,6 +15,7 @@ from sqlalchemy import text
 from petportrait import __version__
 from petportrait.accounts.views import router as accounts_router
 from petportrait.consent.views import router as consent_router
+from petportrait.integrations.views import router as webhooks_router
 from petportrait.lifecycle.views import admin_router as lifecycle_admin_router
 from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_router
 from petportrait.lifecycle.views import router as lifecycle_router
@@ -34,7 +35,6 @@ from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
 from petportrait.web.security import SecurityHeaders, TrustedHosts
-from petportrait.webhooks.views import router as webhooks_router
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"

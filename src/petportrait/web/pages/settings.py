@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Response
 
 from petportrait.errors import InvalidInput, ProblemError
+from petportrait.integrations import service as webhooks
 from petportrait.notifications import service as notifications
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
-from petportrait.webhooks import service as webhooks
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 

@@ -12,14 +12,14 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 def deliver(services: Services) -> object:
     """Periodic: send the deliveries that are due."""
-    from petportrait.webhooks import service
+    from petportrait.integrations import service
 
     return service.deliver_due(services.session_factory, services.settings, worker_id=WORKER_ID)
 
 
 def sweep(services: Services) -> object:
     """Periodic: delete old deliveries and the endpoints of erased accounts."""
-    from petportrait.webhooks import service
+    from petportrait.integrations import service
 
     with services.session_factory() as session:
         count = service.sweep(session)
@@ -29,7 +29,7 @@ def sweep(services: Services) -> object:
 
 def register(registry: Registry) -> None:
     """Subscribe deliveries to the public events; the delivery and sweep periodic tasks."""
-    from petportrait.webhooks import service
+    from petportrait.integrations import service
 
     registry.add_domain("webhooks")
     for name in service.EVENTS:

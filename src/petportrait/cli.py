@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from petportrait.cli.retention import audit_app, cli_settings, retention_app, storage_app, sweep
+from petportrait.cli_retention import audit_app, cli_settings, retention_app, storage_app, sweep
 from petportrait.settings import Settings
 
 app = typer.Typer(

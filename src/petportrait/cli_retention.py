@@ -1,6 +1,6 @@
 """Lifecycle commands: `retention check|holds|sweep`, `audit verify`, `storage lifecycle [--apply]`.
 
-petportrait/cli/__init__.py registers these apps (`app.add_typer(retention_app, name="retention")`, ...).
+petportrait/cli.py registers these apps (`app.add_typer(retention_app, name="retention")`, ...).
 """
 
 from __future__ import annotations

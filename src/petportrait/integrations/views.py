@@ -6,10 +6,10 @@ from fastapi import APIRouter, Response, status
 
 from petportrait.accounts.deps import CurrentUser
 from petportrait.http import PageQuery, SessionDep, SettingsDep
+from petportrait.integrations import service
+from petportrait.integrations.models import WebhookDelivery, WebhookEndpoint
+from petportrait.integrations.schemas import DeliveryOut, EndpointCreate, EndpointCreated, EndpointOut
 from petportrait.paging import Page
-from petportrait.webhooks import service
-from petportrait.webhooks.models import WebhookDelivery, WebhookEndpoint
-from petportrait.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointCreated, EndpointOut
 
 router = APIRouter(tags=["webhooks"])
 

@@ -29,10 +29,10 @@ from standardwebhooks import Webhook
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.errors import InvalidInput, NotFound
+from petportrait.integrations.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from petportrait.paging import PageParams, page_query
 from petportrait.registry import Event, emit
 from petportrait.settings import Settings
-from petportrait.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,0 @@
-"""`python -m petportrait.cli`: the same as the `petportrait` command."""
-
-from petportrait.cli import main
-
-main()
