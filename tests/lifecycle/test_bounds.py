@@ -81,7 +81,8 @@ def test_a_hold_is_renewed_at_most_a_year_ahead_and_each_renewal_is_audited(
     assert renewed.status_code == 200, renewed.text
     assert datetime.fromisoformat(renewed.json()["ends_at"]) == later + YEAR
     with services.session_factory() as session:
-        entries = session.scalars(select(AuditEntry).where(AuditEntry.action.like("hold.%"))).all()
+        query = select(AuditEntry).where(AuditEntry.action.like("hold.%")).order_by(AuditEntry.seq)
+        entries = session.scalars(query).all()
     assert [e.action for e in entries] == ["hold.placed", "hold.renewed"]
     assert '"previous_ends_at"' in entries[1].details and entries[1].actor_id is not None
 
