@@ -41,6 +41,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "data_dir": data_dir,
         "security": {"secret_key": secrets.token_hex(32), "cookie_secure": False},
         "queue": {"embedded_consumer": False},
+        # Rate-limit counts of their own: on Redis they would outlive the test (and a whole run).
+        "limits": {"namespace": f"test-{secrets.token_hex(6)}"},
     }
     values.update(overrides)
     if values["environment"] == "production":  # production's required settings, unless a test sets them
