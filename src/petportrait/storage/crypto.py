@@ -206,7 +206,29 @@ def decrypt(blob: bytes, *, data_key: bytes, storage_key: str) -> bytes:
     return b"".join(out)
 
 
-class _EncryptingReader(io.RawIOBase):
+class _SegmentReader(io.RawIOBase):
+    """A stream made one segment at a time by `_fill` (sealing or opening); reads drain its buffer."""
+
+    _buffer: bytearray
+    _done: bool
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        raise NotImplementedError
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._buffer and not self._done:
+            self._fill()
+        n = min(len(view), len(self._buffer))
+        view[:n] = self._buffer[:n]
+        del self._buffer[:n]
+        return n
+
+
+class _EncryptingReader(_SegmentReader):
     """Reads a plaintext stream and yields the sealed blob, one segment at a time."""
 
     def __init__(self, source: BinaryIO, *, data_key: bytes, storage_key: str, segment: int) -> None:
@@ -224,9 +246,6 @@ class _EncryptingReader(io.RawIOBase):
         self._done = False
         self.plaintext_bytes = 0
 
-    def readable(self) -> bool:
-        return True
-
     def _fill(self) -> None:
         current = self._next
         last = len(current) < self._segment
@@ -238,17 +257,8 @@ class _EncryptingReader(io.RawIOBase):
         self._index += 1
         self._done = last
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._buffer and not self._done:
-            self._fill()
-        n = min(len(view), len(self._buffer))
-        view[:n] = self._buffer[:n]
-        del self._buffer[:n]
-        return n
 
-
-class _DecryptingReader(io.RawIOBase):
+class _DecryptingReader(_SegmentReader):
     """Reads a sealed stream (after its header) and yields authenticated plaintext, segment by segment."""
 
     def __init__(
@@ -273,9 +283,6 @@ class _DecryptingReader(io.RawIOBase):
         self._index = 0
         self._done = False
 
-    def readable(self) -> bool:
-        return True
-
     def _fill(self) -> None:
         current = self._next
         last = len(current) < self._step
@@ -290,15 +297,6 @@ class _DecryptingReader(io.RawIOBase):
             ) from exc
         self._index += 1
         self._done = last
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._buffer and not self._done:
-            self._fill()
-        n = min(len(view), len(self._buffer))
-        view[:n] = self._buffer[:n]
-        del self._buffer[:n]
-        return n
 
     def close(self) -> None:
         if not self.closed:
