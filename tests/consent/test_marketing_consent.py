@@ -173,6 +173,12 @@ def test_withdrawal_removes_the_copy_from_the_library_and_its_export(
     copy_id = client.get("/api/v1/marketing/assets", headers=marketer).json()["items"][0]["id"]
     names, entries = _export_names(client, marketer)
     assert [e["id"] for e in entries] == [copy_id] and any(copy_id in n for n in names)
+    # the marketing export is on the person's own access log (the entry names them as its owner)
+    own = client.post("/api/v1/me/export", headers=person)
+    assert own.status_code == 200, own.text
+    with zipfile.ZipFile(io.BytesIO(own.content)) as archive:
+        access = json.loads(archive.read("access_log.json"))
+    assert [e["subject_id"] for e in access if e["action"] == "marketing.asset_exported"] == [copy_id]
     with session_scope(services.session_factory) as session:
         copy = session.get(MarketingCopy, copy_id)
         assert copy is not None
