@@ -47,6 +47,9 @@ PromptScreen = Callable[[str, Settings], None]
 Subscriber = Callable[[Session, "Event"], None]
 """fn(session, event), run in the transaction of the event."""
 
+BatchSubscriber = Callable[[Session, Sequence["Event"]], None]
+"""fn(session, events): what a subscriber does with many events of one transaction at once (`emit_many`)."""
+
 
 class RegistryError(RuntimeError):
     """The domains registered something inconsistent; the message says what, as a sentence."""
@@ -99,7 +102,7 @@ class Registry:
         self._export_sections: dict[str, ExportSection] = {}
         self._job_handlers: dict[str, JobHandler] = {}
         self._periodic: dict[str, PeriodicTask] = {}
-        self._subscribers: dict[str, list[Subscriber]] = {}
+        self._subscribers: dict[str, list[tuple[Subscriber, BatchSubscriber | None]]] = {}
         self._table_rules: dict[str, TableRule] = {}
         self._prompt_screens: dict[str, PromptScreen] = {}
         self._domains: list[str] = []
@@ -188,10 +191,11 @@ class Registry:
             raise RegistryError(f"The prompt screen {name} is registered twice.")
         self._prompt_screens[name] = screen
 
-    def subscribe(self, event: str, fn: Subscriber) -> None:
-        """Call fn(session, event) in the transaction of every `event` emitted."""
+    def subscribe(self, event: str, fn: Subscriber, *, many: BatchSubscriber | None = None) -> None:
+        """Call fn(session, event) in the transaction of every `event` emitted; `many(session, events)`,
+        if given, takes the events that `emit_many` emits together (it must do what fn does for each)."""
         self._check_open(f"subscriber of {event}")
-        self._subscribers.setdefault(event, []).append(fn)
+        self._subscribers.setdefault(event, []).append((fn, many))
 
     # ---- reading (services, the consumer, the sweeper...) --------------------------------------------
 
@@ -238,7 +242,19 @@ class Registry:
         return dict(self._prompt_screens)
 
     def subscribers(self, event: str) -> tuple[Subscriber, ...]:
-        return tuple(self._subscribers.get(event, ()))
+        return tuple(fn for fn, _ in self._subscribers.get(event, ()))
+
+    def batch_subscribers(self, event: str) -> tuple[BatchSubscriber, ...]:
+        """Each subscriber of `event` as a function of many events (its own, or one event at a time)."""
+
+        def each(fn: Subscriber) -> BatchSubscriber:
+            def run(session: Session, events: Sequence[Event]) -> None:
+                for one in events:
+                    fn(session, one)
+
+            return run
+
+        return tuple(many or each(fn) for fn, many in self._subscribers.get(event, ()))
 
     # ---- checking ------------------------------------------------------------------------------------
 
@@ -310,6 +326,18 @@ def emit(session: Session, name: str, *, owner_id: str | None, **data: Any) -> E
     for fn in registry_of(session).subscribers(name):
         fn(session, event)
     return event
+
+
+def emit_many(
+    session: Session, name: str, items: Sequence[tuple[str | None, Mapping[str, Any]]]
+) -> list[Event]:
+    """Emit one `name` event per (owner_id, data) in the session's transaction, as `emit` would one by one;
+    subscribers that registered a batch form take them all at once (a sweep emits thousands)."""
+    events = [Event(name=name, owner_id=owner_id, data=data) for owner_id, data in items]
+    if events:
+        for many in registry_of(session).batch_subscribers(name):
+            many(session, events)
+    return events
 
 
 def settings_of(session: Session) -> Settings:

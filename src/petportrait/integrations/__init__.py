@@ -33,7 +33,7 @@ def register(registry: Registry) -> None:
 
     registry.add_domain("webhooks")
     for name in service.EVENTS:
-        registry.subscribe(name, service.on_event)
+        registry.subscribe(name, service.on_event, many=service.on_events)
     registry.subscribe("account.erased", service.on_account_erased)
     registry.add_periodic("webhooks.deliver", lambda s: s.webhooks.deliver_interval_seconds, deliver)
     registry.add_periodic("webhooks.sweep", lambda s: 3600.0, sweep)

@@ -16,6 +16,7 @@ import json
 import logging
 import secrets
 import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +48,7 @@ EVENTS = (
 )
 TEST_EVENT = "webhook.test"
 MAX_ENDPOINTS = 10
+_IN_CHUNK = 500
 # after the first try: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (27.6 hours in all), then failed
 RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
 REASONS = {"account_deleted": "erased", "erased": "erased"}
@@ -185,19 +187,26 @@ def _cache(session: Session) -> dict[str, list[tuple[str, list[str]]]]:
     return cache
 
 
+def _load_endpoints(session: Session, owner_ids: Iterable[str]) -> None:
+    """Cache (id, events) of the active endpoints of each owner not cached yet, a chunk of owners a query."""
+    cache = _cache(session)
+    wanted = sorted({owner for owner in owner_ids if owner not in cache})
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        found: dict[str, list[tuple[str, list[str]]]] = {owner: [] for owner in chunk}
+        for endpoint_id, owner, events in session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.owner_id, WebhookEndpoint.events)
+            .where(WebhookEndpoint.owner_id.in_(chunk), WebhookEndpoint.disabled_at.is_(None))
+            .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        ):
+            found[owner].append((endpoint_id, list(events)))
+        cache.update(found)
+
+
 def _endpoints_for(session: Session, owner_id: str) -> list[tuple[str, list[str]]]:
     """(id, events) of the owner's active endpoints; cached for the session (a sweep emits many events)."""
-    cache = _cache(session)
-    if owner_id not in cache:
-        cache[owner_id] = [
-            (e.id, list(e.events))
-            for e in session.scalars(
-                select(WebhookEndpoint).where(
-                    WebhookEndpoint.owner_id == owner_id, WebhookEndpoint.disabled_at.is_(None)
-                )
-            )
-        ]
-    return cache[owner_id]
+    _load_endpoints(session, [owner_id])
+    return _cache(session)[owner_id]
 
 
 def payload_of(event: Event) -> dict[str, Any]:
@@ -226,11 +235,26 @@ def payload_of(event: Event) -> dict[str, Any]:
 
 def on_event(session: Session, event: Event) -> None:
     """Subscriber: one pending delivery per active endpoint of the owner that wants this event."""
+    if _add_deliveries(session, event):
+        session.flush()
+
+
+def on_events(session: Session, events: Sequence[Event]) -> None:
+    """Batch subscriber (`emit_many`): what on_event does for each event, reading the owners' endpoints
+    at once."""
+    _load_endpoints(session, (event.owner_id for event in events if event.owner_id is not None))
+    added = [_add_deliveries(session, event) for event in events]
+    if any(added):
+        session.flush()
+
+
+def _add_deliveries(session: Session, event: Event) -> bool:
+    """Add the event's pending deliveries to the session; False if no endpoint wants it."""
     if event.owner_id is None:
-        return
+        return False
     targets = [eid for eid, wanted in _endpoints_for(session, event.owner_id) if event.name in wanted]
     if not targets:
-        return
+        return False
     now = utcnow()
     body = payload_of(event)
     for endpoint_id in targets:
@@ -246,7 +270,7 @@ def on_event(session: Session, event: Event) -> None:
                 created_at=now,
             )
         )
-    session.flush()
+    return True
 
 
 def on_account_erased(session: Session, event: Event) -> None:
