@@ -16,6 +16,7 @@ import hmac
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -34,17 +35,14 @@ def _insert_ignoring_existing(session: Session, rows: list[dict[str, object]]) -
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(pg_insert(_TABLE).values(rows).on_conflict_do_nothing(index_elements=["owner_id"]))
+        statement: Any = pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["owner_id"])
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        for start in range(0, len(rows), _IN_CHUNK):
-            chunk = rows[start : start + _IN_CHUNK]
-            session.execute(
-                sqlite_insert(_TABLE).values(chunk).on_conflict_do_nothing(index_elements=["owner_id"])
-            )
+        statement = sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["owner_id"])
     else:  # pragma: no cover - the project runs on SQLite and PostgreSQL
-        session.execute(insert(_TABLE), rows)
+        statement = insert(_TABLE)
+    session.connection().execute(statement, rows)  # one statement, many parameter sets
 
 
 def keys_for(
@@ -58,7 +56,9 @@ def keys_for(
         found.update(
             session.execute(
                 select(FingerprintKey.owner_id, FingerprintKey.key).where(FingerprintKey.owner_id.in_(chunk))
-            ).tuples().all()
+            )
+            .tuples()
+            .all()
         )
     missing = [owner for owner in wanted if owner not in found]
     if missing:
@@ -73,7 +73,9 @@ def keys_for(
                     select(FingerprintKey.owner_id, FingerprintKey.key).where(
                         FingerprintKey.owner_id.in_(chunk)
                     )
-                ).tuples().all()
+                )
+                .tuples()
+                .all()
             )
     return found
 
