@@ -66,13 +66,35 @@ class VerifyResult:
     problems: list[str] = field(default_factory=list)
 
 
+_DETAILS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_ENTRY_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_details(details: dict[str, Any] | None) -> str:
     """The details as canonical JSON text (sorted keys, no spaces); datetimes and others become strings."""
-    return json.dumps(details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _DETAILS_JSON.encode(details or {})
 
 
 def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _hash_of(prev_hash: str, seq: int, stamp: str, event: AuditEvent, details: str) -> str:
+    payload = _ENTRY_JSON.encode(
+        [
+            prev_hash,
+            seq,
+            stamp,
+            event.action,
+            event.actor_id,
+            event.subject_kind,
+            event.subject_id,
+            event.owner_id,
+            event.purpose,
+            details,
+        ]
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def entry_hash(
@@ -89,12 +111,15 @@ def entry_hash(
     details: str,
 ) -> str:
     """The hash of one entry given the previous entry's hash."""
-    payload = json.dumps(
-        [prev_hash, seq, _stamp(at), action, actor_id, subject_kind, subject_id, owner_id, purpose, details],
-        separators=(",", ":"),
-        ensure_ascii=False,
+    event = AuditEvent(
+        action=action,
+        actor_id=actor_id,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        owner_id=owner_id,
+        purpose=purpose,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return _hash_of(prev_hash, seq, _stamp(at), event, details)
 
 
 def _lock_head(session: Session) -> tuple[int, str]:
@@ -121,22 +146,12 @@ def record_many(session: Session, events: Sequence[AuditEvent], *, at: datetime 
         return 0
     at = at or utcnow()
     seq, prev = _lock_head(session)
+    stamp = _stamp(at)
     rows: list[dict[str, Any]] = []
     for event in events:
         seq += 1
         details = canonical_details(event.details)
-        digest = entry_hash(
-            prev_hash=prev,
-            seq=seq,
-            at=at,
-            action=event.action,
-            actor_id=event.actor_id,
-            subject_kind=event.subject_kind,
-            subject_id=event.subject_id,
-            owner_id=event.owner_id,
-            purpose=event.purpose,
-            details=details,
-        )
+        digest = _hash_of(prev, seq, stamp, event, details)
         rows.append(
             {
                 "seq": seq,
