@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import pytest
+
 from petportrait.retention import blobops
+from petportrait.storage import local
 from petportrait.storage.base import BlobInfo, BlobStore
 from petportrait.storage.local import LocalBlobStore
 from petportrait.storage.s3 import S3BlobStore
@@ -75,6 +80,51 @@ def test_local_bulk_delete_refuses_keys_through_a_symlinked_folder(tmp_path: Pat
     failures = blobops.delete_many(store, ["photos/u1/p/victim.jpg", "../escape.jpg"])
     assert set(failures) == {"photos/u1/p/victim.jpg", "../escape.jpg"}
     assert (outside / "victim.jpg").read_bytes() == b"not the store's"
+
+
+def test_local_bulk_delete_refuses_keys_below_a_symlinked_folder_higher_up(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    outside = tmp_path / "outside"
+    (outside / "p").mkdir(parents=True)
+    (outside / "p" / "victim.jpg").write_bytes(b"not the store's")
+    store.put_bytes("photos/u2/p/mine.jpg", b"mine")
+    (store.root / "photos" / "u1").symlink_to(outside, target_is_directory=True)
+    failures = blobops.delete_many(store, ["photos/u1/p/victim.jpg", "photos/u2/p/mine.jpg"])
+    assert set(failures) == {"photos/u1/p/victim.jpg"}
+    assert (outside / "p" / "victim.jpg").read_bytes() == b"not the store's"
+    assert not store.exists("photos/u2/p/mine.jpg") and (store.root / "photos" / "u1").is_symlink()
+
+
+@pytest.mark.parametrize("disk", ["memory-fast", "slow-disk"])
+def test_local_bulk_delete_gives_the_same_result_from_one_thread_or_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: str
+) -> None:
+    """A store whose calls look slow deletes the rest of a batch from threads: same files, same folders,
+    the same failures, the symlink check included."""
+    monkeypatch.setattr(local, "_SLOW_CALL_SECONDS", 0.0 if disk == "slow-disk" else 3600.0)
+    threads_seen: set[str] = set()
+    real_unlink = os.unlink
+
+    def unlink(path: str, *args: object, **kwargs: object) -> None:
+        threads_seen.add(threading.current_thread().name)
+        real_unlink(path)
+
+    monkeypatch.setattr(local.os, "unlink", unlink)
+    store = LocalBlobStore(tmp_path / "blobs")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.jpg").write_bytes(b"not the store's")
+    many = [f"renders/u{i % 7}/job{i % 50}/a1/r{i}.png" for i in range(400)]
+    for key in [*many, "renders/u1/keep/a1/k.png"]:
+        store.put_bytes(key, b"x")
+    (store.root / "photos" / "u1").mkdir(parents=True)
+    (store.root / "photos" / "u1" / "p").symlink_to(outside, target_is_directory=True)
+    failures = store.delete_many([*many, "photos/u1/p/victim.jpg", "../escape.jpg"], threads=4)
+    assert set(failures) == {"photos/u1/p/victim.jpg", "../escape.jpg"}
+    assert [b.key for b in store.list("")] == ["renders/u1/keep/a1/k.png"]
+    assert sorted(p.name for p in (store.root / "renders").iterdir()) == ["u1"]
+    assert (outside / "victim.jpg").exists()
+    assert (len(threads_seen) > 1) == (disk == "slow-disk"), threads_seen
 
 
 def test_s3_bulk_delete(new_s3_store: Callable[..., S3BlobStore]) -> None:

@@ -16,12 +16,15 @@ import contextlib
 import errno
 import io
 import os
+import stat
+import statistics
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from petportrait.storage.base import (
     BlobError,
@@ -36,6 +39,10 @@ CHUNK_SIZE = 1024 * 1024
 _TEMP_PREFIX = ".~put-"
 _PROBE_PREFIX = ".~probe-"
 _DELETE_THREADS = 8  # unlink and rmdir are syscalls that wait on the disk, not on the GIL
+_PROBE = 64  # a bulk delete times this many calls before it decides whether threads help
+_PROBE_MIN_CALLS = 8  # ... of which at least this many must have done something to count
+_SLOW_CALL_SECONDS = 60e-6  # a call slower than this (median) waits on a device: threads help
+_T = TypeVar("_T")
 
 
 class KeyConflict(BlobError):
@@ -51,6 +58,7 @@ class LocalBlobStore:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
+        self._call_seconds: dict[str, float] = {}  # how long an unlink or rmdir takes here (delete_many)
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -164,12 +172,14 @@ class LocalBlobStore:
         self._prune_empty_folders(path.parent)
         return True
 
-    def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+    def delete_many(self, keys: Sequence[str], *, threads: int = _DELETE_THREADS) -> dict[str, str]:
         """Delete every key; returns {key: error} for those that could not be deleted (see BulkDelete).
 
-        Files are unlinked, then the folders left empty pruned, each step from a few threads. Keys are
-        checked as ``delete`` checks them: a valid key, whose folder resolves to itself inside the root (no
-        symlinked folder on the way; unlink itself never follows a link), each folder resolved once.
+        Files are unlinked, then the folders left empty pruned, deepest first; each step runs from
+        `threads` threads when its first calls show that they wait on a disk (see `_adaptively`). Keys
+        are checked as ``delete`` checks them: a valid key whose folders are real folders inside the
+        root (no symlinked folder on the way; unlink itself never follows a link). Each folder is looked
+        at once (one lstat; its parent's answer is reused), not resolved from the root again.
         Unlike ``delete``, folders are not fsynced one by one: a deletion that a power loss undoes brings
         back a blob whose key a tombstone names, which the sweeper's reconciliation deletes at once (or
         leaves a row still due, which the next sweep deletes again).
@@ -178,16 +188,24 @@ class LocalBlobStore:
             return {}
         failures: dict[str, str] = {}
         root = str(self.root)
-        checked: dict[str, bool] = {}
+        checked: dict[str, bool] = {root: True}  # the root was resolved when the store was made
 
         def folder_ok(folder: str) -> bool:
+            """Whether folder is a real folder (or none) under the root, reached through real folders."""
             ok = checked.get(folder)
             if ok is None:
-                ok = os.path.realpath(folder) == folder and folder.startswith(root + os.sep)
+                parent = os.path.dirname(folder)
+                if parent == folder or not folder.startswith(root + os.sep) or not folder_ok(parent):
+                    ok = False
+                else:
+                    try:
+                        ok = stat.S_ISDIR(os.lstat(folder).st_mode)
+                    except (FileNotFoundError, NotADirectoryError):
+                        ok = True  # nothing there: the unlink finds nothing either
                 checked[folder] = ok
             return ok
 
-        def unlink(chunk: Sequence[str]) -> set[str]:
+        def unlink(chunk: Sequence[str], timings: list[float] | None) -> set[str]:
             touched: set[str] = set()
             for key in chunk:
                 try:
@@ -196,7 +214,10 @@ class LocalBlobStore:
                     folder = os.path.dirname(path)
                     if not folder_ok(folder):
                         raise InvalidKey(f"blob key {key!r} resolves outside the store or through a link")
+                    started = time.perf_counter()
                     os.unlink(path)
+                    if timings is not None:
+                        timings.append(time.perf_counter() - started)
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     continue  # gone already, or a folder of other keys (not a blob)
                 except Exception as exc:
@@ -205,22 +226,53 @@ class LocalBlobStore:
                 touched.add(folder)
             return touched
 
-        def prune(chunk: Sequence[str]) -> None:
+        def prune(chunk: Sequence[str], timings: list[float] | None) -> None:
             for folder in chunk:
                 while folder != root and folder.startswith(root + os.sep):
+                    started = time.perf_counter()
                     try:
                         os.rmdir(folder)
                     except OSError:
                         break  # not empty (or gone already): stop here
+                    if timings is not None:
+                        timings.append(time.perf_counter() - started)
                     folder = os.path.dirname(folder)
 
-        with ThreadPoolExecutor(_DELETE_THREADS) as pool:
-            folders: set[str] = set()
-            for touched in pool.map(unlink, _slices(sorted(keys), _DELETE_THREADS)):
-                folders |= touched
-            deepest_first = sorted(folders, key=lambda f: f.count(os.sep), reverse=True)
-            list(pool.map(prune, _slices(deepest_first, _DELETE_THREADS)))
+        folders: set[str] = set()
+        for touched in self._adaptively("unlink", sorted(keys), unlink, threads):
+            folders |= touched
+        deepest_first = sorted(folders, key=lambda f: f.count(os.sep), reverse=True)
+        self._adaptively("rmdir", deepest_first, prune, threads)
         return failures
+
+    def _adaptively(
+        self,
+        call: str,
+        items: Sequence[str],
+        work: Callable[[Sequence[str], list[float] | None], _T],
+        threads: int,
+    ) -> list[_T]:
+        """`work` over slices of items, from `threads` threads only where `call` waits on a disk.
+
+        Where the folder lives in memory (tmpfs, or a disk's cache) each call takes microseconds and
+        threads would only fight for the GIL; on a disk that frees blocks as it goes (ext4 with
+        ``discard``, network storage) a call waits hundreds of microseconds and threads overlap those
+        waits. The first `_PROBE` items run here and time each call that did something; the store keeps
+        the quickest median it has seen (waiting for the GIL only ever makes a call look slower) and
+        uses threads for the rest when that median is over `_SLOW_CALL_SECONDS`.
+        """
+        timings: list[float] = []
+        done = [work(items[:_PROBE], timings)]
+        if len(timings) >= _PROBE_MIN_CALLS:
+            seen = statistics.median(timings)
+            self._call_seconds[call] = min(seen, self._call_seconds.get(call, seen))
+        rest = items[_PROBE:]
+        if not rest:
+            return done
+        if threads <= 1 or self._call_seconds.get(call, 0.0) <= _SLOW_CALL_SECONDS:
+            return [*done, work(rest, None)]
+        with ThreadPoolExecutor(threads) as pool:
+            return [*done, *pool.map(lambda part: work(part, None), _slices(rest, threads))]
 
     def _prune_empty_folders(self, folder: Path) -> None:
         while folder != self.root and folder.is_relative_to(self.root):
