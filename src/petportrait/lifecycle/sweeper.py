@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from petportrait.db import session_scope
 from petportrait.jobs import leases
 from petportrait.jobs.models import FINAL_STATES, Job, Lease
 from petportrait.pets.models import Pet
-from petportrait.registry import emit, registry_from
+from petportrait.registry import emit_many, registry_from
 from petportrait.retention import audit, blobops, fingerprints, holds, policy
 from petportrait.retention.keys import destroy_keys
 from petportrait.retention.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
@@ -119,19 +120,25 @@ def sweep_once(
         report.ran = False
         return report
     try:
-        for kind, model in registry_from(session_factory).item_models.items():
-            _sweep_kind(
-                session_factory,
-                blobs,
-                kind,
-                model,
-                now=now,
-                settings=settings,
-                batch_size=batch_size,
-                report=report,
-                fault=fault,
-                lease=lease,
-            )
+        with ThreadPoolExecutor(1, thread_name_prefix="sweeper-record") as pool:
+            recorder = _Recorder(pool, report)
+            try:
+                for kind, model in registry_from(session_factory).item_models.items():
+                    _sweep_kind(
+                        session_factory,
+                        blobs,
+                        kind,
+                        model,
+                        now=now,
+                        settings=settings,
+                        batch_size=batch_size,
+                        report=report,
+                        fault=fault,
+                        lease=lease,
+                        recorder=recorder,
+                    )
+            finally:
+                recorder.settle()
         _checkpoint(session_factory)
         _clear_erased_accounts(session_factory, report=report)
         report.scratch_removed = remove_scratch(settings)
@@ -258,6 +265,40 @@ def _due_rows(
     return list(session.execute(query).all())
 
 
+class _Recorder:
+    """Records swept batches in a thread of its own, one at a time, while the sweep deletes the blobs of
+    the next batch (of the same kind or the next one)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, report: SweepReport) -> None:
+        self.pool = pool
+        self.report = report
+        self.pending: tuple[Future[None], str, str, int] | None = None
+
+    def settle(self) -> bool:
+        """Wait for the batch being recorded; False if it could not be (the next run retries it)."""
+        if self.pending is None:
+            return True
+        future, kind, reason, count = self.pending
+        self.pending = None
+        try:
+            future.result()
+        except IntegrityError as exc:  # someone deleted one of these meanwhile; the next run retries
+            self.report.errors.append(f"{kind}: batch not recorded, will retry: {exc.orig}")
+            return False
+        self.report.purged[kind] = self.report.purged.get(kind, 0) + count
+        self.report.reasons[reason] = self.report.reasons.get(reason, 0) + count
+        return True
+
+    @property
+    def pending_kind(self) -> str | None:
+        return None if self.pending is None else self.pending[1]
+
+    def record(self, kind: str, reason: str, count: int, fn: Callable[[], None]) -> None:
+        """Start recording a batch (the previous one is settled first)."""
+        assert self.pending is None
+        self.pending = (self.pool.submit(fn), kind, reason, count)
+
+
 def _sweep_kind(
     session_factory: sessionmaker[Session],
     blobs: BlobStore,
@@ -270,69 +311,47 @@ def _sweep_kind(
     report: SweepReport,
     fault: Fault | None,
     lease: _HeldLease,
+    recorder: _Recorder,
 ) -> None:
     """Sweep one kind batch by batch: while one batch is recorded, the next one's blobs are deleted.
 
     Due rows are read a window of several batches at a time. Just before its blobs go, each batch is
     checked again against the legal holds (one placed since the window was read wins). A batch is
     recorded (tombstones, row deletions, audit) only after all its blobs are gone, one batch at a time.
+    A batch that could not be recorded stops this kind's sweep (the next run retries it).
     """
     failed: set[str] = set()
-    recording: Future[None] | None = None
-    recorded: list[tuple[str, int]] = []
     window = batch_size * _WINDOW_BATCHES
-
-    def settle() -> bool:
-        """Wait for the batch being recorded; False if it could not be (the next run retries it)."""
-        nonlocal recording
-        if recording is None:
-            return True
-        try:
-            recording.result()
-        except IntegrityError as exc:  # someone deleted one of these meanwhile; the next run retries
-            report.errors.append(f"{kind}: batch not recorded, will retry: {exc.orig}")
-            return False
-        finally:
-            recording = None
-        reason, count = recorded.pop(0)
-        report.purged[kind] = report.purged.get(kind, 0) + count
-        report.reasons[reason] = report.reasons.get(reason, 0) + count
-        return True
-
-    with ThreadPoolExecutor(1, thread_name_prefix="sweeper-record") as recorder:
-        try:
-            for reason, condition in _phases(kind, model, now=now, settings=settings):
-                while True:
-                    with session_factory() as session:
-                        rows = _due_rows(session, kind, model, condition, now=now, limit=window, skip=failed)
-                    for start in range(0, len(rows), batch_size):
-                        batch = _not_held(session_factory, kind, rows[start : start + batch_size], now=now)
-                        keys = [row.storage_key for row in batch if row.storage_key]
-                        failures = blobops.delete_many(blobs, keys)
-                        for key, error in failures.items():
-                            report.errors.append(f"{kind}: could not delete blob {key}: {error}")
-                        if fault is not None:
-                            fault("after_blobs")
-                        done = [
-                            row for row in batch if not row.storage_key or row.storage_key not in failures
-                        ]
-                        failed.update(
-                            row.id for row in batch if row.storage_key and row.storage_key in failures
-                        )
-                        if not settle():
-                            return
-                        if done:
-                            recorded.append((reason, len(done)))
-                            recording = recorder.submit(
-                                _bury, session_factory, kind, model, done, reason=reason, now=now, fault=fault
-                            )
-                        lease.renew()
-                    if not settle():
-                        return
-                    if len(rows) < window:
-                        break
-        finally:
-            settle()
+    for reason, condition in _phases(kind, model, now=now, settings=settings):
+        while True:
+            if recorder.pending_kind == kind and not recorder.settle():  # (its rows are still there)
+                return
+            with session_factory() as session:
+                rows = _due_rows(session, kind, model, condition, now=now, limit=window, skip=failed)
+            for start in range(0, len(rows), batch_size):
+                batch = _not_held(session_factory, kind, rows[start : start + batch_size], now=now)
+                keys = [row.storage_key for row in batch if row.storage_key]
+                failures = blobops.delete_many(blobs, keys)
+                for key, error in failures.items():
+                    report.errors.append(f"{kind}: could not delete blob {key}: {error}")
+                if fault is not None:
+                    fault("after_blobs")
+                done = [row for row in batch if not row.storage_key or row.storage_key not in failures]
+                failed.update(row.id for row in batch if row.storage_key and row.storage_key in failures)
+                if not recorder.settle():
+                    return
+                if done:
+                    recorder.record(
+                        kind,
+                        reason,
+                        len(done),
+                        partial(
+                            _bury, session_factory, kind, model, done, reason=reason, now=now, fault=fault
+                        ),
+                    )
+                lease.renew()
+            if len(rows) < window:
+                break
 
 
 def _not_held(
@@ -411,15 +430,14 @@ def _bury(
                 )
             audit.record_many(session, [deletion_event(stone, by="sweeper") for stone in stones], at=now)
             destroy_keys(session, [row.storage_key for row in rows])  # shredded with the tombstones' commit
-            for stone in stones:
-                emit(
-                    session,
-                    "item.deleted",
-                    owner_id=stone["owner_id"],
-                    kind=kind,
-                    item_id=stone["id"],
-                    reason=reason,
-                )
+            emit_many(
+                session,
+                "item.deleted",
+                [
+                    (stone["owner_id"], {"kind": kind, "item_id": stone["id"], "reason": reason})
+                    for stone in stones
+                ],
+            )
             if fault is not None:
                 fault("before_commit")
             session.commit()
