@@ -7,7 +7,11 @@ blob a small file at its key's path, each with its wrapped data key in `data_key
 destruction of the data key per item, in batches. The reference,
 measured in the same run on a second data folder of the same shape, is a plain loop that deletes each
 item's file and row one at a time (no tombstone, no audit), committing each; the ratio is sweeper
-items/s over reference items/s.
+items/s over reference items/s. A third data folder of the same shape measures the blob deletion alone
+(the store's `delete_many`, no database): what the disk allows, which bounds the sweeper.
+
+Set BENCH_TMP to put the data folders elsewhere (by default the system's temporary folder), e.g.
+BENCH_TMP=/dev/shm to take the disk out of the figure.
 
     .venv/bin/python bench/sweep.py [--items 100000] [--reference-items 5000] [--batch-size 5000]
 """
@@ -183,6 +187,22 @@ def sweep_rate(items: int, batch_size: int) -> tuple[float, float]:
     return items / elapsed, elapsed
 
 
+def storage_rate(items: int, batch_size: int) -> tuple[float, float]:
+    """The blob deletion alone: the same tree of files deleted by the store, batch by batch, with no
+    database work at all. The sweeper cannot beat it; on a disk that frees blocks slowly (ext4 mounted
+    with ``discard``, network storage) it is what bounds the sweep."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        engine, blobs, _, made = build(Path(tmp), items, seed=1)
+        engine.dispose()
+        keys = [key for _, _, key in made]
+        started = time.perf_counter()
+        for start in range(0, len(keys), batch_size):
+            assert blobs.delete_many(keys[start : start + batch_size]) == {}
+        elapsed = time.perf_counter() - started
+        assert next(iter(blobs.list("")), None) is None
+    return items / elapsed, elapsed
+
+
 def reference_rate(items: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         engine, blobs, settings, made = build(Path(tmp), items, seed=2)
@@ -210,6 +230,11 @@ def main() -> None:
     print(f"sweeper:   {args.items} expired items in {elapsed:.2f}s = {rate:,.0f} items/s")
     ref, ref_elapsed = reference_rate(args.reference_items)
     print(f"reference: {args.reference_items} items one at a time in {ref_elapsed:.2f}s = {ref:,.0f} items/s")
+    floor, floor_elapsed = storage_rate(args.items, args.batch_size)
+    print(
+        f"storage:   the same {args.items} blobs deleted alone (no database) in {floor_elapsed:.2f}s"
+        f" = {floor:,.0f} items/s; the sweeper ran at {rate / floor:.0%} of it"
+    )
     print(f"ratio:     {rate / ref:.2f}x the plain loop (target: at least 5,000 items/s)")
 
 
