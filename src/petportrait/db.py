@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    create_engine,
+    event,
+    insert,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 NAMING_CONVENTION = {
@@ -101,3 +112,43 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+_BULK_STATEMENTS: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[tuple[str, Any]], bool]] = {}
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows of one table (dicts with the same columns) with one statement and many parameter
+    sets: what ``connection.execute(insert(table), rows)`` does, without building SQLAlchemy's parameter
+    structures row by row (a sweep writes tombstones and audit entries by the thousand). The statement and
+    each column's bind processor (UTC timestamps, JSON...) are looked up once per table and dialect."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    columns = tuple(rows[0])
+    cache_key = (table.name, dialect.name, columns)
+    found = _BULK_STATEMENTS.get(cache_key)
+    if found is None:
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+        positional = bool(compiled.positional)
+        names = list(compiled.positiontup or ()) if positional else list(columns)
+        if sorted(names) != sorted(columns):  # bind names that are not the column names: the plain way
+            connection.execute(insert(table), list(rows))
+            return
+        processors = [
+            (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
+        ]
+        found = (str(compiled), processors, positional)
+        _BULK_STATEMENTS[cache_key] = found
+    sql, processors, positional = found
+    if positional:
+        params: list[Any] = [
+            tuple(row[name] if process is None else process(row[name]) for name, process in processors)
+            for row in rows
+        ]
+    else:
+        params = [
+            {name: row[name] if process is None else process(row[name]) for name, process in processors}
+            for row in rows
+        ]
+    connection.exec_driver_sql(sql, params)

@@ -29,13 +29,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, null, or_, select
+from sqlalchemy import and_, delete, exists, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.accounts.models import ApiToken, User
 from petportrait.clock import utcnow
-from petportrait.db import session_scope
+from petportrait.db import insert_rows, session_scope
 from petportrait.jobs import leases
 from petportrait.jobs.models import FINAL_STATES, Job, Lease
 from petportrait.pets.models import Pet
@@ -419,15 +419,13 @@ def _bury(
                 )
                 for row, fingerprint in zip(rows, prints, strict=True)
             ]
-            session.connection().execute(insert(_TOMBSTONES), stones)
+            insert_rows(session.connection(), _TOMBSTONES, stones)
             ids = [row.id for row in rows]
             audit.delete_texts(session, subject_kind=kind, subject_ids=ids)
+            table = model.__table__  # Core, not ORM: nothing of these rows is loaded
             for start in range(0, len(ids), _IN_CHUNK):
-                session.execute(
-                    delete(model)
-                    .where(model.id.in_(ids[start : start + _IN_CHUNK]))
-                    .execution_options(synchronize_session=False)
-                )
+                chunk = ids[start : start + _IN_CHUNK]
+                session.connection().execute(delete(table).where(table.c.id.in_(chunk)))
             audit.record_many(session, [deletion_event(stone, by="sweeper") for stone in stones], at=now)
             destroy_keys(session, [row.storage_key for row in rows])  # shredded with the tombstones' commit
             emit_many(

@@ -31,7 +31,7 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
-from petportrait.db import new_id
+from petportrait.db import insert_rows, new_id
 from petportrait.retention.models import GENESIS_HASH, AuditEntry, AuditHead, AuditText
 
 HEAD_ID = 1
@@ -169,7 +169,7 @@ def record_many(session: Session, events: Sequence[AuditEvent], *, at: datetime 
         )
         prev = digest
     for start in range(0, len(rows), 5000):
-        session.connection().execute(insert(_AUDIT_LOG), rows[start : start + 5000])
+        insert_rows(session.connection(), _AUDIT_LOG, rows[start : start + 5000])
     session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=seq, hash=prev))
     return seq
 
