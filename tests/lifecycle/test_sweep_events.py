@@ -138,5 +138,7 @@ def test_emit_many_and_emit_make_the_same_deliveries(services: Services, now: da
     with services.session_factory() as session:
         payloads = [d.payload for d in session.scalars(select(WebhookDelivery))]
     assert sorted(p["data"]["item_id"] for p in payloads) == sorted(item_ids)
-    shapes = {(p["type"], p["data"]["kind"], p["data"]["reason"], tuple(p["data"]["links"])) for p in payloads}
+    shapes = {
+        (p["type"], p["data"]["kind"], p["data"]["reason"], tuple(p["data"]["links"])) for p in payloads
+    }
     assert len(shapes) == 1
