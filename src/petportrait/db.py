@@ -114,7 +114,7 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-_BULK_STATEMENTS: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[tuple[str, Any]], bool]] = {}
+_BULK_STATEMENTS: dict[tuple[Table, type[Any], tuple[str, ...]], tuple[str, list[tuple[str, Any]], bool]] = {}
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -126,7 +126,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         return
     dialect = connection.dialect
     columns = tuple(rows[0])
-    cache_key = (table.name, dialect.name, columns)
+    cache_key = (table, type(dialect), columns)
     found = _BULK_STATEMENTS.get(cache_key)
     if found is None:
         compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))

@@ -287,3 +287,51 @@ def test_a_hold_placed_while_a_sweep_runs_protects_the_items_it_has_not_reached(
     assert report.purged == {"photo": 1} and len(placed) == 3
     for photo in photos:
         assert services.blobs.exists(photo.storage_key) == (photo.id in placed)
+
+
+def test_a_batch_whose_item_was_deleted_meanwhile_is_retried_and_the_next_kinds_still_swept(
+    services: Services, now: datetime
+) -> None:
+    """An erased account's portraits are swept in their kind's last phase; one of them is deleted by
+    another path while the sweep has it in a batch. That batch is not recorded (its tombstone exists
+    already) and the error says so; the failure shows only once the next kind is being swept, and that
+    kind is still swept in the same run. The next run finishes the portraits: one tombstone each,
+    nothing left, the audit chain whole."""
+    from petportrait.portraits.models import Render
+    from petportrait.retention.tombstones import delete_rows
+    from tests.lifecycle.helpers import add_render
+
+    with session_scope(services.session_factory) as session:
+        gone = add_user(session, at=now)
+        gone_pet = add_pet(session, gone.id, at=now)
+        renders = [add_render(session, services.blobs, gone_pet, at=now).id for _ in range(2)]  # one batch
+        gone.deleted_at = now
+        alive = add_user(session, at=now)
+        alive_pet = add_pet(session, alive.id, at=now)
+        photos = [add_photo(session, services.blobs, alive_pet, at=now - DAY * 30).id for _ in range(3)]
+        gone_id = gone.id
+    raced: list[str] = []
+
+    def another_path_deletes_one(where: str) -> None:
+        if where != "after_blobs" or raced:
+            return
+        with session_scope(services.session_factory) as session:
+            victim = session.scalars(select(Render).where(Render.id.in_(renders)).limit(1)).one()
+            raced.append(victim.id)
+            delete_rows(session, blobs=services.blobs, rows=[("render", victim)], actor_id=None)
+
+    first = sweep(services, now + DAY, batch_size=2, fault=another_path_deletes_one)
+    assert raced
+    assert any(e.startswith("render: batch not recorded, will retry") for e in first.errors), first.errors
+    assert first.purged.get("render", 0) == 0
+    assert first.purged.get("photo") == len(photos)  # the kind after the failed batch was swept
+
+    second = sweep(services, now + DAY + timedelta(minutes=1))
+    assert not second.errors
+    assert second.purged["render"] == len(renders) - 1
+    with services.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Render)) == 0
+        stones = session.scalars(select(Tombstone.id).where(Tombstone.kind == "render")).all()
+        assert sorted(stones) == sorted(renders)
+        assert audit.verify(session).ok
+    assert list(services.blobs.list(f"renders/{gone_id}/")) == []

@@ -205,8 +205,10 @@ def _load_endpoints(session: Session, owner_ids: Iterable[str]) -> None:
 
 def _endpoints_for(session: Session, owner_id: str) -> list[tuple[str, list[str]]]:
     """(id, events) of the owner's active endpoints; cached for the session (a sweep emits many events)."""
-    _load_endpoints(session, [owner_id])
-    return _cache(session)[owner_id]
+    cache = _cache(session)
+    if owner_id not in cache:
+        _load_endpoints(session, [owner_id])
+    return cache[owner_id]
 
 
 def payload_of(event: Event) -> dict[str, Any]:

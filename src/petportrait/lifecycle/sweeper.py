@@ -274,27 +274,28 @@ class _Recorder:
         self.report = report
         self.pending: tuple[Future[None], str, str, int] | None = None
 
-    def settle(self) -> bool:
-        """Wait for the batch being recorded; False if it could not be (the next run retries it)."""
+    def settle(self) -> str | None:
+        """Wait for the batch being recorded; returns its kind if it could not be recorded (someone deleted
+        one of its items meanwhile: the error is reported and the next run retries the rest)."""
         if self.pending is None:
-            return True
+            return None
         future, kind, reason, count = self.pending
         self.pending = None
         try:
             future.result()
-        except IntegrityError as exc:  # someone deleted one of these meanwhile; the next run retries
+        except IntegrityError as exc:
             self.report.errors.append(f"{kind}: batch not recorded, will retry: {exc.orig}")
-            return False
+            return kind
         self.report.purged[kind] = self.report.purged.get(kind, 0) + count
         self.report.reasons[reason] = self.report.reasons.get(reason, 0) + count
-        return True
+        return None
 
     @property
     def pending_kind(self) -> str | None:
         return None if self.pending is None else self.pending[1]
 
     def record(self, kind: str, reason: str, count: int, fn: Callable[[], None]) -> None:
-        """Start recording a batch (the previous one is settled first)."""
+        """Start recording a batch; the caller has settled the previous one."""
         assert self.pending is None
         self.pending = (self.pool.submit(fn), kind, reason, count)
 
@@ -324,7 +325,8 @@ def _sweep_kind(
     window = batch_size * _WINDOW_BATCHES
     for reason, condition in _phases(kind, model, now=now, settings=settings):
         while True:
-            if recorder.pending_kind == kind and not recorder.settle():  # (its rows are still there)
+            # a batch of this kind still being recorded is still due: wait for it before reading again
+            if recorder.pending_kind == kind and recorder.settle() == kind:
                 return
             with session_factory() as session:
                 rows = _due_rows(session, kind, model, condition, now=now, limit=window, skip=failed)
@@ -338,7 +340,7 @@ def _sweep_kind(
                     fault("after_blobs")
                 done = [row for row in batch if not row.storage_key or row.storage_key not in failures]
                 failed.update(row.id for row in batch if row.storage_key and row.storage_key in failures)
-                if not recorder.settle():
+                if recorder.settle() == kind:  # (a batch of the kind before failing stops only that kind)
                     return
                 if done:
                     recorder.record(

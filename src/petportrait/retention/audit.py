@@ -79,22 +79,14 @@ def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _hash_of(prev_hash: str, seq: int, stamp: str, event: AuditEvent, details: str) -> str:
-    payload = _ENTRY_JSON.encode(
-        [
-            prev_hash,
-            seq,
-            stamp,
-            event.action,
-            event.actor_id,
-            event.subject_kind,
-            event.subject_id,
-            event.owner_id,
-            event.purpose,
-            details,
-        ]
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+def _hash_of(prev_hash: str, seq: int, stamp: str, fields: tuple[str | None, ...], details: str) -> str:
+    """SHA-256 of [prev_hash, seq, stamp, action, actor_id, subject_kind, subject_id, owner_id, purpose,
+    details] as canonical JSON (`fields` are the six in that order)."""
+    return hashlib.sha256(_ENTRY_JSON.encode([prev_hash, seq, stamp, *fields, details]).encode()).hexdigest()
+
+
+def _fields(event: AuditEvent) -> tuple[str | None, ...]:
+    return (event.action, event.actor_id, event.subject_kind, event.subject_id, event.owner_id, event.purpose)
 
 
 def entry_hash(
@@ -111,15 +103,8 @@ def entry_hash(
     details: str,
 ) -> str:
     """The hash of one entry given the previous entry's hash."""
-    event = AuditEvent(
-        action=action,
-        actor_id=actor_id,
-        subject_kind=subject_kind,
-        subject_id=subject_id,
-        owner_id=owner_id,
-        purpose=purpose,
-    )
-    return _hash_of(prev_hash, seq, _stamp(at), event, details)
+    fields = (action, actor_id, subject_kind, subject_id, owner_id, purpose)
+    return _hash_of(prev_hash, seq, _stamp(at), fields, details)
 
 
 def _lock_head(session: Session) -> tuple[int, str]:
@@ -151,7 +136,7 @@ def record_many(session: Session, events: Sequence[AuditEvent], *, at: datetime 
     for event in events:
         seq += 1
         details = canonical_details(event.details)
-        digest = _hash_of(prev, seq, stamp, event, details)
+        digest = _hash_of(prev, seq, stamp, _fields(event), details)
         rows.append(
             {
                 "seq": seq,
