@@ -6,23 +6,46 @@ answers, the answer (status, a few headers, body) is stored with the row. The sa
 request within 24 hours gets that answer again; with a different request, 422 `idempotency_key_reused`;
 while the first is still being answered, 409 `idempotency_key_in_flight`.
 
-The scope is the account (`user:<id>`) for a signed-in request. A request without credentials (signing
-up) is scoped by the key and the request's own fingerprint: only someone who sends the very same body,
-password included, gets its answer back.
+The scope is the account (`user:<id>`) for a signed-in request. A request without credentials is scoped
+by the key and the request's own fingerprint: only someone who sends the very same body gets its answer.
 
-Rows hold a copy of an answer, which may name personal data (an email address), so they live 24 hours:
-`sweep_idempotency` deletes the older ones, and erasing an account deletes its rows at once.
+What is kept, and for how long (the data inventory's entry for this store):
+- fingerprints are HMAC-SHA256 under a key derived from the secret key, never a bare hash of a body (a
+  body may hold a password);
+- routes that carry credentials (sign-up, sign-in, password changes and resets) keep no row at all (the
+  web edge passes them through);
+- an answer is kept only when it is JSON; an answer that carries a secret shown once (`Cache-Control:
+  no-store`: a new API token, a webhook secret) keeps its status and Location but not its body, and a
+  replay says the first answer is gone; an answer that carries file bytes (an export, an image) is not
+  kept: the key is given back and a retry makes it again;
+- a kept answer lives 24 hours, goes with its account at erasure, and ends with every item or pet it
+  names (`subjects`): deleting a photo, model, render or pet deletes the stored answers that name it.
 
 This module holds the table and the rules; `petportrait.web.idempotency` is the HTTP edge.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Integer, LargeBinary, String, UniqueConstraint, delete, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    delete,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -61,9 +84,22 @@ class IdempotencyRecord(Base, IdMixin):
     status: Mapped[int | None] = mapped_column(Integer)
     headers: Mapped[list[Any] | None] = mapped_column(JSON)
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # False when the answer carried a secret shown once: the status is kept, the body is not.
+    answer_kept: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
     locked_until: Mapped[datetime | None]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class IdempotencySubject(Base):
+    """An id (photo, model, render, pet...) that a stored answer names: the answer ends when it does."""
+
+    __tablename__ = "idempotency_subjects"
+
+    record_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("idempotency_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    subject_id: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,14 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class NotKept:
+    """The key was answered before, for the same request, with a secret shown once: not kept."""
+
+    status: int
+    headers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
 class InFlight:
     """Another request with this key is being answered now."""
 
@@ -97,7 +141,7 @@ class Reused:
     path: str
 
 
-Outcome = Claimed | Replay | InFlight | Reused
+Outcome = Claimed | Replay | NotKept | InFlight | Reused
 
 
 def scope_for(owner_id: str | None, fingerprint: str) -> str:
@@ -162,18 +206,47 @@ def claim(
             return Reused(method=existing.method, path=existing.path)
         if existing.state == IN_FLIGHT:
             return InFlight(retry_after_seconds=1)
-        return Replay(
-            status=existing.status or 200,
-            headers=[(str(name), str(value)) for name, value in existing.headers or []],
-            body=existing.body or b"",
-        )
+        headers = [(str(name), str(value)) for name, value in existing.headers or []]
+        if not existing.answer_kept:
+            return NotKept(status=existing.status or 200, headers=headers)
+        return Replay(status=existing.status or 200, headers=headers, body=existing.body or b"")
     return InFlight(retry_after_seconds=1)
 
 
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _ids_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        if _ID.match(value):
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _ids_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _ids_in(item)
+
+
+def subjects_of(path: str, body: bytes | None) -> set[str]:
+    """The ids a request's path and its JSON answer name (what the stored answer must end with)."""
+    found = {part for part in path.split("/") if _ID.match(part)}
+    if body:
+        with contextlib.suppress(ValueError):  # not JSON: only the path names ids
+            found.update(_ids_in(json.loads(body)))
+    return found
+
+
 def complete(
-    session: Session, *, record_id: str, status: int, headers: list[tuple[str, str]], body: bytes
+    session: Session,
+    *,
+    record_id: str,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
 ) -> None:
-    """Store the answer of a claimed key. Commits."""
+    """Store the answer of a claimed key (`body=None`: the answer carried a secret; keep only its status
+    and headers). Commits."""
     record = session.get(IdempotencyRecord, record_id)
     if record is None:  # swept or erased while the request ran: nothing to keep
         return
@@ -181,7 +254,14 @@ def complete(
     record.status = status
     record.headers = [[name, value] for name, value in headers]
     record.body = body
+    record.answer_kept = body is not None
     record.locked_until = None
+    subjects = subjects_of(record.path, body)
+    if subjects:
+        session.execute(
+            insert(IdempotencySubject),
+            [{"record_id": record.id, "subject_id": subject} for subject in sorted(subjects)],
+        )
     session.commit()
 
 
@@ -191,16 +271,34 @@ def release(session: Session, *, record_id: str) -> None:
     session.commit()
 
 
+def _delete_records(session: Session, condition: Any) -> int:
+    ids = list(session.scalars(select(IdempotencyRecord.id).where(condition)))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        session.execute(delete(IdempotencySubject).where(IdempotencySubject.record_id.in_(chunk)))
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(chunk)))
+    return len(ids)
+
+
 def sweep_idempotency(session: Session, now: datetime | None = None) -> int:
     """Delete the keys older than 24 hours; returns how many. The caller commits."""
     now = now or utcnow()
-    result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return _delete_records(session, IdempotencyRecord.expires_at <= now)
 
 
 def erase_owner(session: Session, user_id: str, actor_id: str | None = None) -> None:
     """Erasure hook: an erased account's stored answers go with it."""
-    session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.owner_id == user_id))
+    _delete_records(session, IdempotencyRecord.owner_id == user_id)
+
+
+def end_with(session: Session, subject_ids: Sequence[str]) -> int:
+    """Delete the stored answers that name any of these ids (their item or pet was deleted)."""
+    count = 0
+    for start in range(0, len(subject_ids), 500):
+        chunk = list(subject_ids[start : start + 500])
+        named = select(IdempotencySubject.record_id).where(IdempotencySubject.subject_id.in_(chunk))
+        count += _delete_records(session, IdempotencyRecord.id.in_(named))
+    return count
 
 
 def run_sweep(services: Services) -> int:
@@ -214,8 +312,20 @@ def register(registry: Registry) -> None:
     registry.add_domain("idempotency")
     registry.add_table_rule(
         IdempotencyRecord.__tablename__,
-        "24 hours after the request (a copy of its answer), then swept; erased with the account",
+        "24 hours after the request, then swept; erased with the account; ends with every item or pet its "
+        "answer names",
         owner="idempotency",
+        holds="a JSON answer to a creating request (no credentials, no secrets, no file bytes), its keyed "
+        "fingerprint",
+        personal=("body", "path"),
+        ends_with_subjects=end_with,
+    )
+    registry.add_table_rule(
+        IdempotencySubject.__tablename__,
+        "with its stored answer",
+        owner="idempotency",
+        holds="the ids a stored answer names",
+        source="item",
     )
     registry.add_erasure_hook("idempotency", erase_owner)
     registry.add_periodic("idempotency-sweep", lambda _settings: SWEEP_INTERVAL_SECONDS, run_sweep)

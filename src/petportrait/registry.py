@@ -5,7 +5,10 @@ Nothing registers itself by being imported. The composition root (`petportrait.s
 retention policy (`Registry.validate`) and freezes it. A domain contributes:
 
 - item kinds: the table of each kind of stored item the retention policy names (photo, model, ...);
-- retention rules: for every other table that can hold personal data, how long its rows live;
+- the data inventory: every other place that can hold personal data (a table, a folder under the data
+  folder, the queue, Redis keys, logs), declared once with what it holds, its source and how it ends
+  (`add_store`; `add_table_rule` declares a table); a store that ends with its source also gives the
+  function that deletes what names a deleted item or pet (`ends_with_subjects`);
 - erasure hooks: run in the transaction that erases an account;
 - export sections: `<name>.json` in a person's data export;
 - job handlers: what runs a job of a kind (training, rendering, ...);
@@ -91,6 +94,34 @@ class TableRule:
     owner: str
 
 
+MEDIA = ("table", "folder", "queue", "redis", "log", "blobs")
+
+SubjectsEnd = Callable[[Session, Sequence[str]], int]
+"""fn(session, ids) deletes what names any of these items or pets (they were deleted); returns a count."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """One place in the data inventory: where personal data can rest, what it holds, what it derives from
+    and how it ends. Declared once, by the domain that owns it."""
+
+    name: str  # a table's name, or "<medium>:<name>" for the others
+    medium: str  # one of MEDIA
+    holds: str  # what it holds, in words ("no personal data" if so)
+    source: str  # what it derives from: "account", "photo", "model", "render", "pet", "item", "none"
+    ends: str  # how it ends, in words: a fixed period, or with its source
+    owner: str  # the domain that declared it
+    location: str = ""  # a folder under the data folder, or a key prefix
+    personal_columns: tuple[str, ...] = ()
+    free_text_columns: tuple[str, ...] = ()
+    ends_with_subjects: SubjectsEnd | None = None
+
+    @property
+    def rule(self) -> str:
+        """How it ends, as `retention check` and the README say it."""
+        return self.ends
+
+
 class Registry:
     """What the domains registered; frozen once the composition root has validated it."""
 
@@ -103,7 +134,7 @@ class Registry:
         self._job_handlers: dict[str, JobHandler] = {}
         self._periodic: dict[str, PeriodicTask] = {}
         self._subscribers: dict[str, list[tuple[Subscriber, BatchSubscriber | None]]] = {}
-        self._table_rules: dict[str, TableRule] = {}
+        self._stores: dict[str, Store] = {}
         self._prompt_screens: dict[str, PromptScreen] = {}
         self._domains: list[str] = []
         self._frozen = False
@@ -145,14 +176,43 @@ class Registry:
         self._items[kind] = model
         self.add_table_rule(model.__tablename__, spec.rule, owner=kind)
 
-    def add_table_rule(self, table: str, rule: str, *, owner: str) -> None:
-        """Say how long the rows of a table that can hold personal data live (a sentence)."""
-        self._check_open(f"retention rule for {table}")
-        if table in self._table_rules and self._table_rules[table].owner != owner:
-            raise RegistryError(
-                f"The table {table} has two retention rules ({self._table_rules[table].owner}, {owner})."
+    def add_store(self, store: Store) -> None:
+        """Declare a place in the data inventory (once: a second declaration of one name is an error)."""
+        self._check_open(f"store {store.name}")
+        if store.medium not in MEDIA:
+            raise RegistryError(f"The store {store.name} has an unknown medium {store.medium!r}.")
+        known = self._stores.get(store.name)
+        if known is not None and known != store:
+            raise RegistryError(f"The store {store.name} is declared twice ({known.owner}, {store.owner}).")
+        self._stores[store.name] = store
+
+    def add_table_rule(
+        self,
+        table: str,
+        rule: str,
+        *,
+        owner: str,
+        holds: str = "",
+        source: str = "account",
+        personal: Sequence[str] = (),
+        free_text: Sequence[str] = (),
+        ends_with_subjects: SubjectsEnd | None = None,
+    ) -> None:
+        """Declare a table in the inventory: how long its rows live (a sentence), what they hold and from
+        what, which columns are personal or free text."""
+        self.add_store(
+            Store(
+                name=table,
+                medium="table",
+                holds=holds or ("no personal data" if rule.startswith("no personal data") else rule),
+                source=source,
+                ends=rule,
+                owner=owner,
+                personal_columns=tuple(personal),
+                free_text_columns=tuple(free_text),
+                ends_with_subjects=ends_with_subjects,
             )
-        self._table_rules[table] = TableRule(table=table, rule=rule, owner=owner)
+        )
 
     def add_erasure_hook(self, name: str, hook: ErasureHook) -> None:
         """Run `hook` in the transaction that erases an account."""
@@ -234,8 +294,26 @@ class Registry:
         return tuple(self._periodic.values())
 
     @property
+    def stores(self) -> Mapping[str, Store]:
+        """The data inventory: every declared place, by name."""
+        return dict(self._stores)
+
+    @property
     def table_rules(self) -> Mapping[str, TableRule]:
-        return dict(self._table_rules)
+        """The inventory's tables, with how their rows end."""
+        return {
+            store.name: TableRule(table=store.name, rule=store.ends, owner=store.owner)
+            for store in self._stores.values()
+            if store.medium == "table"
+        }
+
+    def stores_of(self, medium: str) -> tuple[Store, ...]:
+        return tuple(store for store in self._stores.values() if store.medium == medium)
+
+    @property
+    def subject_ends(self) -> tuple[SubjectsEnd, ...]:
+        """What deletes the copies (answers, messages, deliveries) that name a deleted item or pet."""
+        return tuple(s.ends_with_subjects for s in self._stores.values() if s.ends_with_subjects)
 
     @property
     def prompt_screens(self) -> Mapping[str, PromptScreen]:

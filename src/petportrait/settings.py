@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -290,6 +292,13 @@ class Settings(BaseSettings):
     email: EmailSettings = Field(default_factory=EmailSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key of its own for one purpose (fingerprints, rate-limit keys...), derived from the secret key:
+        HMAC-SHA256(secret_key, "petportrait:<purpose>"). Changing the secret key changes every one."""
+        return hmac.new(
+            self.security.secret_key.encode(), f"petportrait:{purpose}".encode(), hashlib.sha256
+        ).digest()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

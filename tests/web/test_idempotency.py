@@ -80,22 +80,63 @@ def test_keys_are_per_account(
     assert _count(services, Pet) == 2
 
 
-def test_sign_up_is_scoped_by_key_and_body(client: TestClient, services: Services) -> None:
-    """Anonymous: the same body replays; another body with a guessed key is a new request, not her answer."""
+def test_credential_routes_keep_no_row_whatever_the_key(client: TestClient, services: Services) -> None:
+    """Sign-up, sign-in and password changes carry a password: nothing of them is kept, not even a keyed
+    fingerprint, and a retry is answered afresh (sign-up answers alike whether the email exists)."""
     key = _key()
     body = {"email": "carol@example.com", "password": "a long password!"}
     first = client.post("/api/v1/accounts", json=body, headers=key)
     again = client.post("/api/v1/accounts", json=body, headers=key)
-    assert first.status_code == again.status_code == 202  # sign-up answers alike whether the email exists
-    assert again.json() == first.json() and "idempotent-replayed" in again.headers
-    intruder = client.post(
-        "/api/v1/accounts", json={"email": "mallory@example.com", "password": "a long password!"}, headers=key
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json() and "idempotent-replayed" not in again.headers
+    signed_in = client.post("/api/v1/auth/token", json=body, headers=key)
+    assert signed_in.status_code == 200, signed_in.text
+    token = signed_in.json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}", **_key()}
+    changed = client.post(
+        "/api/v1/me/password",
+        json={"current_password": "a long password!", "new_password": "another long password!"},
+        headers=auth,
     )
-    assert intruder.status_code == 202 and "idempotent-replayed" not in intruder.headers
-    assert intruder.json()["email"] == "mallory@example.com"
-    # Without the key, the same sign-up again gets the same neutral answer and makes no second account.
-    assert client.post("/api/v1/accounts", json=body).status_code == 202
-    assert _count(services, User) == 2
+    assert changed.status_code == 200, changed.text
+    assert _count(services, IdempotencyRecord) == 0
+    assert _count(services, User) == 1
+    with services.engine.connect() as conn:
+        dump = "\n".join(conn.connection.iterdump())  # type: ignore[attr-defined]
+    assert token not in dump and "carol@example.com" in dump  # the account's own row, nothing else
+
+
+def test_a_fingerprint_is_keyed_by_the_secret_key() -> None:
+    """The same request under two secret keys has two fingerprints, neither a bare SHA-256 of the body."""
+    import hashlib
+
+    body = b'{"name": "Rex"}'
+    prints = [
+        fingerprint(
+            io.BytesIO(body), key=k, method="POST", path="/p", query="", content_type="application/json"
+        )
+        for k in (b"one", b"two")
+    ]
+    assert prints[0] != prints[1]
+    plain = hashlib.sha256(b"POST\n/p\n\napplication/json\n" + body).hexdigest()
+    assert plain not in prints
+
+
+def test_an_answer_with_a_secret_keeps_no_body_and_a_replay_says_so(
+    client: TestClient, services: Services, alice: dict[str, str]
+) -> None:
+    headers = {**alice, **_key()}
+    body = {"url": "https://hooks.example/receive", "events": ["render.ready"]}
+    first = client.post("/api/v1/webhooks", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    secret = first.json()["secret"]
+    again = client.post("/api/v1/webhooks", json=body, headers=headers)
+    assert again.status_code == 410 and again.json()["code"] == "idempotency_answer_not_kept"
+    assert len(client.get("/api/v1/webhooks", headers=alice).json()["items"]) == 1  # made once
+    with services.session_factory() as session:
+        (record,) = session.scalars(select(IdempotencyRecord)).all()
+        assert record.body is None and not record.answer_kept
+        assert secret.encode() not in (record.body or b"")
 
 
 def test_a_retried_upload_with_a_new_multipart_boundary_is_the_same_request(
@@ -149,7 +190,12 @@ def test_a_request_with_the_key_in_flight_gets_409_with_retry_after(
     body = b'{"name":"Rex","species":"dog"}'
     me = client.get("/api/v1/me", headers=alice).json()
     print_ = fingerprint(
-        io.BytesIO(body), method="POST", path="/api/v1/pets", query="", content_type="application/json"
+        io.BytesIO(body),
+        key=services.settings.derived_key("idempotency-fingerprint"),
+        method="POST",
+        path="/api/v1/pets",
+        query="",
+        content_type="application/json",
     )
     with services.session_factory() as session:
         claimed = idempotency.claim(
@@ -176,7 +222,12 @@ def test_a_claim_whose_process_died_is_taken_over_after_five_minutes(
     body = b'{"name":"Rex","species":"dog"}'
     me = client.get("/api/v1/me", headers=alice).json()
     print_ = fingerprint(
-        io.BytesIO(body), method="POST", path="/api/v1/pets", query="", content_type="application/json"
+        io.BytesIO(body),
+        key=services.settings.derived_key("idempotency-fingerprint"),
+        method="POST",
+        path="/api/v1/pets",
+        query="",
+        content_type="application/json",
     )
     with services.session_factory() as session:
         idempotency.claim(
@@ -293,15 +344,16 @@ def test_a_bad_key_is_a_problem_and_other_methods_ignore_the_header(
     assert listed.status_code == 200
 
 
-def test_a_small_export_is_replayed_and_a_support_case_is_created_once(
+def test_an_export_is_never_kept_and_a_support_case_is_created_once(
     client: TestClient, services: Services, alice: dict[str, str]
 ) -> None:
+    """An export carries file bytes: its answer is not kept (a retry makes a fresh one)."""
     headers = {**alice, **_key()}
     first = client.post("/api/v1/me/export", headers=headers)
     again = client.post("/api/v1/me/export", headers=headers)
     assert first.status_code == again.status_code == 200
-    assert again.content == first.content
-    assert again.headers["content-disposition"] == first.headers["content-disposition"]
+    assert "idempotent-replayed" not in again.headers
+    assert _count(services, IdempotencyRecord) == 0
     pet = client.post("/api/v1/pets", json={"name": "Rex", "species": "dog"}, headers=alice).json()
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in pet_photos("dog")[:1]]
     photo = client.post(f"/api/v1/pets/{pet['id']}/photos", files=files, headers=alice).json()
@@ -313,6 +365,30 @@ def test_a_small_export_is_replayed_and_a_support_case_is_created_once(
     assert c1.status_code == c2.status_code == 201, c1.text
     assert c1.json() == c2.json()
     assert len(client.get("/api/v1/me/support-cases", headers=alice).json()["items"]) == 1
+
+
+def test_stored_answers_end_with_the_items_and_pets_they_name(
+    client: TestClient, services: Services, alice: dict[str, str]
+) -> None:
+    """Deleting a photo (or a pet) deletes, in the same transaction, every stored answer that names it."""
+    pet = client.post(
+        "/api/v1/pets", json={"name": "Canaryname", "species": "dog"}, headers={**alice, **_key()}
+    )
+    pet_id = pet.json()["id"]
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in pet_photos("dog")[:1]]
+    upload = client.post(f"/api/v1/pets/{pet_id}/photos", files=files, headers={**alice, **_key()})
+    photo_id = upload.json()["results"][0]["photo"]["id"]
+    other = client.post("/api/v1/pets", json={"name": "Other", "species": "cat"}, headers={**alice, **_key()})
+    assert _count(services, IdempotencyRecord) == 3
+    assert client.delete(f"/api/v1/photos/{photo_id}", headers=alice).status_code == 204
+    assert _count(services, IdempotencyRecord) == 2  # the upload's answer named the photo
+    assert client.delete(f"/api/v1/pets/{pet_id}", headers=alice).status_code == 204
+    with services.session_factory() as session:
+        left = session.scalars(select(IdempotencyRecord)).all()
+        assert [r.path for r in left] == ["/api/v1/pets"]
+        assert b"Canaryname" not in (left[0].body or b"") and other.json()["id"].encode() in (
+            left[0].body or b""
+        )
 
 
 def test_sign_up_helper_still_works_for_others(client: TestClient) -> None:

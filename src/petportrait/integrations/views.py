@@ -42,9 +42,10 @@ def delivery_out(d: WebhookDelivery) -> DeliveryOut:
 
 @router.post("/webhooks", status_code=status.HTTP_201_CREATED, response_model=EndpointCreated)
 def create(
-    body: EndpointCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    body: EndpointCreate, response: Response, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> EndpointCreated:
-    """Add an endpoint; the answer carries its signing secret, which is not shown again."""
+    """Add an endpoint; the answer carries its signing secret, which is not shown again (nor kept)."""
+    response.headers["Cache-Control"] = "no-store"
     endpoint = service.create_endpoint(
         session, owner_id=user.id, url=body.url, events=body.events, settings=settings
     )

@@ -25,7 +25,7 @@ from petportrait.pets.imaging import (
     validate_filename,
 )
 from petportrait.pets.models import Pet, Photo, Species
-from petportrait.registry import registry_of, settings_of
+from petportrait.registry import emit, registry_of, settings_of
 from petportrait.retention import blobkeys, holds, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -289,6 +289,7 @@ def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str
         jobs_service.request_cancel(session, job=job)
     tombstones.delete_rows(session, blobs=blobs, rows=rows, actor_id=owner_id)
     session.delete(pet)
+    emit(session, "pet.deleted", owner_id=owner_id, pet_id=pet.id)
     session.flush()
 
 

@@ -6,14 +6,17 @@ fingerprinted with the method, path and query; a multipart body's boundary is no
 that rebuilds the same upload with a new boundary still sends "the same request". The rules live in
 `petportrait.idempotency`; this module only translates HTTP.
 
-What is stored and replayed: 2xx answers and the 4xx answers that a retry would get again (400, 404, 410,
-413, 415, 422...). Answers a retry may change (401, 403, 408, 409, 429, 5xx), and answers over 1 MiB
-(an export's ZIP: asking again is safe and makes a fresh one), give the key back instead.
+What is stored and replayed: JSON 2xx answers and the JSON 4xx answers that a retry would get again (400,
+404, 410, 413, 415, 422...). Answers a retry may change (401, 403, 408, 409, 429, 5xx), answers that are not
+JSON (an export's ZIP, an image: asking again makes a fresh one) and answers over 1 MiB give the key back
+instead. An answer marked `Cache-Control: no-store` (it shows a secret once) is kept without its body.
+Routes that carry credentials (sign-up, sign-in, passwords) are passed through: no row, no fingerprint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -39,6 +42,9 @@ REPLAYED_HEADERS = frozenset(
     {"content-type", "location", "link", "content-disposition", "cache-control", "etag", "last-modified"}
 )
 _KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
+# Requests whose bodies carry credentials: no row is kept for them, whatever the key.
+_CREDENTIAL_PATHS = re.compile(r"^/api/v1/(accounts/?$|auth/|me/password|.*(password|verif))")
+_KEPT_MEDIA = ("application/json", "application/problem+json")
 _BOUNDARY_MARK = b"\x00boundary\x00"
 SESSION_COOKIE = "pp_session"
 
@@ -79,9 +85,12 @@ def _boundary(content_type: str) -> bytes | None:
     return None
 
 
-def fingerprint(spool: IO[bytes], *, method: str, path: str, query: str, content_type: str) -> str:
-    """SHA-256 of the request: method, path, query, media type and body (multipart boundary normalised)."""
-    digest = hashlib.sha256()
+def fingerprint(
+    spool: IO[bytes], *, key: bytes, method: str, path: str, query: str, content_type: str
+) -> str:
+    """HMAC-SHA256 under `key` of the request: method, path, query, media type and body (multipart boundary
+    normalised). Keyed, so a stored fingerprint cannot be checked against guessed bodies."""
+    digest = hmac.new(key, digestmod=hashlib.sha256)
     boundary = _boundary(content_type)
     media = content_type.partition(";")[0].strip().lower() if boundary else content_type.strip().lower()
     digest.update(f"{method}\n{path}\n{query}\n{media}\n".encode())
@@ -120,10 +129,10 @@ class Idempotency:
             await self.app(scope, receive, send)
             return
         key = _header(scope, HEADER)
-        if key is None:
+        path = str(scope["path"])
+        if key is None or _CREDENTIAL_PATHS.match(path):
             await self.app(scope, receive, send)
             return
-        path = str(scope["path"])
         if len(key) > idempotency.MAX_KEY_LENGTH or not _KEY.match(key):
             await self._send_problem(
                 send,
@@ -159,7 +168,13 @@ class Idempotency:
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         content_type = _header(scope, b"content-type") or ""
         print_ = await run_in_threadpool(
-            fingerprint, spool, method=scope["method"], path=path, query=query, content_type=content_type
+            fingerprint,
+            spool,
+            key=services.settings.derived_key("idempotency-fingerprint"),
+            method=scope["method"],
+            path=path,
+            query=query,
+            content_type=content_type,
         )
         credentials = self._credentials(scope)
         owner_id: str | None = None
@@ -204,6 +219,22 @@ class Idempotency:
                 path,
             )
             return
+        if isinstance(outcome, idempotency.NotKept):
+            location = dict(outcome.headers).get("location")
+            await self._send_problem(
+                send,
+                ProblemError(
+                    "The first request with this Idempotency-Key succeeded"
+                    + (f" (it made {location})" if location else "")
+                    + ", but its answer showed a secret once and is not kept; nothing was made again.",
+                    code="idempotency_answer_not_kept",
+                    status=410,
+                    title="First answer not kept",
+                    headers={"Location": location} if location else {},
+                ),
+                path,
+            )
+            return
         if isinstance(outcome, idempotency.Replay):
             headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in outcome.headers]
             headers += [
@@ -224,28 +255,40 @@ class Idempotency:
         headers: list[tuple[str, str]] = []
         body = bytearray()
         storable = True
+        secret = False
         stored = False
 
         async def capture(message: Message) -> None:
-            nonlocal status, headers, storable, stored
+            nonlocal status, headers, storable, secret, stored
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = [
+                every = [
                     (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
                     for k, v in message.get("headers", [])
                 ]
-                headers = [(k, v) for k, v in headers if k in REPLAYED_HEADERS]
-                storable = (200 <= status < 300 or 400 <= status < 500) and status not in NOT_STORED
+                headers = [(k, v) for k, v in every if k in REPLAYED_HEADERS]
+                media = dict(every).get("content-type", "").partition(";")[0].strip().lower()
+                secret = "no-store" in dict(every).get("cache-control", "").lower()
+                storable = (
+                    (200 <= status < 300 or 400 <= status < 500)
+                    and status not in NOT_STORED
+                    and media in _KEPT_MEDIA
+                )
             elif message["type"] == "http.response.body" and storable:
-                body.extend(message.get("body", b""))
+                if not secret:
+                    body.extend(message.get("body", b""))
                 if len(body) > MAX_STORED_BYTES:
                     storable = False
                     body.clear()
                 elif not message.get("more_body", False):
                     # Stored before the last byte leaves: a client that retries on receiving it is replayed.
                     await run_in_threadpool(
-                        self._complete, services, record_id=record_id, status=status, headers=headers,
-                        body=bytes(body),
+                        self._complete,
+                        services,
+                        record_id=record_id,
+                        status=status,
+                        headers=headers,
+                        body=None if secret else bytes(body),
                     )
                     stored = True
             await send(message)
