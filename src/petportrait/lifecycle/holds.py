@@ -21,7 +21,7 @@ from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.registry import registry_of
 from petportrait.retention import audit
-from petportrait.retention.holds import active_at_clause, held_clause, is_active, list_holds
+from petportrait.retention.holds import HOLD_TEXT, active_at_clause, held_clause, is_active, list_holds
 from petportrait.retention.models import HoldScope, LegalHold, Tombstone
 from petportrait.settings import MAX_HOLD
 
@@ -84,9 +84,21 @@ def place_hold(
         subject_id=item_id or owner_id,
         owner_id=owner_id,
         purpose="legal_hold",
-        details={"hold_id": hold.id, "scope": scope.value, "reason": reason, "ends_at": ends_at.isoformat()},
+        details={
+            "hold_id": hold.id,
+            "scope": scope.value,
+            "reason": _text(session, reason, hold),
+            "ends_at": ends_at.isoformat(),
+        },
     )
     return hold
+
+
+def _text(session: Session, value: str, hold: LegalHold) -> dict[str, str] | str:
+    """Free text of a hold (reason, note) goes to the deletable text table, never into the chain."""
+    if not value:
+        return ""
+    return audit.text_ref(session, value, owner_id=hold.owner_id, subject_kind=HOLD_TEXT, subject_id=hold.id)
 
 
 def _valid_end(ends_at: datetime | None, *, now: datetime) -> datetime:
@@ -137,7 +149,7 @@ def renew_hold(
             "hold_id": hold.id,
             "previous_ends_at": previous.isoformat(),
             "ends_at": ends_at.isoformat(),
-            "note": note,
+            "note": _text(session, note, hold),
         },
     )
     return hold
@@ -162,6 +174,6 @@ def release_hold(session: Session, *, hold_id: str, actor_id: str | None, note: 
         subject_id=hold.subject_id or hold.owner_id,
         owner_id=hold.owner_id,
         purpose="legal_hold",
-        details={"hold_id": hold.id, "note": note},
+        details={"hold_id": hold.id, "note": _text(session, note, hold)},
     )
     return hold

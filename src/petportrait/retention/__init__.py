@@ -7,8 +7,14 @@ It imports no domain: the tables of each kind are registered by their domains (`
 
 from __future__ import annotations
 
-from petportrait.registry import Registry
-from petportrait.retention import audit, fingerprints
+from petportrait.db import session_scope
+from petportrait.registry import Registry, Services
+from petportrait.retention import audit, fingerprints, holds
+
+
+def _end_hold_reasons(services: Services) -> int:
+    with session_scope(services.session_factory) as session:
+        return holds.end_reasons(session)
 
 
 def register(registry: Registry) -> None:
@@ -31,10 +37,13 @@ def register(registry: Registry) -> None:
         "row stays, so no fingerprint of the account is ever made again)",
         "tombstones": "kept for good as deletion receipts: ids, dates, size, reason and a fingerprint that "
         "erasure makes unlinkable; no content hash",
-        "legal_holds": "kept for good as the record of holds (ids, reasons written by admins, dates)",
+        "legal_holds": "kept for good as the record of holds (ids, dates); the reason an admin wrote is "
+        f"blanked {holds.REASON_DAYS} days after the hold ends, or when it ends for an erased account",
         "sweep_runs": "no personal data; deleted after 7 days by the sweeper",
     }
     for table, rule in rules.items():
         registry.add_table_rule(table, rule, owner="retention")
     registry.add_erasure_hook("retention.fingerprint_key", fingerprints.destroy_on_erasure)
     registry.add_erasure_hook("retention.audit_texts", audit.erase_texts)
+    registry.add_erasure_hook("retention.hold_reasons", holds.erase_reasons)
+    registry.add_periodic("hold-reasons", lambda _settings: 3600.0, _end_hold_reasons)
