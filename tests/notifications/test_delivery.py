@@ -170,7 +170,7 @@ def test_a_claim_that_expires_is_resent_with_the_same_message_id_and_failures_re
     with services.session_factory() as session:
         row = session.scalars(select(OutboxMessage)).one()
         # a deliverer claimed it and died after sending, before it could commit "sent"
-        assert notifications._claim(
+        assert notifications.claim(
             session, row.id, worker_id="dead", now=frozen_clock.now(), ttl=timedelta(seconds=120)
         )
     with SmtpSink() as sink:

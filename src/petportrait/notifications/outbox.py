@@ -1,0 +1,155 @@
+"""The outbox table: a message is written in the transaction of the event that causes it, folded with a
+pending one of the same group, swept when its retention ends, and listed in the person's export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from petportrait.accounts.models import User
+from petportrait.clock import utcnow
+from petportrait.db import new_id
+from petportrait.notifications import messages
+from petportrait.notifications.messages import Content
+from petportrait.notifications.models import Category, OutboxMessage, OutboxState, ReminderSent
+from petportrait.notifications.preferences import preferences, wants
+
+DEFAULT_RETENTION = timedelta(days=30)
+ERASED_SUFFIX = "@erased.invalid"
+
+
+def recipient(session: Session, user_id: str | None) -> User | None:
+    """The account a message goes to; None for an erased one (nothing is sent to it but the receipt)."""
+    if user_id is None:
+        return None
+    user = session.get(User, user_id)
+    if user is None or user.deleted_at is not None or user.email.endswith(ERASED_SUFFIX):
+        return None
+    return user
+
+
+def enqueue(
+    session: Session,
+    *,
+    user_id: str | None,
+    kind: str,
+    category: Category,
+    build: Callable[[str], Content],
+    data: dict[str, Any] | None = None,
+    retain_until: datetime | None = None,
+    group_key: str | None = None,
+    due: datetime | None = None,
+    to_address: str | None = None,
+) -> OutboxMessage | None:
+    """Write a message for the person in this transaction; None when they turned its category off or
+    the account is erased. `build(timezone)` makes the content in the person's time zone."""
+    now = utcnow()
+    if to_address is None:
+        user = recipient(session, user_id)
+        if user is None:
+            return None
+        to_address = user.email
+    if user_id is not None and not wants(session, user_id, category.value):
+        return None
+    tz = preferences(session, user_id=user_id).timezone if user_id else "UTC"
+    content = build(tz)
+    content.footer = content.footer or messages.footer(category.value)
+    text, html = messages.render(content)
+    row_id = new_id()
+    row = OutboxMessage(
+        id=row_id,
+        user_id=user_id,
+        to_address=to_address,
+        kind=kind,
+        category=category.value,
+        group_key=group_key,
+        data=data or {},
+        message_id=f"{row_id}@outbox.petportrait",
+        subject=content.subject,
+        text_body=text,
+        html_body=html,
+        state=OutboxState.PENDING.value,
+        attempts=0,
+        next_attempt_at=due or now,
+        created_at=now,
+        retain_until=max(retain_until or now + DEFAULT_RETENTION, now),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def pending_group(session: Session, group_key: str) -> OutboxMessage | None:
+    return session.scalar(
+        select(OutboxMessage).where(
+            OutboxMessage.group_key == group_key,
+            OutboxMessage.state == OutboxState.PENDING.value,
+            OutboxMessage.attempts == 0,
+        )
+    )
+
+
+def refold(
+    session: Session, row: OutboxMessage, build: Callable[[str], Content], *, due: datetime, retain: datetime
+) -> None:
+    tz = preferences(session, user_id=row.user_id).timezone if row.user_id else "UTC"
+    content = build(tz)
+    content.footer = content.footer or messages.footer(row.category)
+    row.subject = content.subject
+    row.text_body, row.html_body = messages.render(content)
+    row.next_attempt_at = due
+    row.retain_until = max(row.retain_until, retain)
+    session.flush()
+
+
+def sweep(session: Session, *, outbox_dir: Path, now: datetime | None = None) -> int:
+    """Delete sent, failed and cancelled messages (and their .eml files) whose retention ended, and the
+    reminder marks of items long gone; returns how many messages went."""
+    now = now or utcnow()
+    done = [OutboxState.SENT.value, OutboxState.FAILED.value, OutboxState.CANCELLED.value]
+    rows = list(
+        session.execute(
+            select(OutboxMessage.id, OutboxMessage.eml_path)
+            .where(OutboxMessage.state.in_(done), OutboxMessage.retain_until <= now)
+            .limit(5000)
+        )
+    )
+    root = outbox_dir.resolve()
+    for row_id, path in rows:
+        candidate = Path(path) if path else root / f"{row_id}.eml"
+        if candidate.resolve().parent == root:
+            candidate.unlink(missing_ok=True)
+    ids = [r[0] for r in rows]
+    for start in range(0, len(ids), 500):
+        session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids[start : start + 500]))
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(
+        delete(ReminderSent)
+        .where(ReminderSent.item_expires_at < now - timedelta(days=1))
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return len(ids)
+
+
+def export_section(session: Session, user_id: str) -> list[dict[str, Any]]:
+    """The person's messages in their data export (what was sent, when; not the bodies again)."""
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "subject": r.subject,
+            "state": r.state,
+            "created_at": r.created_at.isoformat(),
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+        }
+        for r in session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == user_id))
+    ]
