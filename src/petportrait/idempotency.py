@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,13 +36,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    ForeignKey,
     Integer,
     LargeBinary,
     String,
     UniqueConstraint,
     delete,
-    insert,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +48,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from petportrait.clock import utcnow
 from petportrait.db import Base, IdMixin, session_scope
+from petportrait.retention import lineage
 
 if TYPE_CHECKING:
     from petportrait.registry import Registry, Services
@@ -60,6 +58,9 @@ TTL = timedelta(hours=24)
 
 IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
 """A claim whose request never finished (its process died) is given up after this long."""
+
+STORE = "idempotency_keys"
+"""This store's name in the data inventory and in lineage links."""
 
 MAX_KEY_LENGTH = 255
 SWEEP_INTERVAL_SECONDS = 3600.0
@@ -89,17 +90,6 @@ class IdempotencyRecord(Base, IdMixin):
     created_at: Mapped[datetime]
     locked_until: Mapped[datetime | None]
     expires_at: Mapped[datetime] = mapped_column(index=True)
-
-
-class IdempotencySubject(Base):
-    """An id (photo, model, render, pet...) that a stored answer names: the answer ends when it does."""
-
-    __tablename__ = "idempotency_subjects"
-
-    record_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("idempotency_keys.id", ondelete="CASCADE"), primary_key=True
-    )
-    subject_id: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
 
 
 @dataclass(frozen=True)
@@ -213,27 +203,12 @@ def claim(
     return InFlight(retry_after_seconds=1)
 
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _ids_in(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        if _ID.match(value):
-            yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _ids_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _ids_in(item)
-
-
 def subjects_of(path: str, body: bytes | None) -> set[str]:
     """The ids a request's path and its JSON answer name (what the stored answer must end with)."""
-    found = {part for part in path.split("/") if _ID.match(part)}
+    found = set(lineage.ids_in(path.split("/")))
     if body:
         with contextlib.suppress(ValueError):  # not JSON: only the path names ids
-            found.update(_ids_in(json.loads(body)))
+            found.update(lineage.ids_in(json.loads(body)))
     return found
 
 
@@ -256,12 +231,7 @@ def complete(
     record.body = body
     record.answer_kept = body is not None
     record.locked_until = None
-    subjects = subjects_of(record.path, body)
-    if subjects:
-        session.execute(
-            insert(IdempotencySubject),
-            [{"record_id": record.id, "subject_id": subject} for subject in sorted(subjects)],
-        )
+    lineage.link(session, store=STORE, row_id=record.id, subjects=subjects_of(record.path, body))
     session.commit()
 
 
@@ -273,10 +243,9 @@ def release(session: Session, *, record_id: str) -> None:
 
 def _delete_records(session: Session, condition: Any) -> int:
     ids = list(session.scalars(select(IdempotencyRecord.id).where(condition)))
+    lineage.forget(session, store=STORE, row_ids=ids)
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        session.execute(delete(IdempotencySubject).where(IdempotencySubject.record_id.in_(chunk)))
-        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(chunk)))
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(ids[start : start + 500])))
     return len(ids)
 
 
@@ -293,12 +262,11 @@ def erase_owner(session: Session, user_id: str, actor_id: str | None = None) -> 
 
 def end_with(session: Session, subject_ids: Sequence[str]) -> int:
     """Delete the stored answers that name any of these ids (their item or pet was deleted)."""
-    count = 0
-    for start in range(0, len(subject_ids), 500):
-        chunk = list(subject_ids[start : start + 500])
-        named = select(IdempotencySubject.record_id).where(IdempotencySubject.subject_id.in_(chunk))
-        count += _delete_records(session, IdempotencyRecord.id.in_(named))
-    return count
+    named = lineage.rows_naming(session, store=STORE, subjects=subject_ids)
+    return sum(
+        _delete_records(session, IdempotencyRecord.id.in_(named[start : start + 500]))
+        for start in range(0, len(named), 500)
+    )
 
 
 def run_sweep(services: Services) -> int:
@@ -319,13 +287,6 @@ def register(registry: Registry) -> None:
         "fingerprint",
         personal=("body", "path"),
         ends_with_subjects=end_with,
-    )
-    registry.add_table_rule(
-        IdempotencySubject.__tablename__,
-        "with its stored answer",
-        owner="idempotency",
-        holds="the ids a stored answer names",
-        source="item",
     )
     registry.add_erasure_hook("idempotency", erase_owner)
     registry.add_periodic("idempotency-sweep", lambda _settings: SWEEP_INTERVAL_SECONDS, run_sweep)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
-from petportrait.registry import Registry, Services
+from petportrait.notifications import outbox
+from petportrait.registry import Registry, Services, Store
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -49,10 +50,26 @@ def register(registry: Registry) -> None:
     registry.add_periodic("notifications.sweep", lambda s: 3600.0, sweep)
     registry.add_table_rule(
         "outbox_messages",
-        "A message is kept until what it mentions is deleted (a portrait, a model), 30 days after it was "
-        "written otherwise, 7 days for an erasure receipt (whose address is blanked once sent); its .eml "
-        "file goes with it.",
+        "Deleted with what it names (a pet, a model, a portrait...), 30 days after it was written otherwise, "
+        "and with the account on erasure, in every state; an erasure receipt is forgotten once sent; its "
+        ".eml file goes with it.",
         owner="notifications",
+        holds="an email: address, subject and body (pet names, dates, links); a delivery error with the "
+        "address replaced by the account id",
+        personal=("to_address", "subject", "text_body", "html_body", "data"),
+        free_text=("last_error",),
+        ends_with_subjects=outbox.end_with,
+    )
+    registry.add_store(
+        Store(
+            name="folder:outbox",
+            medium="folder",
+            location="outbox",
+            holds="the .eml file of each message sent without SMTP (the development mail folder)",
+            source="outbox_messages",
+            ends="with its message row",
+            owner="notifications",
+        )
     )
     registry.add_table_rule(
         "email_preferences", "Kept while the account exists; deleted with it.", owner="notifications"

@@ -13,6 +13,7 @@ backoff, and after email.max_attempts it is `failed` and listed for staff (GET /
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,18 @@ def _due_clause(now: datetime) -> Any:
         and_(OutboxMessage.state == OutboxState.PENDING.value, OutboxMessage.next_attempt_at <= now),
         and_(OutboxMessage.state == OutboxState.SENDING.value, OutboxMessage.claimed_until < now),
     )
+
+
+def redact(text: str, *, address: str, user_id: str | None) -> str:
+    """An error as stored and logged: the recipient's address (and its local part) replaced by the account."""
+    if not address:
+        return text
+    who = f"<user {user_id}>" if user_id else "<recipient>"
+    local = address.partition("@")[0]
+    text = re.sub(re.escape(address), who, text, flags=re.IGNORECASE)
+    if len(local) >= 3:
+        text = re.sub(re.escape(local), who, text, flags=re.IGNORECASE)
+    return text
 
 
 def claim(session: Session, row_id: str, *, worker_id: str, now: datetime, ttl: timedelta) -> bool:
@@ -115,7 +128,9 @@ def deliver_due(
                         session,
                         row,
                         worker_id=worker_id,
-                        error=f"{type(exc).__name__}: {exc}",
+                        error=redact(
+                            f"{type(exc).__name__}: {exc}", address=row.to_address, user_id=row.user_id
+                        ),
                         max_attempts=cfg.max_attempts,
                         report=report,
                     )
@@ -129,7 +144,10 @@ def deliver_due(
                     "eml_path": path,
                 }
                 if row.kind == "account_erased":  # the last message to that address: forget it once sent
-                    values.update(to_address="", text_body="", html_body="")
+                    # (the next sweep deletes the row and its .eml file)
+                    values.update(
+                        to_address="", text_body="", html_body="", subject="", retain_until=utcnow()
+                    )
                 session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id == row.id, OutboxMessage.claimed_by == worker_id)

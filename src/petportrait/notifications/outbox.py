@@ -1,9 +1,15 @@
 """The outbox table: a message is written in the transaction of the event that causes it, folded with a
-pending one of the same group, swept when its retention ends, and listed in the person's export."""
+pending one of the same group, swept when its retention ends, and listed in the person's export.
+
+What a message names ends it (lineage): the ids in its data (a pet, a model, renders...) are linked when it
+is written, and deleting any of them deletes the message and its .eml file in the same transaction
+(`end_with`). Erasing an account deletes every message of the account, in every state, and its files
+(`erase_messages`); only the erasure receipt is written after, and it is forgotten once sent.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,11 @@ from petportrait.notifications import messages
 from petportrait.notifications.messages import Content
 from petportrait.notifications.models import Category, OutboxMessage, OutboxState, ReminderSent
 from petportrait.notifications.preferences import preferences, wants
+from petportrait.registry import settings_of
+from petportrait.retention import lineage
+
+STORE = "outbox_messages"
+"""This store's name in the data inventory and in lineage links."""
 
 DEFAULT_RETENTION = timedelta(days=30)
 ERASED_SUFFIX = "@erased.invalid"
@@ -81,6 +92,7 @@ def enqueue(
     )
     session.add(row)
     session.flush()
+    lineage.link(session, store=STORE, row_id=row.id, subjects=lineage.ids_in(row.data))
     return row
 
 
@@ -105,6 +117,7 @@ def refold(
     row.next_attempt_at = due
     row.retain_until = max(row.retain_until, retain)
     session.flush()
+    lineage.link(session, store=STORE, row_id=row.id, subjects=lineage.ids_in(row.data))
 
 
 def sweep(session: Session, *, outbox_dir: Path, now: datetime | None = None) -> int:
@@ -119,18 +132,7 @@ def sweep(session: Session, *, outbox_dir: Path, now: datetime | None = None) ->
             .limit(5000)
         )
     )
-    root = outbox_dir.resolve()
-    for row_id, path in rows:
-        candidate = Path(path) if path else root / f"{row_id}.eml"
-        if candidate.resolve().parent == root:
-            candidate.unlink(missing_ok=True)
-    ids = [r[0] for r in rows]
-    for start in range(0, len(ids), 500):
-        session.execute(
-            delete(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids[start : start + 500]))
-            .execution_options(synchronize_session=False)
-        )
+    ids = _delete_messages(session, rows, outbox_dir=outbox_dir)
     session.execute(
         delete(ReminderSent)
         .where(ReminderSent.item_expires_at < now - timedelta(days=1))
@@ -138,6 +140,49 @@ def sweep(session: Session, *, outbox_dir: Path, now: datetime | None = None) ->
     )
     session.flush()
     return len(ids)
+
+
+def _delete_messages(session: Session, rows: list[Any], *, outbox_dir: Path) -> list[str]:
+    """Delete these (id, eml_path) messages, their .eml files and their lineage links."""
+    root = outbox_dir.resolve()
+    for row_id, path in rows:
+        candidate = Path(path) if path else root / f"{row_id}.eml"
+        if candidate.resolve().parent == root:
+            candidate.unlink(missing_ok=True)
+    ids = [r[0] for r in rows]
+    lineage.forget(session, store=STORE, row_ids=ids)
+    for start in range(0, len(ids), 500):
+        session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids[start : start + 500]))
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def end_with(session: Session, subject_ids: Sequence[str]) -> int:
+    """Lineage: delete the messages (and .eml files) that name any of these deleted items or pets."""
+    named = lineage.rows_naming(session, store=STORE, subjects=subject_ids)
+    rows: list[Any] = []
+    for start in range(0, len(named), 500):
+        rows.extend(
+            session.execute(
+                select(OutboxMessage.id, OutboxMessage.eml_path).where(
+                    OutboxMessage.id.in_(named[start : start + 500])
+                )
+            )
+        )
+    return len(_delete_messages(session, rows, outbox_dir=settings_of(session).outbox_dir))
+
+
+def erase_messages(session: Session, user_id: str) -> int:
+    """Erasure: every message of the account, in every state, and its .eml file."""
+    rows = list(
+        session.execute(
+            select(OutboxMessage.id, OutboxMessage.eml_path).where(OutboxMessage.user_id == user_id)
+        )
+    )
+    return len(_delete_messages(session, rows, outbox_dir=settings_of(session).outbox_dir))
 
 
 def export_section(session: Session, user_id: str) -> list[dict[str, Any]]:

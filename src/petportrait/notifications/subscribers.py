@@ -6,15 +6,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from petportrait.accounts.models import ApiToken
 from petportrait.clock import utcnow
 from petportrait.notifications import messages
 from petportrait.notifications.messages import Content, Link
-from petportrait.notifications.models import Category, OutboxMessage, OutboxState
-from petportrait.notifications.outbox import enqueue, pending_group, refold
+from petportrait.notifications.models import Category
+from petportrait.notifications.outbox import enqueue, erase_messages, pending_group, refold
 from petportrait.registry import Event
 
 RENDER_FOLD_FALLBACK = timedelta(minutes=10)
@@ -126,7 +126,7 @@ def _render_event(session: Session, event: Event, *, ready: bool) -> None:
             links=[Link("Your portraits", "/portraits")],
         )
 
-    data = {"model_id": model_id, "render_ids": ids}
+    data = {"model_id": model_id, "pet_id": pet_id, "render_ids": ids}
     if row is not None:
         row.data = data
         refold(session, row, build, due=due, retain=retain)
@@ -297,19 +297,12 @@ def on_notice_decided(session: Session, event: Event) -> None:
 
 
 def on_account_erased(session: Session, event: Event) -> None:
-    """The erasure receipt, to the address the account had; every other message still waiting is dropped."""
+    """The erasure receipt, to the address the account had; every other message of the account, sent or
+    not, is deleted with its .eml file."""
     user_id = event.owner_id
     address = str(event.data["email"])
     if user_id is not None:
-        session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.user_id == user_id,
-                OutboxMessage.state.in_([OutboxState.PENDING.value, OutboxState.SENDING.value]),
-            )
-            .values(state=OutboxState.CANCELLED.value, text_body="", html_body="", to_address="")
-            .execution_options(synchronize_session=False)
-        )
+        erase_messages(session, user_id)
     now = utcnow()
     enqueue(
         session,

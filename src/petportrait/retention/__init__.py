@@ -40,6 +40,7 @@ def register(registry: Registry) -> None:
         "legal_holds": "kept for good as the record of holds (ids, dates); the reason an admin wrote is "
         f"blanked {holds.REASON_DAYS} days after the hold ends, or when it ends for an erased account",
         "sweep_runs": "no personal data; deleted after 7 days by the sweeper",
+        "lineage_links": "ids only (which stored copy names which item or pet); deleted with the copy",
     }
     for table, rule in rules.items():
         registry.add_table_rule(table, rule, owner="retention")

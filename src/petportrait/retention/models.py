@@ -165,3 +165,15 @@ class AuditText(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class LineageLink(Base):
+    """Lineage: a row of a store (a stored answer, a message, a delivery) names an item or a pet, and ends
+    when it does (`petportrait.retention.lineage`)."""
+
+    __tablename__ = "lineage_links"
+    __table_args__ = (Index("ix_lineage_links_subject_id", "subject_id"),)
+
+    store: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(32), primary_key=True)
