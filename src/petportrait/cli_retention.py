@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -44,6 +44,21 @@ def _services() -> Iterator[Services]:
         services.engine.dispose()
 
 
+def _redis_keys(services: Any, *, limit: int = 100_000) -> list[str]:
+    """The keys of the deployment's Redis (queue and rate limits), when it uses one."""
+    urls = {u for u in (services.settings.queue.url, services.settings.limits.storage_url) if u}
+    keys: list[str] = []
+    for url in sorted(u for u in urls if u.startswith(("redis://", "rediss://"))):
+        import redis  # only when a Redis is configured
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        for key in client.scan_iter(count=1000):
+            keys.append(key.decode("utf-8", "replace"))
+            if len(keys) >= limit:
+                break
+    return keys
+
+
 @retention_app.command("check")
 def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON")] = False,
@@ -57,7 +72,9 @@ def check(
     from petportrait.lifecycle.check import run_check
 
     with _services() as services, services.session_factory() as session:
-        report = run_check(session, services.blobs, settings=services.settings, deep=deep)
+        report = run_check(
+            session, services.blobs, settings=services.settings, deep=deep, redis_keys=_redis_keys(services)
+        )
     if as_json:
         typer.echo(
             json.dumps(

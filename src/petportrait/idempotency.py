@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,6 +53,7 @@ from petportrait.retention import lineage
 
 if TYPE_CHECKING:
     from petportrait.registry import Registry, Services
+    from petportrait.settings import Settings
 
 TTL = timedelta(hours=24)
 """How long a key answers the same again; rows older than this are swept."""
@@ -61,6 +63,9 @@ IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
 
 STORE = "idempotency_keys"
 """This store's name in the data inventory and in lineage links."""
+
+CREDENTIAL_PATHS = re.compile(r"^/api/v1/(accounts/?$|auth/|me/password|.*(password|verif))")
+"""Routes whose requests carry credentials: no row is ever kept for them."""
 
 MAX_KEY_LENGTH = 255
 SWEEP_INTERVAL_SECONDS = 3600.0
@@ -275,6 +280,23 @@ def run_sweep(services: Services) -> int:
         return sweep_idempotency(session, utcnow())
 
 
+def residues(session: Session, settings: Settings) -> list[tuple[str, str]]:
+    """What this store's rules forbid: an answer of a route that carries credentials, a non-JSON answer."""
+    _ = settings
+    out = []
+    for row_id, path, body in session.execute(
+        select(IdempotencyRecord.id, IdempotencyRecord.path, IdempotencyRecord.body)
+    ):
+        if CREDENTIAL_PATHS.match(path):
+            out.append(("kept_credentials", f"row {row_id} keeps an answer of {path}"))
+        elif body:
+            try:
+                json.loads(body)
+            except ValueError:
+                out.append(("kept_content", f"row {row_id} keeps an answer that is not JSON"))
+    return out
+
+
 def register(registry: Registry) -> None:
     """What idempotency contributes: its table's retention rule, an erasure hook and the hourly sweep."""
     registry.add_domain("idempotency")
@@ -287,6 +309,8 @@ def register(registry: Registry) -> None:
         "fingerprint",
         personal=("body", "path"),
         ends_with_subjects=end_with,
+        owner_column="owner_id",
+        residues=residues,
     )
     registry.add_erasure_hook("idempotency", erase_owner)
     registry.add_periodic("idempotency-sweep", lambda _settings: SWEEP_INTERVAL_SECONDS, run_sweep)

@@ -96,6 +96,12 @@ class TableRule:
 
 MEDIA = ("table", "folder", "queue", "redis", "log", "blobs")
 
+Residues = Callable[[Session, Settings], list[tuple[str, str]]]
+"""scan(session, settings) -> (problem, detail) for each residue of a store that its rules forbid."""
+
+ErasedOwners = Callable[[], Any]
+"""query() -> a SELECT of the ids of erased accounts."""
+
 SubjectsEnd = Callable[[Session, Sequence[str]], int]
 """fn(session, ids) deletes what names any of these items or pets (they were deleted); returns a count."""
 
@@ -115,6 +121,9 @@ class Store:
     personal_columns: tuple[str, ...] = ()
     free_text_columns: tuple[str, ...] = ()
     ends_with_subjects: SubjectsEnd | None = None
+    # a table whose rows end with their account at erasure: the column naming the account
+    owner_column: str | None = None
+    residues: Residues | None = None
 
     @property
     def rule(self) -> str:
@@ -135,6 +144,7 @@ class Registry:
         self._periodic: dict[str, PeriodicTask] = {}
         self._subscribers: dict[str, list[tuple[Subscriber, BatchSubscriber | None]]] = {}
         self._stores: dict[str, Store] = {}
+        self._erased_owners: ErasedOwners | None = None
         self._prompt_screens: dict[str, PromptScreen] = {}
         self._domains: list[str] = []
         self._frozen = False
@@ -197,6 +207,8 @@ class Registry:
         personal: Sequence[str] = (),
         free_text: Sequence[str] = (),
         ends_with_subjects: SubjectsEnd | None = None,
+        owner_column: str | None = None,
+        residues: Residues | None = None,
     ) -> None:
         """Declare a table in the inventory: how long its rows live (a sentence), what they hold and from
         what, which columns are personal or free text."""
@@ -211,8 +223,17 @@ class Registry:
                 personal_columns=tuple(personal),
                 free_text_columns=tuple(free_text),
                 ends_with_subjects=ends_with_subjects,
+                owner_column=owner_column,
+                residues=residues,
             )
         )
+
+    def set_erased_owners(self, query: ErasedOwners) -> None:
+        """The one "owner erased" rule: `query()` selects the ids of erased accounts (accounts sets it)."""
+        self._check_open("the erased-owners rule")
+        if self._erased_owners is not None:
+            raise RegistryError("The erased-owners rule is set twice.")
+        self._erased_owners = query
 
     def add_erasure_hook(self, name: str, hook: ErasureHook) -> None:
         """Run `hook` in the transaction that erases an account."""
@@ -306,6 +327,12 @@ class Registry:
             for store in self._stores.values()
             if store.medium == "table"
         }
+
+    def erased_owners(self) -> Any:
+        """A SELECT of the ids of erased accounts (the accounts domain's one rule)."""
+        if self._erased_owners is None:
+            raise RegistryError("No domain set the erased-owners rule (accounts.register does).")
+        return self._erased_owners()
 
     def stores_of(self, medium: str) -> tuple[Store, ...]:
         return tuple(store for store in self._stores.values() if store.medium == medium)

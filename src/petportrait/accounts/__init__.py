@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import select
+
 from petportrait.registry import Registry
+
+
+def erased_owners() -> Any:
+    """SELECT the ids of erased accounts: the one "owner erased" rule every other domain reads."""
+    from petportrait.accounts.models import User
+
+    return select(User.id).where(User.deleted_at.is_not(None))
 
 
 def register(registry: Registry) -> None:
     """What the accounts domain contributes to a deployment."""
     registry.add_domain("accounts")
+    registry.set_erased_owners(erased_owners)
     registry.add_table_rule(
         "users",
         "kept while the account exists; on erasure the email, name and password are scrubbed at once and the "

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from petportrait.lifecycle import sweeper
-from petportrait.registry import Event, Registry, Services, registry_of
+from petportrait.registry import Event, Registry, Services, Store, registry_of
 
 # Events that end a subject: every copy that names it (a stored answer, a message, a delivery) goes too.
 SUBJECT_EVENTS = {"item.deleted": "item_id", "pet.deleted": "pet_id"}
@@ -47,3 +47,74 @@ def register(registry: Registry) -> None:
     registry.add_table_rule(
         "leases", "no personal data (lease names, holders are host:pid)", owner="lifecycle"
     )
+    for store in INFRASTRUCTURE:
+        registry.add_store(store)
+
+
+# The places the ground and the engines write to, declared here, by the aggregate that sweeps them: they
+# belong to no domain (the queue, rate limits, the blob store, key files, the model cache, the logs).
+INFRASTRUCTURE = (
+    Store(
+        name="blobs:items",
+        medium="blobs",
+        location="blobs",
+        holds="the photos, models, portraits and marketing copies, each sealed under its own data key",
+        source="item",
+        ends="with its item: the sweeper or the person's deletion destroys its data key, then the blob",
+        owner="lifecycle",
+    ),
+    Store(
+        name="folder:keys",
+        medium="folder",
+        location="keys",
+        holds="no personal data: the development key-encryption key and signing keys (0600)",
+        source="none",
+        ends="kept while the deployment is",
+        owner="lifecycle",
+    ),
+    Store(
+        name="folder:models",
+        medium="folder",
+        location="models",
+        holds="no personal data: the preview model and cached base models",
+        source="none",
+        ends="kept while the deployment is",
+        owner="lifecycle",
+    ),
+    Store(
+        name="folder:scratch",
+        medium="folder",
+        location="scratch",
+        holds="nothing this version writes; earlier versions' workers left crops there",
+        source="photo",
+        ends="the sweeper deletes whatever is in it, and `retention check` names it",
+        owner="lifecycle",
+    ),
+    Store(
+        name="queue:jobs",
+        medium="queue",
+        location="huey.",
+        holds="job ids only (the job's row is the source of truth); never photos, names or prompts",
+        source="none",
+        ends="a message is consumed when its job runs; a job's row ends as its item does",
+        owner="lifecycle",
+    ),
+    Store(
+        name="redis:rate-limits",
+        medium="redis",
+        location="{limits_namespace}:limits",
+        holds="counters under keyed hashes of an address or account, never the address or email itself",
+        source="account",
+        ends="each counter expires with its window (at most an hour)",
+        owner="lifecycle",
+    ),
+    Store(
+        name="log:processes",
+        medium="log",
+        holds="ids, kinds, states, counts and errors with addresses replaced by account ids; never email "
+        "addresses, names, prompts or file names (README, 'What the logs hold')",
+        source="none",
+        ends="as long as the operator keeps logs (the README advises 14 days)",
+        owner="lifecycle",
+    ),
+)

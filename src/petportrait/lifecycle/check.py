@@ -18,7 +18,9 @@ Findings (any one makes the check fail):
 - no_retention_rule: a table of the schema that no domain gave a retention rule (`registry.add_table_rule`;
   a table holding no personal data gets a rule that says so);
 - raw_hash: a bare content sha256 kept where it outlives its item (a tombstone, an audit entry's details,
-  a consent receipt, a generation record), instead of a fingerprint under the account's key.
+  a consent receipt, a generation record), instead of a fingerprint under the account's key;
+- what the data inventory forbids (lifecycle/residues.py): undeclared folders and Redis keys, rows of
+  erased accounts, copies naming deleted items, and each store's own residues.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +40,7 @@ from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.consent.models import Consent
 from petportrait.db import Base
+from petportrait.lifecycle import residues
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
 from petportrait.registry import registry_of
 from petportrait.retention import holds, policy
@@ -89,13 +93,17 @@ def run_check(
     reconcile_interval: float = DEFAULT_RECONCILE_SECONDS,
     deep: bool = False,
     metadata: MetaData | None = None,
+    redis_keys: Iterable[str] = (),
 ) -> CheckReport:
     """Scan rows, tombstones and blobs; see the module docstring for what counts as a finding.
-    `metadata` is the schema whose tables must each have a retention rule (default: every table)."""
+    `metadata` is the schema whose tables must each have a retention rule (default: every table);
+    `redis_keys` are the keys of the deployment's Redis (queue, rate limits), each under a declared prefix."""
     now = now or utcnow()
     report = CheckReport(checked_at=now)
     _scan_table_rules(session, metadata or Base.metadata, report=report)
     _scan_raw_hashes(session, report=report)
+    for problem, store, detail in residues.scan(session, settings=settings, redis_keys=redis_keys):
+        report.findings.append(Finding(problem, store, detail=detail))
     slack = timedelta(seconds=interval(settings))
     cutoff = now - slack
     grace = timedelta(seconds=settings.retention.orphan_grace_seconds)

@@ -59,6 +59,8 @@ def register(registry: Registry) -> None:
         personal=("to_address", "subject", "text_body", "html_body", "data"),
         free_text=("last_error",),
         ends_with_subjects=outbox.end_with,
+        owner_column="user_id",
+        residues=outbox.residues,
     )
     registry.add_store(
         Store(
@@ -72,7 +74,10 @@ def register(registry: Registry) -> None:
         )
     )
     registry.add_table_rule(
-        "email_preferences", "Kept while the account exists; deleted with it.", owner="notifications"
+        "email_preferences",
+        "Kept while the account exists; deleted with it.",
+        owner="notifications",
+        owner_column="user_id",
     )
     registry.add_table_rule(
         "email_reminders", "Deleted a day after the item it reminded of expired.", owner="notifications"

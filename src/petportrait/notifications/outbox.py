@@ -198,3 +198,24 @@ def export_section(session: Session, user_id: str) -> list[dict[str, Any]]:
         }
         for r in session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == user_id))
     ]
+
+
+def residues(session: Session, settings: Any) -> list[tuple[str, str]]:
+    """What this store's rules forbid: an .eml file no message owns, a delivery error keeping the address."""
+    out = []
+    folder = Path(settings.outbox_dir)
+    if folder.is_dir():
+        names = [p.stem for p in folder.glob("*.eml")]
+        known: set[str] = set()
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            known.update(session.scalars(select(OutboxMessage.id).where(OutboxMessage.id.in_(chunk))))
+        out += [("orphan_mail", f"{n}.eml has no message row") for n in names if n not in known]
+    query = select(OutboxMessage.id, OutboxMessage.to_address, OutboxMessage.last_error).where(
+        OutboxMessage.last_error.is_not(None), OutboxMessage.to_address != ""
+    )
+    for row_id, address, error in session.execute(query):
+        local = address.partition("@")[0].lower()
+        if local and local in (error or "").lower():
+            out.append(("mail_address_in_error", f"message {row_id} keeps the recipient's address"))
+    return out

@@ -42,8 +42,6 @@ REPLAYED_HEADERS = frozenset(
     {"content-type", "location", "link", "content-disposition", "cache-control", "etag", "last-modified"}
 )
 _KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
-# Requests whose bodies carry credentials: no row is kept for them, whatever the key.
-_CREDENTIAL_PATHS = re.compile(r"^/api/v1/(accounts/?$|auth/|me/password|.*(password|verif))")
 _KEPT_MEDIA = ("application/json", "application/problem+json")
 _BOUNDARY_MARK = b"\x00boundary\x00"
 SESSION_COOKIE = "pp_session"
@@ -130,7 +128,7 @@ class Idempotency:
             return
         key = _header(scope, HEADER)
         path = str(scope["path"])
-        if key is None or _CREDENTIAL_PATHS.match(path):
+        if key is None or idempotency.CREDENTIAL_PATHS.match(path):
             await self.app(scope, receive, send)
             return
         if len(key) > idempotency.MAX_KEY_LENGTH or not _KEY.match(key):
