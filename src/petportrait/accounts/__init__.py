@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from petportrait.registry import Registry
 
 
 def erased_owners() -> Any:
     """SELECT the ids of erased accounts: the one "owner erased" rule every other domain reads."""
-    from petportrait.accounts.models import User
+    from petportrait.accounts import service
 
-    return select(User.id).where(User.deleted_at.is_not(None))
+    return service.erased_owners()
 
 
 def register(registry: Registry) -> None:

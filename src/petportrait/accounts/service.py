@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -153,6 +154,24 @@ def issue_token(
     return secret, token
 
 
+def erased_owners(*, before: datetime | None = None) -> Any:
+    """SELECT the ids of erased accounts (erased before `before`, if given): the one "owner erased" rule."""
+    query = select(User.id).where(User.deleted_at.is_not(None))
+    return query if before is None else query.where(User.deleted_at < before)
+
+
+def is_erased(session: Session, user_id: str) -> bool:
+    """Whether the account was erased (or never existed): the one "owner erased" test for a single id."""
+    user = session.get(User, user_id)
+    return user is None or user.deleted_at is not None
+
+
+def live_user(session: Session, user_id: str) -> User | None:
+    """The account, unless it was erased."""
+    user = session.get(User, user_id)
+    return None if user is None or user.deleted_at is not None else user
+
+
 def resolve_token(session: Session, *, secret: str) -> tuple[User, ApiToken] | None:
     """The live account and token for a secret, or None if wrong, expired or revoked."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 128:
@@ -161,8 +180,8 @@ def resolve_token(session: Session, *, secret: str) -> tuple[User, ApiToken] | N
     now = utcnow()
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         return None
-    user = session.get(User, token.user_id)
-    if user is None or user.deleted_at is not None:
+    user = live_user(session, token.user_id)
+    if user is None:
         return None
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         # A short write of its own, so that a request never holds a write lock while it streams.

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import Role, User
 from petportrait.consent import service as consent_service
 from petportrait.consent import support
@@ -53,8 +54,7 @@ def _basis(session: Session, staff: User, row: Any, kind: str) -> Basis | None:
 def _owner_erased(session: Session, owner_id: str) -> bool:
     """Whether the item's account was erased: its items are out of staff reach at once, even while a
     legal hold keeps them from deletion."""
-    owner = session.get(User, owner_id)
-    return owner is None or owner.deleted_at is not None
+    return accounts_service.is_erased(session, owner_id)
 
 
 def authorize(session: Session, *, staff: User, kind: str, item_id: str, content: bool) -> tuple[Any, Basis]:

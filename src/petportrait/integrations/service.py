@@ -27,7 +27,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
-from petportrait.accounts.models import User
+from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.errors import InvalidInput, NotFound
 from petportrait.integrations.models import DeliveryState, WebhookDelivery, WebhookEndpoint
@@ -562,7 +562,7 @@ def sweep(session: Session, *, now: datetime | None = None) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    erased = select(User.id).where(User.deleted_at.is_not(None), User.deleted_at < now - timedelta(days=2))
+    erased = accounts_service.erased_owners(before=now - timedelta(days=2))
     session.execute(
         delete(WebhookEndpoint)
         .where(WebhookEndpoint.owner_id.in_(erased))

@@ -268,7 +268,9 @@ def _scan_rows(
 ) -> dict[str, bool]:
     """Report overdue rows; return every stored key with whether its row is live."""
     keys: dict[str, bool] = {}
-    due_now = or_(policy.expired_clause(model, now=now, settings=settings), User.deleted_at.is_not(None))
+    due_now = policy.due_clause(
+        model, now=now, settings=settings, erased=registry_of(session).erased_owners()
+    )
     rows = session.execute(
         select(model.storage_key, due_now.label("due")).join(User, User.id == model.owner_id)
     ).all()

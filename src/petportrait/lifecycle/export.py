@@ -29,7 +29,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import User
+from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.errors import NotFound
 from petportrait.jobs.models import Job
@@ -84,8 +84,8 @@ def build_export(
     actor_id: str | None = None,
 ) -> ExportSummary:
     """Write the person's export ZIP to `out` and audit the photo reads."""
-    user = session.get(User, user_id)
-    if user is None or user.deleted_at is not None:
+    user = accounts_service.live_user(session, user_id)
+    if user is None:
         raise NotFound("No such account.", code="account_not_found")
     now = utcnow()
     summary = ExportSummary(user_id=user.id, exported_at=now)

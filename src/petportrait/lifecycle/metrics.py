@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from petportrait.accounts.models import User
@@ -65,9 +65,11 @@ def item_states(session: Session, *, now: datetime, settings: Settings) -> dict[
     """Per kind: how many items are live, due, held and deleted."""
     states: dict[str, dict[str, int]] = {}
     for kind, model in registry_of(session).item_models.items():
-        due = or_(policy.expired_clause(model, now=now, settings=settings), User.deleted_at.is_not(None))
+        due = policy.due_clause(
+            model, now=now, settings=settings, erased=registry_of(session).erased_owners()
+        )
         held = holds.held_clause(kind, model.id, model.owner_id, at=now)
-        base = select(func.count()).select_from(model).join(User, User.id == model.owner_id)
+        base = select(func.count()).select_from(model)
         total = _count(session, select(func.count()).select_from(model))
         due_count = _count(session, base.where(due, ~held))
         held_count = _count(session, base.where(due, held))

@@ -33,7 +33,7 @@ from sqlalchemy import and_, delete, exists, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from petportrait.accounts.models import ApiToken, User
+from petportrait.accounts.models import ApiToken
 from petportrait.clock import utcnow
 from petportrait.db import insert_rows, session_scope
 from petportrait.jobs import leases
@@ -42,7 +42,7 @@ from petportrait.pets.models import Pet
 from petportrait.registry import emit_many, registry_from
 from petportrait.retention import audit, blobops, fingerprints, holds, policy
 from petportrait.retention.keys import destroy_keys
-from petportrait.retention.models import DeletionReason, HoldScope, LegalHold, SweepRun, Tombstone
+from petportrait.retention.models import HoldScope, LegalHold, SweepRun, Tombstone
 from petportrait.retention.tombstones import deletion_event, tombstone_values
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
@@ -216,25 +216,6 @@ def _observe(report: SweepReport) -> None:
     metrics.observe_sweep(report)
 
 
-def _phases(kind: str, model: Any, *, now: datetime, settings: Settings) -> list[tuple[str, Any]]:
-    """The conditions that make rows due, each one an index-friendly query of its own.
-
-    Rows expire at `expires_at` (indexed). A row's expires_at was computed from settings that can never
-    exceed the policy, so `clock + period` matters only when a setting has since shortened the period.
-    Rows of deleted accounts are due whatever their expiry.
-    """
-    phases: list[tuple[str, Any]] = [(DeletionReason.EXPIRED.value, model.expires_at <= now)]
-    length, full = policy.period(kind, settings), policy.policy_period(kind)
-    if length is not None and full is not None and length < full:
-        clock = getattr(model, policy.KINDS[kind].clock)
-        phases.append(
-            (DeletionReason.EXPIRED.value, and_(model.expires_at.is_not(None), clock <= now - length))
-        )
-    erased = select(User.id).where(User.deleted_at.is_not(None))
-    phases.append((DeletionReason.ACCOUNT_DELETED.value, model.owner_id.in_(erased)))
-    return phases
-
-
 def _due_rows(
     session: Session,
     kind: str,
@@ -323,7 +304,8 @@ def _sweep_kind(
     """
     failed: set[str] = set()
     window = batch_size * _WINDOW_BATCHES
-    for reason, condition in _phases(kind, model, now=now, settings=settings):
+    erased = registry_from(session_factory).erased_owners()
+    for reason, condition in policy.due_phases(model, now=now, settings=settings, erased=erased):
         while True:
             # a batch of this kind still being recorded is still due: wait for it before reading again
             if recorder.pending_kind == kind and recorder.settle() == kind:
@@ -488,7 +470,7 @@ def _checkpoint(session_factory: sessionmaker[Session]) -> None:
 
 def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: SweepReport) -> None:
     """Remove pets, tokens and ended jobs of deleted accounts once nothing of theirs is held."""
-    erased = select(User.id).where(User.deleted_at.is_not(None))
+    erased = registry_from(session_factory).erased_owners()
     with session_scope(session_factory) as session:
         remaining = [
             exists().where(model.pet_id == Pet.id)

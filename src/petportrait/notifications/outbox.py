@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.db import new_id
@@ -38,8 +39,8 @@ def recipient(session: Session, user_id: str | None) -> User | None:
     """The account a message goes to; None for an erased one (nothing is sent to it but the receipt)."""
     if user_id is None:
         return None
-    user = session.get(User, user_id)
-    if user is None or user.deleted_at is not None or user.email.endswith(ERASED_SUFFIX):
+    user = accounts_service.live_user(session, user_id)
+    if user is None or user.email.endswith(ERASED_SUFFIX):
         return None
     return user
 

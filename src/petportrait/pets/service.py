@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import Select, func, select
@@ -58,19 +58,17 @@ class UploadLimits:
     min_side: int
     max_pixels: int
     max_photos: int
-    retention: timedelta
     request_pixels: int = 200_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadLimits:
-        """The limits the settings set (size, pixels, photos per pet) and the photo retention period."""
+        """The limits the settings set (size, pixels, photos per pet)."""
         sec = settings.security
         return cls(
             max_bytes=sec.max_upload_bytes,
             min_side=sec.min_photo_side,
             max_pixels=sec.max_photo_pixels,
             max_photos=sec.max_photos_per_pet,
-            retention=timedelta(days=settings.retention.photo_days),
             request_pixels=settings.quotas.upload_pixels_per_request,
         )
 
@@ -237,7 +235,7 @@ def upload_photos(
                 phash=clean.phash,
                 source_sha256=raw_sha,
                 uploaded_at=now,
-                expires_at=now + limits.retention,
+                expires_at=policy.expires_at("photo", now, settings=settings_of(session)),
             )
             photo.id = new_id()
             photo.storage_key = blobkeys.photo_key(

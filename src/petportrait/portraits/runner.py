@@ -95,10 +95,10 @@ class PortraitEngine:
 def _fence_write(ctx: WorkerContext, session: Session, job: Job) -> None:
     """Before a model or render row is written, in the same transaction: this attempt still owns the job,
     its cancel flag is not set, and its owner is not erased; else nothing is written (CancelRequested)."""
-    from petportrait.accounts.models import User
+    from petportrait.accounts import service as accounts_service
 
     jobs_service.assert_may_write(session, job=job, worker_id=ctx.worker_id)
-    if session.scalar(select(User.deleted_at).where(User.id == job.owner_id)) is not None:
+    if accounts_service.is_erased(session, job.owner_id):
         raise jobs_service.CancelRequested(job.id)
 
 

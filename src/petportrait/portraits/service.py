@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -413,9 +413,9 @@ def reflect_job_end(session: Session, *, job: Job) -> None:
 
 def expiry_for_model(settings: Settings, trained_at: datetime) -> datetime:
     """When a model trained at `trained_at` expires."""
-    return trained_at + timedelta(days=settings.retention.model_days)
+    return policy.expires_at("model", trained_at, settings=settings)
 
 
 def expiry_for_render(settings: Settings, rendered_at: datetime) -> datetime:
     """When a render made at `rendered_at` expires."""
-    return rendered_at + timedelta(days=settings.retention.render_days)
+    return policy.expires_at("render", rendered_at, settings=settings)

@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, and_, or_
 from petportrait.clock import utcnow
 from petportrait.errors import Gone
 from petportrait.registry import ItemKind
+from petportrait.retention.models import DeletionReason
 from petportrait.settings import (
     POLICY_MODEL_DAYS,
     POLICY_PHOTO_DAYS,
@@ -250,3 +251,37 @@ def ensure_live(item: Any, now: datetime | None = None, *, settings: SettingsLik
     else:
         detail = f"This {spec.noun} passed its retention period ({describe(length)}) and has been deleted."
     raise Gone(detail, code=f"{kind}_expired")
+
+
+def expires_at(kind: str, at: datetime, *, settings: SettingsLike) -> datetime:
+    """The one place an item's `expires_at` is stamped: its clock (`at`) plus its period as set now."""
+    length = period(kind, settings)
+    if length is None:
+        raise ValueError(f"the kind {kind!r} has no period: it ends with an event, not a date")
+    return at + length
+
+
+def due_phases(
+    model: Any, *, now: datetime, settings: SettingsLike, erased: Any
+) -> list[tuple[str, ColumnElement[bool]]]:
+    """The one "due for deletion" rule, as (reason, condition) pairs, each an index-friendly query of its own
+    (the sweeper runs them one by one; `due_clause` joins them).
+
+    Rows expire at `expires_at` (indexed). A row's expires_at was computed from settings that can never
+    exceed the policy, so `clock + period` matters only when a setting has since shortened the period.
+    Rows of erased accounts (`erased`: a SELECT of their ids, the registry's one rule) are due whatever
+    their expiry.
+    """
+    kind = kind_of(model)
+    expired, erased_reason = DeletionReason.EXPIRED.value, DeletionReason.ACCOUNT_DELETED.value
+    phases: list[tuple[str, ColumnElement[bool]]] = [(expired, model.expires_at <= now)]
+    length, full = period(kind, settings), policy_period(kind)
+    if length is not None and full is not None and length < full:
+        phases.append((expired, and_(model.expires_at.is_not(None), _clock_column(model) <= now - length)))
+    phases.append((erased_reason, model.owner_id.in_(erased)))
+    return phases
+
+
+def due_clause(model: Any, *, now: datetime, settings: SettingsLike, erased: Any) -> ColumnElement[bool]:
+    """SQL: the rows of `model` due for deletion at `now` (expired, or their account erased)."""
+    return or_(*(condition for _, condition in due_phases(model, now=now, settings=settings, erased=erased)))

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import User
+from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.portraits.models import PetModel, Render, without_fingerprints
@@ -62,7 +62,7 @@ def record_generation(
     existing = session.scalar(select(Licence).where(Licence.render_id == render.id))
     if existing is not None:
         return existing
-    if session.scalar(select(User.deleted_at).where(User.id == render.owner_id)) is not None:
+    if accounts_service.is_erased(session, render.owner_id):
         raise Conflict(
             "The account this render belongs to has been deleted; nothing is recorded for it.",
             code="account_deleted",
