@@ -297,3 +297,12 @@ def test_requests_are_checked_and_a_changed_notice_cannot_be_granted(
         headers=other_headers,
     )
     assert foreign.status_code == 404
+
+
+def test_the_consent_page_says_what_a_withdrawal_reaches_and_what_it_cannot(client: TestClient) -> None:
+    from tests.web.test_pages import page_sign_up
+
+    page_sign_up(client, "reach@example.com")
+    text = client.get("/consent").text
+    assert "bucket versions" in text and "marketing library" in text
+    assert "backups" in text and "already exported" in text

@@ -33,6 +33,16 @@ RECEIPT_VERSION = "KI-CR-v1.1.0"
 GRANT_METHOD = "explicit grant of this item in the petportrait consent inbox"
 WITHDRAWN = "consent_withdrawn"
 
+WITHDRAWAL_REACHES = (
+    "Withdrawing deletes the copy in our marketing library at once, with its data key, so every stored "
+    "version of it (bucket versions and replicas included) becomes unreadable, and nothing new is made "
+    "from it."
+)
+WITHDRAWAL_CANNOT_REACH = (
+    "It cannot reach backups made while the consent stood (they are kept no longer than their own retention "
+    "period, then deleted) or copies that staff had already exported for a campaign before you withdrew."
+)
+
 
 def live_item(session: Session, *, kind: str, item_id: str, now: datetime | None = None) -> Any:
     """A photo or a ready render that has not expired, or None."""
@@ -191,7 +201,10 @@ def build_receipt(
                         "consentType": "EXPLICIT",
                         "piiCategory": [f"pet {item['kind']}"],
                         "primaryPurpose": False,
-                        "termination": "until withdrawn: POST /api/v1/me/consents/{id}/withdraw",
+                        "termination": "until withdrawn: POST /api/v1/me/consents/{id}/withdraw. "
+                        + WITHDRAWAL_REACHES
+                        + " "
+                        + WITHDRAWAL_CANNOT_REACH,
                         "thirdPartyDisclosure": False,
                         "channels": seen["channels"],
                     }

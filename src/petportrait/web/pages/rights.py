@@ -96,7 +96,12 @@ def _consent_context(page: Page) -> dict[str, Any]:
 @router.get("/consent")
 def consent_inbox(page: PageDep) -> Response:
     """Marketing requests with the exact items, grant or decline each; my consents with withdraw."""
-    return page.render("consent.html", title="Consent", **_consent_context(page))
+    return page.render(
+        "consent.html",
+        title="Consent",
+        withdrawal=(consent_service.WITHDRAWAL_REACHES, consent_service.WITHDRAWAL_CANNOT_REACH),
+        **_consent_context(page),
+    )
 
 
 def _request_of(page: Page, request_id: str) -> MarketingRequest:
@@ -152,6 +157,7 @@ def receipt(consent_id: str, page: PageDep) -> Response:
         consent=consent,
         item=item_view(page, consent.item_kind, consent.item_id),
         channel_labels=CHANNEL_LABELS,
+        withdrawal=(consent_service.WITHDRAWAL_REACHES, consent_service.WITHDRAWAL_CANNOT_REACH),
     )
 
 
