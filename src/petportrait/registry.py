@@ -99,8 +99,8 @@ MEDIA = ("table", "folder", "queue", "redis", "log", "blobs")
 Residues = Callable[[Session, Settings], list[tuple[str, str]]]
 """scan(session, settings) -> (problem, detail) for each residue of a store that its rules forbid."""
 
-ErasedOwners = Callable[[], Any]
-"""query() -> a SELECT of the ids of erased accounts."""
+ErasedOwners = Callable[[Any], Any]
+"""query(before) -> a SELECT of the ids of erased accounts (erased at or before `before` unless None)."""
 
 SubjectsEnd = Callable[[Session, Sequence[str]], int]
 """fn(session, ids) deletes what names any of these items or pets (they were deleted); returns a count."""
@@ -328,11 +328,12 @@ class Registry:
             if store.medium == "table"
         }
 
-    def erased_owners(self) -> Any:
-        """A SELECT of the ids of erased accounts (the accounts domain's one rule)."""
+    def erased_owners(self, *, before: Any = None) -> Any:
+        """A SELECT of the ids of erased accounts (at or before `before`, if given): the accounts domain's
+        one rule."""
         if self._erased_owners is None:
             raise RegistryError("No domain set the erased-owners rule (accounts.register does).")
-        return self._erased_owners()
+        return self._erased_owners(before)
 
     def stores_of(self, medium: str) -> tuple[Store, ...]:
         return tuple(store for store in self._stores.values() if store.medium == medium)

@@ -289,21 +289,21 @@ def _walk(dep: Deployment, hooks: HookReceiver, smtp: SmtpSink) -> None:
     engine.dispose()
     on_disk = files_bytes(dep.data)
     logs = dep.log_text()
-    found = {
-        canary: where
-        for canary in canaries
-        for where, text in (("tables", tables), ("logs", logs), ("files", on_disk.decode("latin-1")))
-        if canary.lower() in text.lower()
-    }
-    found.update({h.hex(): "files (raw sha256)" for h in raw_hashes if h in on_disk})
-    for canary, where in list(found.items()):
-        if where == "files":
-            holders = [
-                str(p.relative_to(dep.data))
-                for p in dep.data.rglob("*")
-                if p.is_file() and canary.lower().encode() in p.read_bytes().lower()
-            ]
-            found[canary] = f"files: {holders}"
+    found: dict[str, list[str]] = {}
+    for canary in canaries:
+        for where, text in (("tables", tables), ("logs", logs)):
+            if canary.lower() in text.lower():
+                found.setdefault(canary, []).append(where)
+        holders = [
+            str(p.relative_to(dep.data))
+            for p in dep.data.rglob("*")
+            if p.is_file() and canary.lower().encode() in p.read_bytes().lower()
+        ]
+        if holders:
+            found.setdefault(canary, []).append(f"files: {holders}")
+    for digest in raw_hashes:
+        if digest in on_disk:
+            found.setdefault(digest.hex(), []).append("files (raw sha256)")
     assert found == {}, found
     check = dep.cli("retention", "check", "--json")
     assert check.returncode == 0, check.stdout[-4000:]

@@ -7,11 +7,11 @@ from typing import Any
 from petportrait.registry import Registry
 
 
-def erased_owners() -> Any:
+def erased_owners(before: Any = None) -> Any:
     """SELECT the ids of erased accounts: the one "owner erased" rule every other domain reads."""
     from petportrait.accounts import service
 
-    return service.erased_owners()
+    return service.erased_owners(before=before)
 
 
 def register(registry: Registry) -> None:

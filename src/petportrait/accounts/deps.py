@@ -92,3 +92,7 @@ def require_role(*roles: Role) -> object:
         return user
 
     return Depends(_check)
+
+
+AdminUser = Annotated[User, require_role(Role.ADMIN)]
+"""A signed-in admin (403 for anyone else)."""

@@ -9,13 +9,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from petportrait.accounts.models import ApiToken, Role, User
 from petportrait.clock import utcnow
-from petportrait.errors import Conflict, Forbidden, Unauthorized
+from petportrait.errors import Conflict, Forbidden, NotFound, Unauthorized
 from petportrait.paging import PageParams, page_query
 from petportrait.ratelimit import RateLimiter, account_key
 from petportrait.registry import emit
@@ -155,9 +155,48 @@ def issue_token(
 
 
 def erased_owners(*, before: datetime | None = None) -> Any:
-    """SELECT the ids of erased accounts (erased before `before`, if given): the one "owner erased" rule."""
+    """SELECT the ids of erased accounts (erased at or before `before`, if given): the one "owner erased"
+    rule."""
     query = select(User.id).where(User.deleted_at.is_not(None))
-    return query if before is None else query.where(User.deleted_at < before)
+    return query if before is None else query.where(User.deleted_at <= before)
+
+
+def erasures() -> Any:
+    """A subquery of erased accounts: `id` and `erased_at` (for ages and reports)."""
+    return (
+        select(User.id.label("id"), User.deleted_at.label("erased_at"))
+        .where(User.deleted_at.is_not(None))
+        .subquery()
+    )
+
+
+def account_exists(session: Session, user_id: str) -> bool:
+    """Whether an account row exists (erased or not)."""
+    return session.get(User, user_id) is not None
+
+
+def scrub_for_erasure(session: Session, *, user_id: str, now: datetime) -> str:
+    """Erase an account's own row: mark it deleted and scrub its email, name and password at once; returns
+    the address it had (for the erasure receipt). Raises 404/409 for a missing or erased account."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such account.", code="account_not_found")
+    if user.deleted_at is not None:
+        raise Conflict("This account has already been deleted.", code="account_deleted")
+    address = user.email
+    user.deleted_at = now
+    user.email = f"deleted-{user.id}@erased.invalid"
+    user.display_name = None
+    user.password_hash = "!erased"
+    return address
+
+
+def delete_tokens_of(session: Session, owners: Any) -> int:
+    """Delete the tokens of these accounts (a SELECT of ids): the sweeper's clearing of erased accounts."""
+    result = session.execute(
+        delete(ApiToken).where(ApiToken.user_id.in_(owners)).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def is_erased(session: Session, user_id: str) -> bool:

@@ -29,7 +29,9 @@ def register(registry: Registry) -> None:
         "deleted on erasure",
     }
     for table, rule in rules.items():
-        registry.add_table_rule(table, rule, owner="consent")
+        registry.add_table_rule(
+            table, rule, owner="consent", residues=service.receipt_residues if table == "consents" else None
+        )
     registry.add_export_section("consent_receipts", service.export_receipts)
     registry.add_erasure_hook("consent.withdraw_all", service.withdraw_all_on_erasure)
     # Staff access through a support case ends at once (audited), then the cases themselves go.

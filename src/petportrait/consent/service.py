@@ -501,3 +501,12 @@ def export_receipts(session: Session, owner_id: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def receipt_residues(session: Session, settings: Any) -> list[tuple[str, str]]:
+    """What the inventory forbids in receipts: a bare content hash (they outlive their item)."""
+    from petportrait.retention import fingerprints
+
+    _ = settings
+    rows = session.execute(select(Consent.id, Consent.owner_id, Consent.receipt))
+    return fingerprints.raw_hash_residues(rows, what="the consent receipt")

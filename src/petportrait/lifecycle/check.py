@@ -25,8 +25,6 @@ Findings (any one makes the check fail):
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,16 +34,13 @@ from typing import Any
 from sqlalchemy import MetaData, func, or_, select
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import User
 from petportrait.clock import utcnow
-from petportrait.consent.models import Consent
 from petportrait.db import Base
 from petportrait.lifecycle import residues
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
 from petportrait.registry import registry_of
-from petportrait.retention import holds, policy
+from petportrait.retention import fingerprints, holds, policy
 from petportrait.retention.models import AuditEntry, DataKey, DeletionReason, Tombstone
-from petportrait.rights.models import Generation
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobNotFound, BlobStore
 from petportrait.storage.crypto import EncryptedBlobStore
@@ -271,23 +266,22 @@ def _scan_rows(
     due_now = policy.due_clause(
         model, now=now, settings=settings, erased=registry_of(session).erased_owners()
     )
-    rows = session.execute(
-        select(model.storage_key, due_now.label("due")).join(User, User.id == model.owner_id)
-    ).all()
+    rows = session.execute(select(model.storage_key, due_now.label("due"))).all()
     for key, due in rows:
         report.rows_checked += 1
         if key:
             keys[key] = not due
+    erased_by_cutoff = model.owner_id.in_(registry_of(session).erased_owners(before=cutoff))
     overdue = session.execute(
-        select(model.id, model.owner_id, model.storage_key, model.expires_at, User.deleted_at)
-        .join(User, User.id == model.owner_id)
-        .where(
-            or_(policy.expired_clause(model, now=cutoff, settings=settings), User.deleted_at <= cutoff),
+        select(
+            model.id, model.owner_id, model.storage_key, model.expires_at, erased_by_cutoff.label("erased")
+        ).where(
+            or_(policy.expired_clause(model, now=cutoff, settings=settings), erased_by_cutoff),
             ~holds.held_since_clause(kind, model.id, model.owner_id, since=cutoff, now=now),
         )
     ).all()
-    for item_id, owner_id, key, expires_at, deleted_at in overdue:
-        why = f"account deleted at {deleted_at.isoformat()}" if deleted_at else f"expired at {expires_at}"
+    for item_id, owner_id, key, expires_at, erased in overdue:
+        why = "its account was erased" if erased else f"expired at {expires_at}"
         report.findings.append(
             Finding(
                 "overdue",
@@ -358,12 +352,12 @@ def _scan_table_rules(session: Session, metadata: MetaData, *, report: CheckRepo
             )
 
 
-_RAW = re.compile(r'"(?:sha256|photo_sha256|lora_sha256)":\s*(?:"[0-9a-f]{64}"|"\[)')
+_RAW = fingerprints.RAW_HASH
 
 
 def _scan_raw_hashes(session: Session, *, report: CheckReport, batch: int = 10_000) -> None:
-    """Report content hashes kept outside live item rows: in audit entries, tombstones, receipts and
-    generation records (which outlive their item), where only fingerprints may be."""
+    """Report content hashes kept in audit entries (which outlive their item), where only fingerprints may
+    be; receipts and generation records are scanned by their stores' residues."""
     after = 0
     while True:
         rows = session.execute(
@@ -392,18 +386,4 @@ def _scan_raw_hashes(session: Session, *, report: CheckReport, batch: int = 10_0
                     )
                 )
         after = rows[-1][0]
-    for name, model, attr in (("consents", Consent, "receipt"), ("generations", Generation, "params")):
-        for item_id, owner_id, data in session.execute(
-            select(model.id, model.owner_id, getattr(model, attr))
-        ):
-            text = data if isinstance(data, str) else json.dumps(data or {})
-            if _RAW.search(text):
-                report.findings.append(
-                    Finding(
-                        "raw_hash",
-                        name,
-                        item_id=item_id,
-                        owner_id=owner_id,
-                        detail=f"{name}.{attr} keeps a content sha256 (it outlives the item)",
-                    )
-                )
+

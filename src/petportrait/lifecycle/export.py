@@ -33,8 +33,7 @@ from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.errors import NotFound
 from petportrait.jobs.models import Job
-from petportrait.pets.models import Pet, Photo
-from petportrait.portraits.models import PetModel, Render
+from petportrait.pets import service as pets_service
 from petportrait.registry import registry_of
 from petportrait.retention import audit, policy
 from petportrait.retention.models import AuditEntry, Tombstone
@@ -89,27 +88,11 @@ def build_export(
         raise NotFound("No such account.", code="account_not_found")
     now = utcnow()
     summary = ExportSummary(user_id=user.id, exported_at=now)
-    pets = list(session.scalars(select(Pet).where(Pet.owner_id == user.id).order_by(Pet.created_at, Pet.id)))
-    photos = list(
-        session.scalars(
-            select(Photo)
-            .where(Photo.owner_id == user.id, policy.live_clause(Photo, now=now, settings=settings))
-            .order_by(Photo.uploaded_at, Photo.id)
-        )
-    )
-    models = list(
-        session.scalars(
-            select(PetModel)
-            .where(PetModel.owner_id == user.id, policy.live_clause(PetModel, now=now, settings=settings))
-            .order_by(PetModel.created_at, PetModel.id)
-        )
-    )
-    renders = list(
-        session.scalars(
-            select(Render)
-            .where(Render.owner_id == user.id, policy.live_clause(Render, now=now, settings=settings))
-            .order_by(Render.created_at, Render.id)
-        )
+    pets = pets_service.list_pets(session, owner_id=user.id)
+    items = registry_of(session).item_models
+    photos, models, renders = (
+        _live_items(session, items[kind], owner_id=user.id, now=now, settings=settings)
+        for kind in ("photo", "model", "render")
     )
     revoked = _revoked_licences(session, renders)
     jobs = list(session.scalars(select(Job).where(Job.owner_id == user.id).order_by(Job.created_at, Job.id)))
@@ -295,15 +278,28 @@ REVOKED_SENTENCE = (
 )
 
 
-def _revoked_licences(session: Session, renders: list[Render]) -> dict[str, str]:
+def _live_items(
+    session: Session, model: Any, *, owner_id: str, now: datetime, settings: Settings
+) -> list[Any]:
+    """The account's live items of one kind (the table the inventory names), oldest first."""
+    clock = getattr(model, policy.KINDS[policy.kind_of(model)].clock)
+    return list(
+        session.scalars(
+            select(model)
+            .where(model.owner_id == owner_id, policy.live_clause(model, now=now, settings=settings))
+            .order_by(clock, model.id)
+        )
+    )
+
+
+def _revoked_licences(session: Session, renders: list[Any]) -> dict[str, str]:
     """The renders whose licence is revoked (deadlines settled first), each with its licence id."""
     from petportrait.rights import service as rights_service
-    from petportrait.rights.models import LicenceStatus
 
     out = {}
     for render in renders:
         licence = rights_service.licence_for_render(session, render_id=render.id)
-        if licence is not None and licence.status == LicenceStatus.REVOKED.value:
+        if licence is not None and rights_service.is_revoked(licence):
             out[render.id] = licence.id
     return out
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import User
+from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
 from petportrait.registry import registry_of
@@ -59,7 +59,7 @@ def place_hold(
             raise NotFound("No such item.", code="item_not_found")
         owner_id = row.owner_id
     else:
-        if not owner_id or session.get(User, owner_id) is None:
+        if not owner_id or not accounts_service.account_exists(session, owner_id):
             raise NotFound("No such account.", code="account_not_found")
         kind = None
         item_id = None

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import User
+from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.registry import registry_of
 from petportrait.retention import holds, policy
@@ -88,7 +88,7 @@ def oldest_overdue_seconds(session: Session, *, now: datetime, settings: Setting
     ages: dict[str, float] = {}
     for kind, model in registry_of(session).item_models.items():
         not_held = ~holds.held_clause(kind, model.id, model.owner_id, at=now)
-        base = select().select_from(model).join(User, User.id == model.owner_id).where(not_held)
+        base = select().select_from(model).where(not_held)
         due_times: list[datetime] = []
         first_expiry = session.scalar(
             base.add_columns(func.min(model.expires_at)).where(model.expires_at <= now)
@@ -103,8 +103,9 @@ def oldest_overdue_seconds(session: Session, *, now: datetime, settings: Setting
             )
             if first_start is not None:
                 due_times.append(first_start + length)
+        erased = accounts_service.erasures()
         first_erasure = session.scalar(
-            base.add_columns(func.min(User.deleted_at)).where(User.deleted_at.is_not(None))
+            base.add_columns(func.min(erased.c.erased_at)).join(erased, erased.c.id == model.owner_id)
         )
         if first_erasure is not None:
             due_times.append(first_erasure)

@@ -14,9 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from petportrait.accounts import service as accounts_service
-from petportrait.accounts.models import User
 from petportrait.clock import utcnow
-from petportrait.errors import Conflict, NotFound
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.registry import emit, registry_of
@@ -49,34 +47,26 @@ class ErasureSummary:
 def erase_account(session: Session, *, user_id: str, actor_id: str | None) -> ErasureSummary:
     """Delete an account: revoke its tokens, cancel its jobs, scrub its email, withdraw marketing copies,
     and leave every item it holds to the next sweep (which removes them whatever their periods)."""
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound("No such account.", code="account_not_found")
-    if user.deleted_at is not None:
-        raise Conflict("This account has already been deleted.", code="account_deleted")
     now = utcnow()
-    emit(session, "account.erased", owner_id=user.id, email=user.email)
-    user.deleted_at = now
-    user.email = f"deleted-{user.id}@erased.invalid"
-    user.display_name = None
-    user.password_hash = "!erased"
-    tokens = accounts_service.revoke_all_tokens(session, user_id=user.id)
-    jobs = _cancel_jobs(session, Job.owner_id == user.id, now=now)
+    address = accounts_service.scrub_for_erasure(session, user_id=user_id, now=now)
+    emit(session, "account.erased", owner_id=user_id, email=address)
+    tokens = accounts_service.revoke_all_tokens(session, user_id=user_id)
+    jobs = _cancel_jobs(session, Job.owner_id == user_id, now=now)
     for name, hook in registry_of(session).erasure_hooks.items():
-        log.info("account %s erased: running hook %s", user.id, name)
-        hook(session, user.id, actor_id)
+        log.info("account %s erased: running hook %s", user_id, name)
+        hook(session, user_id, actor_id)
     pending: dict[str, int] = {}
     held = 0
     for kind, model in registry_of(session).item_models.items():
         pending[kind] = int(
-            session.scalar(select(func.count()).select_from(model).where(model.owner_id == user.id)) or 0
+            session.scalar(select(func.count()).select_from(model).where(model.owner_id == user_id)) or 0
         )
         held += int(
             session.scalar(
                 select(func.count())
                 .select_from(model)
                 .where(
-                    model.owner_id == user.id,
+                    model.owner_id == user_id,
                     holds.held_clause(kind, model.id, model.owner_id, at=now),
                 )
             )
@@ -88,13 +78,13 @@ def erase_account(session: Session, *, user_id: str, actor_id: str | None) -> Er
         action="account.deleted",
         actor_id=actor_id,
         subject_kind="account",
-        subject_id=user.id,
-        owner_id=user.id,
+        subject_id=user_id,
+        owner_id=user_id,
         purpose="erasure",
         details={"tokens_revoked": tokens, "jobs_cancelled": jobs, "items_pending": pending, "held": held},
     )
     return ErasureSummary(
-        user_id=user.id,
+        user_id=user_id,
         requested_at=now,
         tokens_revoked=tokens,
         jobs_cancelled=jobs,

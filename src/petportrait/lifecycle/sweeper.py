@@ -29,16 +29,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, null, or_, select
+from sqlalchemy import and_, delete, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from petportrait.accounts.models import ApiToken
+from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.db import insert_rows, session_scope
 from petportrait.jobs import leases
 from petportrait.jobs.models import FINAL_STATES, Job, Lease
-from petportrait.pets.models import Pet
+from petportrait.pets import service as pets_service
 from petportrait.registry import emit_many, registry_from
 from petportrait.retention import audit, blobops, fingerprints, holds, policy
 from petportrait.retention.keys import destroy_keys
@@ -472,25 +472,14 @@ def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: Sw
     """Remove pets, tokens and ended jobs of deleted accounts once nothing of theirs is held."""
     erased = registry_from(session_factory).erased_owners()
     with session_scope(session_factory) as session:
-        remaining = [
-            exists().where(model.pet_id == Pet.id)
-            for model in registry_from(session_factory).item_models.values()
-            if hasattr(model, "pet_id")
-        ]
-        pets = session.execute(
-            delete(Pet)
-            .where(Pet.owner_id.in_(erased), *(~clause for clause in remaining))
-            .execution_options(synchronize_session=False)
-        )
-        session.execute(
-            delete(ApiToken).where(ApiToken.user_id.in_(erased)).execution_options(synchronize_session=False)
-        )
+        pets = pets_service.delete_emptied_pets(session, erased)
+        accounts_service.delete_tokens_of(session, erased)
         session.execute(
             delete(Job)
             .where(Job.owner_id.in_(erased), Job.state.in_(FINAL_STATES))
             .execution_options(synchronize_session=False)
         )
-        report.accounts_cleared += int(pets.rowcount or 0)  # type: ignore[attr-defined]
+        report.accounts_cleared += pets
 
 
 def _reconcile_due(session_factory: sessionmaker[Session], *, now: datetime, every: timedelta) -> bool:

@@ -11,8 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from petportrait.accounts import service as accounts_service
-from petportrait.accounts.deps import CurrentUser, require_role
-from petportrait.accounts.models import Role, User
+from petportrait.accounts.deps import AdminUser, CurrentUser
 from petportrait.accounts.schemas import Reauthentication
 from petportrait.errors import Unauthorized
 from petportrait.http import BlobsDep, PageQuery, SessionDep, SettingsDep, bearer_value, iter_chunks
@@ -59,7 +58,6 @@ router = APIRouter(tags=["your data"])
 admin_router = APIRouter(prefix="/admin", tags=["admin"])
 metrics_router = APIRouter(tags=["ops"])
 
-AdminUser = Annotated[User, require_role(Role.ADMIN)]
 
 
 @router.get("/me/deletions", response_model=Page[DeletionOut])

@@ -291,6 +291,24 @@ def delete_pet(session: Session, *, blobs: BlobStore, owner_id: str, pet_id: str
     session.flush()
 
 
+def delete_emptied_pets(session: Session, owners: Any) -> int:
+    """Delete the pets of these accounts (a SELECT of ids) that no item refers to any more: what the
+    sweeper clears of an erased account once its items are gone (a held item keeps its pet)."""
+    from sqlalchemy import delete, exists
+
+    remaining = [
+        exists().where(model.pet_id == Pet.id)
+        for model in registry_of(session).item_models.values()
+        if hasattr(model, "pet_id")
+    ]
+    result = session.execute(
+        delete(Pet)
+        .where(Pet.owner_id.in_(owners), *(~clause for clause in remaining))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def read_photos_for_training(
     session: Session,
     *,

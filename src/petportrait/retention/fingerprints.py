@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +27,19 @@ from petportrait.clock import utcnow
 from petportrait.retention.models import FingerprintKey
 
 PREFIX = "hmac-sha256:"
+
+RAW_HASH = re.compile(r'"(?:sha256|photo_sha256|lora_sha256)":\s*(?:"[0-9a-f]{64}"|"\[)')
+"""A bare content sha256 in JSON: where it outlives its item, only a fingerprint may be kept."""
+
+
+def raw_hash_residues(rows: Any, *, what: str) -> list[tuple[str, str]]:
+    """Residues for `retention check`: each (id, owner_id, JSON or dict) row whose JSON keeps a raw hash."""
+    out = []
+    for item_id, owner_id, data in rows:
+        text = data if isinstance(data, str) else json.dumps(data or {})
+        if RAW_HASH.search(text):
+            out.append(("raw_hash", f"{what} of {item_id} (account {owner_id}) keeps a content sha256"))
+    return out
 _IN_CHUNK = 500
 _TABLE = FingerprintKey.metadata.tables["fingerprint_keys"]
 

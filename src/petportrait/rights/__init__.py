@@ -35,7 +35,12 @@ def register(registry: Registry) -> None:
         "safety_notices": "kept with their case; reduced to the case and policy clause on erasure",
     }
     for table, rule in rules.items():
-        registry.add_table_rule(table, rule, owner="rights")
+        registry.add_table_rule(
+            table,
+            rule,
+            owner="rights",
+            residues=service.generation_residues if table == "generations" else None,
+        )
     registry.add_periodic("case-deadlines", lambda _settings: 60.0, _settle_cases)
     registry.add_prompt_screen("content_policy", policy.screen_prompt)
     registry.subscribe("render.ready", service.on_render_ready)

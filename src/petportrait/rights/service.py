@@ -113,6 +113,11 @@ def record_generation(
     return licence
 
 
+def is_revoked(licence: Licence) -> bool:
+    """Whether a licence was revoked (the portrait can no longer be downloaded)."""
+    return licence.status == LicenceStatus.REVOKED.value
+
+
 def licence_for_render(session: Session, *, render_id: str) -> Licence | None:
     """The licence of a render, its deadlines settled; None if the render has none."""
     licence = session.scalar(select(Licence).where(Licence.render_id == render_id))
@@ -663,3 +668,12 @@ def on_render_ready(session: Session, event: Event) -> None:
         return
     model = session.get(PetModel, render.model_id) if render.model_id else None
     record_generation(session, render=render, model=model, settings=settings_of(session))
+
+
+def generation_residues(session: Session, settings: Any) -> list[tuple[str, str]]:
+    """What the inventory forbids in generation records: a bare content hash (they outlive their item)."""
+    from petportrait.retention import fingerprints
+
+    _ = settings
+    rows = session.execute(select(Generation.id, Generation.owner_id, Generation.params))
+    return fingerprints.raw_hash_residues(rows, what="the generation record")
