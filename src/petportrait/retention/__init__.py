@@ -8,7 +8,7 @@ It imports no domain: the tables of each kind are registered by their domains (`
 from __future__ import annotations
 
 from petportrait.registry import Registry
-from petportrait.retention import audit, fingerprints
+from petportrait.retention import audit, fingerprints, transparency
 
 
 def register(registry: Registry) -> None:
@@ -38,3 +38,15 @@ def register(registry: Registry) -> None:
         registry.add_table_rule(table, rule, owner="retention")
     registry.add_erasure_hook("retention.fingerprint_key", fingerprints.destroy_on_erasure)
     registry.add_erasure_hook("retention.audit_texts", audit.erase_texts)
+    for table in ("tlog_nodes", "tlog_state", "tlog_checkpoints", "tlog_cosignatures"):
+        registry.add_table_rule(
+            table,
+            "no personal data (the transparency log: hashes of audit entries, signed roots, witnesses' "
+            "cosignatures); kept for good, like the chain",
+            owner="retention",
+        )
+    registry.add_periodic(
+        "retention.transparency_checkpoint",
+        lambda settings: settings.transparency.checkpoint_interval_seconds,
+        lambda services: transparency.run_periodic(services.session_factory, services.settings),
+    )
