@@ -77,7 +77,7 @@ def verifier_key(name: str, key: Ed25519PublicKey, kind: int = ED25519) -> str:
 
 def parse_verifier_key(text: str) -> NoteVerifier:
     """Read a verifier key; raises NoteError unless it is a well-formed Ed25519 one."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise NoteError("a verifier key reads name+keyid+key")
     name, hex_id, encoded = parts
