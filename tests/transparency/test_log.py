@@ -3,10 +3,15 @@ history that a checkpoint saved before exposes."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+from petportrait import cli
 from petportrait.client import Client
 from petportrait.db import session_scope
 from petportrait.retention import audit, signed_notes, transparency
@@ -188,3 +193,24 @@ def test_cosignatures_are_checked_and_published_and_bad_requests_get_problems(
     assert far.status_code == 422 and far.json()["code"] == "proof_out_of_range"
     listed = client.get("/api/v1/transparency/checkpoints").json()
     assert [item["tree_size"] for item in listed["items"]] == [checkpoint.size]
+
+
+def test_the_verify_receipt_command_checks_a_file_offline_and_online(
+    client: TestClient, services: Services, alice: dict[str, str], tmp_path: Path
+) -> None:
+    seq = _record(services, _user_id(client, alice), 2)[0]
+    receipt = client.get(f"/api/v1/me/audit/{seq}/receipt", headers=alice).json()
+    good, bad = tmp_path / "receipt.json", tmp_path / "altered.json"
+    good.write_text(json.dumps(receipt))
+    bad.write_text(json.dumps({**receipt, "entry": {**receipt["entry"], "action": "photo.kept"}}))
+    runner = CliRunner()
+    offline = runner.invoke(cli.app, ["verify-receipt", str(good), "--offline", "--key", receipt["log_key"]])
+    assert offline.exit_code == 0 and offline.output.startswith(f"OK: entry {seq} (photo.deleted)")
+    refused = runner.invoke(cli.app, ["verify-receipt", str(bad), "--offline"])
+    assert refused.exit_code == 1 and "INVALID" in refused.output
+    _record(services, "u2", 3)
+    _sign(services)
+    with live_server(services) as url:
+        online = runner.invoke(cli.app, ["verify-receipt", str(good), "--log", url])
+    assert online.exit_code == 0, online.output
+    assert f"checkpoint of size {receipt['tree_size'] + 3} extends it" in online.output
