@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import and_, delete, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
@@ -123,19 +123,17 @@ def tree_size(session: Session) -> int:
 
 
 def read_nodes(session: Session, nodes: Sequence[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """The stored hashes of these perfect subtrees (those that exist)."""
-    by_level: dict[int, list[int]] = {}
-    for level, index in nodes:
-        by_level.setdefault(level, []).append(index)
+    """The stored hashes of these perfect subtrees (those that exist), in one query per 500."""
     found: dict[merkle.Node, bytes] = {}
-    for level, indexes in by_level.items():
-        for start in range(0, len(indexes), _IN_CHUNK):
-            rows = session.execute(
-                select(TlogNode.idx, TlogNode.hash).where(
-                    TlogNode.level == level, TlogNode.idx.in_(indexes[start : start + _IN_CHUNK])
-                )
-            )
-            found.update(((level, int(idx)), bytes(digest)) for idx, digest in rows)
+    for start in range(0, len(nodes), _IN_CHUNK):
+        by_level: dict[int, list[int]] = {}
+        for level, index in nodes[start : start + _IN_CHUNK]:
+            by_level.setdefault(level, []).append(index)
+        wanted = or_(
+            *(and_(TlogNode.level == level, TlogNode.idx.in_(indexes)) for level, indexes in by_level.items())
+        )
+        rows = session.execute(select(TlogNode.level, TlogNode.idx, TlogNode.hash).where(wanted))
+        found.update(((int(level), int(idx)), bytes(digest)) for level, idx, digest in rows)
     return found
 
 
