@@ -24,6 +24,11 @@ class DeletionOut(BaseModel):
         "itself); it cannot be linked to any content once the account is erased"
     )
     size: int | None
+    audit_receipt: str | None = Field(
+        default=None,
+        description="Where to fetch a receipt anyone can check for this deletion's audit entry: the entry, "
+        "its inclusion proof and the transparency log's signed checkpoint (`petportrait verify-receipt`)",
+    )
 
 
 class ErasureOut(BaseModel):

@@ -28,8 +28,8 @@ from petportrait.lifecycle.schemas import (
 from petportrait.lifecycle.sweeper import interval
 from petportrait.paging import Page, page_list
 from petportrait.ratelimit import LimiterDep, client_address
-from petportrait.retention import tombstones
-from petportrait.retention.models import HoldScope, LegalHold
+from petportrait.retention import tombstones, transparency
+from petportrait.retention.models import HoldScope, LegalHold, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -66,7 +66,20 @@ AdminUser = Annotated[User, require_role(Role.ADMIN)]
 def my_deletions(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[DeletionOut]:
     """Deletion receipts: what of yours was deleted, why and when (newest first, paged)."""
     stones, cursor = tombstones.list_deletions(session, owner_id=user.id, page=page)
-    return Page(items=[DeletionOut.model_validate(s) for s in stones], next_cursor=cursor)
+    return Page(items=_with_log_receipts(session, user.id, stones), next_cursor=cursor)
+
+
+def _with_log_receipts(session: Session, owner_id: str, stones: list[Tombstone]) -> list[DeletionOut]:
+    """Deletion receipts, each with where to fetch its transparency-log receipt."""
+    subjects = [(stone.kind, stone.id) for stone in stones]
+    seqs = transparency.subject_seqs(session, owner_id=owner_id, subjects=subjects, action="item.deleted")
+    out = []
+    for stone in stones:
+        seq = seqs.get((stone.kind, stone.id))
+        receipt = DeletionOut.model_validate(stone)
+        receipt.audit_receipt = None if seq is None else transparency.receipt_path(seq)
+        out.append(receipt)
+    return out
 
 
 @router.delete("/me/items/{kind}/{item_id}", response_model=DeletionOut)
@@ -77,7 +90,7 @@ def delete_item(
     stone = tombstones.delete_now(
         session, blobs=blobs, kind=kind, item_id=item_id, owner_id=user.id, actor_id=user.id
     )
-    return DeletionOut.model_validate(stone)
+    return _with_log_receipts(session, user.id, [stone])[0]
 
 
 @router.delete(

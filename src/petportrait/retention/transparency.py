@@ -24,12 +24,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import and_, delete, insert, or_, select, text, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import insert_rows, new_id
 from petportrait.retention import merkle, signed_notes
+from petportrait.retention.audit import canonical_details
 from petportrait.retention.models import AuditEntry
 from petportrait.retention.receipt_check import RECEIPT_FORMAT
 from petportrait.retention.transparency_models import TlogCheckpoint, TlogCosignature, TlogNode, TlogState
@@ -339,19 +340,45 @@ def receipt(session: Session, settings: Settings, seq: int) -> dict[str, Any]:
     }
 
 
-def newest_seq(session: Session, *, subject_kind: str, subject_id: str, owner_id: str) -> int | None:
-    """The seq of the newest audit entry about this subject of this owner (for a receipt)."""
-    found = session.scalar(
-        select(AuditEntry.seq)
-        .where(
-            AuditEntry.subject_kind == subject_kind,
-            AuditEntry.subject_id == subject_id,
-            AuditEntry.owner_id == owner_id,
+def receipt_path(seq: int) -> str:
+    """Where the person an entry is about fetches its receipt (under the API prefix)."""
+    return f"/api/v1/me/audit/{seq}/receipt"
+
+
+def subject_seqs(
+    session: Session, *, owner_id: str, subjects: Sequence[tuple[str, str]], action: str | None = None
+) -> dict[tuple[str, str], int]:
+    """The newest audit entry (seq) about each (subject_kind, subject_id) of this owner."""
+    found: dict[tuple[str, str], int] = {}
+    ids = sorted({subject_id for _, subject_id in subjects})
+    for start in range(0, len(ids), _IN_CHUNK):
+        query = select(AuditEntry.subject_kind, AuditEntry.subject_id, func.max(AuditEntry.seq)).where(
+            AuditEntry.owner_id == owner_id, AuditEntry.subject_id.in_(ids[start : start + _IN_CHUNK])
         )
-        .order_by(AuditEntry.seq.desc())
-        .limit(1)
-    )
-    return None if found is None else int(found)
+        if action is not None:
+            query = query.where(AuditEntry.action == action)
+        for kind, subject_id, seq in session.execute(
+            query.group_by(AuditEntry.subject_kind, AuditEntry.subject_id)
+        ):
+            found[(str(kind), str(subject_id))] = int(seq)
+    return {subject: found[subject] for subject in subjects if subject in found}
+
+
+def seqs_naming(session: Session, *, owner_id: str, subject_id: str, key: str, value: str) -> list[int]:
+    """Seqs of the entries about `subject_id` of this owner whose details say key = value, oldest first."""
+    marker = canonical_details({key: value})[1:-1]
+    return [
+        int(seq)
+        for seq in session.scalars(
+            select(AuditEntry.seq)
+            .where(
+                AuditEntry.owner_id == owner_id,
+                AuditEntry.subject_id == subject_id,
+                AuditEntry.details.contains(marker, autoescape=True),
+            )
+            .order_by(AuditEntry.seq)
+        )
+    ]
 
 
 @dataclass(frozen=True)
