@@ -86,6 +86,8 @@ def main() -> None:
         append_s += middle - started
         integrate_s += time.perf_counter() - middle
         done += count
+        if done % 100_000 < count:
+            print(f"  ... {done:,} entries, {done / (append_s + integrate_s):,.0f}/s so far", flush=True)
     total = append_s + integrate_s
     print(f"append (audit chain only): {args.entries / append_s:,.0f} entries/s")
     print(f"integrate (tree nodes): {args.entries / integrate_s:,.0f} entries/s")

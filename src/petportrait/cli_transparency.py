@@ -40,12 +40,19 @@ def verify_receipt(
     log: Annotated[str | None, typer.Option(help="The log's base URL (default: the receipt's)")] = None,
 ) -> None:
     """Check a receipt: signed checkpoint, entry hash and inclusion proof; online, that the log still
-    extends the receipt's checkpoint. Exits 1 if any check fails."""
+    extends the receipt's checkpoint. A consent receipt's `log_receipts` are checked each. Exits 1 if any
+    check fails."""
     try:
-        receipt = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
+        loaded = json.loads(file.read_text())
+        receipts = loaded.get("log_receipts", [loaded])
+    except (OSError, ValueError, TypeError) as exc:
         typer.echo(f"cannot read the receipt: {exc}", err=True)
         raise typer.Exit(1) from exc
+    for receipt in receipts:
+        _verify_one(receipt, key=key, online=online, log=log)
+
+
+def _verify_one(receipt: dict[str, Any], *, key: str | None, online: bool, log: str | None) -> None:
     base = log or str(receipt.get("log_url") or "")
     try:
         with Client(base or "http://127.0.0.1", retries=1) as client:
@@ -56,14 +63,11 @@ def verify_receipt(
     except PetportraitError as exc:
         typer.echo(f"could not reach the log to check it online: {exc}", err=True)
         raise typer.Exit(2) from exc
+    extended = result.get("newest_size")
     typer.echo(
         f"OK: entry {receipt['entry']['seq']} ({receipt['entry']['action']}) is in {result['origin']} "
         f"at tree size {result['tree_size']}"
-        + (
-            f"; the log's checkpoint of size {result['newest_size']} extends it"
-            if "newest_size" in result
-            else ""
-        )
+        + ("" if extended is None else f"; the log's checkpoint of size {extended} extends it")
         + ("" if key else " (checked with the key the receipt names; pass --key to pin the log's key)")
     )
 
