@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
-from petportrait.retention import signed_notes
+from petportrait.retention import signed_notes, transparency
+from tests.conftest import make_settings
 
 # The example key and note of golang.org/x/mod/sumdb/note (its documentation and tests).
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -56,3 +59,21 @@ def test_checkpoints_and_cosignatures_round_trip() -> None:
         signed_notes.verify_cosignature(body.replace("42", "43"), line, verifier)
     with pytest.raises(signed_notes.NoteError):
         signed_notes.parse_checkpoint("origin\n-1\nAAAA\n")
+
+
+def test_the_logs_signing_key_is_made_once_outside_production_and_required_in_production(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path / "dev")
+    first = transparency.verifier_key(settings)
+    assert transparency.verifier_key(settings) == first and first.startswith("127.0.0.1:8000/audit-log+")
+    assert transparency.signing_key_path(settings).stat().st_mode & 0o777 == 0o600
+    with pytest.raises(transparency.SigningKeyMissing):
+        transparency.load_signing_key(make_settings(tmp_path / "prod", environment="production"))
+    configured = make_settings(
+        tmp_path / "set",
+        transparency={"signing_key": base64.b64encode(GO_SKEY_SEED).decode(), "key_name": "PeterNeumann"},
+    )
+    assert transparency.verifier_key(configured) == GO_VKEY
+    with pytest.raises(ValidationError, match="must decode to 32 bytes"):
+        make_settings(tmp_path / "bad", transparency={"signing_key": base64.b64encode(b"short").decode()})

@@ -13,9 +13,7 @@ rewrite show: a log recomputed with another history cannot prove that it extends
 from __future__ import annotations
 
 import base64
-import fcntl
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import insert_rows, new_id
-from petportrait.retention import merkle, signed_notes
+from petportrait.retention import merkle, secret_files, signed_notes
 from petportrait.retention.audit import canonical_details
 from petportrait.retention.models import AuditEntry
 from petportrait.retention.receipt_check import RECEIPT_FORMAT
@@ -69,19 +67,8 @@ def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(decode_signing_seed(configured))
     if settings.environment == "production":
         raise SigningKeyMissing("transparency.signing_key is required in production")
-    path = signing_key_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (path.parent / ".transparency.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once make one key
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        return Ed25519PrivateKey.from_private_bytes(decode_signing_seed(path.read_text()))
+    seed = decode_signing_seed(secret_files.read_or_make(signing_key_path(settings)))
+    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def origin(settings: Settings) -> str:
