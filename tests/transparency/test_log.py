@@ -168,6 +168,10 @@ def test_cosignatures_are_checked_and_published_and_bad_requests_get_problems(
     client: TestClient, services: Services
 ) -> None:
     _record(services, "u1", 3)
+    with session_scope(services.session_factory) as session:
+        assert transparency.integrate(session, limit=2) == 2  # a backlog is integrated in steps
+    task = next(t for t in services.registry.periodic_tasks if t.name == "retention.transparency_checkpoint")
+    assert task.run(services) == {"size": 3}
     note = client.get("/api/v1/transparency/checkpoint").text
     checkpoint = signed_notes.parse_checkpoint(signed_notes.split_note(note)[0])
     witness = signed_notes.Ed25519PrivateKey.generate()

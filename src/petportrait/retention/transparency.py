@@ -42,6 +42,8 @@ STATE_ID = 1
 _PG_LOCK_KEY = int.from_bytes(b"pp-tlog", "big")
 _NODES = TlogNode.metadata.tables["tlog_nodes"]
 _IN_CHUNK = 500
+# How many entries one transaction integrates at most (SQLite's write lock is held meanwhile).
+INTEGRATION_STEP = 50_000
 
 
 class SigningKeyMissing(RuntimeError):
@@ -125,10 +127,11 @@ def read_nodes(session: Session, nodes: Sequence[merkle.Node]) -> dict[merkle.No
     return found
 
 
-def integrate(session: Session, *, batch: int = 20_000) -> int:
+def integrate(session: Session, *, batch: int = 20_000, limit: int | None = None) -> int:
     """Add the audit entries appended since the last integration to the tree (in the caller's
-    transaction); returns the new tree size. Stops at a gap in the chain's seqs."""
+    transaction), at most `limit` of them; returns the new tree size. Stops at a gap in the chain's seqs."""
     size = _lock_state(session)
+    end = None if limit is None else size + limit
     edge = read_nodes(session, merkle.Frontier.edge_nodes(size))
     frontier = merkle.Frontier(size, {level: digest for (level, _), digest in edge.items()})
     connection = session.connection()
@@ -137,7 +140,7 @@ def integrate(session: Session, *, batch: int = 20_000) -> int:
             select(AuditEntry.seq, AuditEntry.hash)
             .where(AuditEntry.seq > frontier.size)
             .order_by(AuditEntry.seq)
-            .limit(batch)
+            .limit(batch if end is None else min(batch, end - frontier.size))
         ).all()
         leaves: list[bytes] = []
         for seq, digest in rows:
@@ -158,7 +161,7 @@ def integrate(session: Session, *, batch: int = 20_000) -> int:
                     for level, index, digest in made[start : start + 10_000]
                 ],
             )
-        if len(rows) < batch:
+        if len(rows) < batch or frontier.size == end:
             break
     session.execute(update(TlogState).where(TlogState.id == STATE_ID).values(size=frontier.size))
     return frontier.size
@@ -208,9 +211,10 @@ def latest_checkpoint(session: Session) -> TlogCheckpoint | None:
     return session.scalars(select(TlogCheckpoint).order_by(TlogCheckpoint.size.desc()).limit(1)).first()
 
 
-def sign_checkpoint(session: Session, settings: Settings) -> TlogCheckpoint:
-    """Integrate the new entries and sign a checkpoint of the tree, unless the newest covers it already."""
-    size = integrate(session)
+def sign_checkpoint(session: Session, settings: Settings, *, limit: int | None = None) -> TlogCheckpoint:
+    """Integrate the new entries (at most `limit`) and sign a checkpoint of the tree, unless the newest
+    covers it already."""
+    size = integrate(session, limit=limit)
     latest = latest_checkpoint(session)
     if latest is not None and latest.size >= size:
         return latest
@@ -229,11 +233,14 @@ def checkpoint_covering(session: Session, settings: Settings, size: int) -> Tlog
     latest = latest_checkpoint(session)
     if latest is not None and latest.size >= size:
         return latest
-    checkpoint = sign_checkpoint(session, settings)
-    session.commit()
-    if checkpoint.size < size:
-        raise UnknownEntry(f"the tree cannot cover entry {size} yet")
-    return checkpoint
+    while True:  # in steps, each its own transaction, so that audit appends are never held up for long
+        checkpoint = sign_checkpoint(session, settings, limit=INTEGRATION_STEP)
+        session.commit()
+        if checkpoint.size >= size:
+            return checkpoint
+        if latest is not None and checkpoint.size <= latest.size:
+            raise UnknownEntry(f"the tree cannot cover entry {size} yet")
+        latest = checkpoint
 
 
 def checkpoint_at(session: Session, size: int) -> TlogCheckpoint | None:
@@ -393,8 +400,12 @@ def proof_json(hashes: Sequence[bytes]) -> list[str]:
 
 
 def run_periodic(session_factory: Any, settings: Settings) -> Mapping[str, int]:
-    """The periodic task: sign a checkpoint of the entries appended since the last one."""
-    with session_factory() as session:
-        checkpoint = sign_checkpoint(session, settings)
-        session.commit()
-        return {"size": checkpoint.size}
+    """The periodic task: sign a checkpoint of the entries appended since the last one (a long backlog,
+    such as a log older than the tree, in steps of INTEGRATION_STEP entries, one transaction each)."""
+    while True:
+        with session_factory() as session:
+            before = tree_size(session)
+            checkpoint = sign_checkpoint(session, settings, limit=INTEGRATION_STEP)
+            session.commit()
+        if checkpoint.size - before < INTEGRATION_STEP:
+            return {"size": checkpoint.size}
