@@ -138,7 +138,7 @@ def split_note(text: str) -> tuple[str, list[tuple[str, bytes]]]:
         name, _, encoded = line[len(_DASH) :].partition(" ")
         try:
             lines.append((name, base64.b64decode(encoded, validate=True)))
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:
             raise NoteError("a signature is not base64") from exc
     return body + "\n", lines
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from petportrait.accounts.deps import CurrentUser
@@ -25,12 +25,13 @@ me_router = APIRouter(tags=["your data"])
 well_known_router = APIRouter(tags=["transparency log"])
 
 _NOTE = "text/plain; charset=utf-8"
+_MAX = 2**63 - 1  # the largest seq or tree size a database column holds
 
 
 class CosignatureIn(BaseModel):
     """A witness's cosignature of one checkpoint."""
 
-    tree_size: int = Field(ge=0)
+    tree_size: int = Field(ge=0, le=_MAX)
     cosignature: str = Field(max_length=400, description="the cosignature/v1 signature line")
     witness_key: str = Field(max_length=500, description="the witness's verifier key (type 0x04)")
 
@@ -84,7 +85,7 @@ def newest_checkpoint(session: SessionDep, settings: SettingsDep) -> Response:
 def old_checkpoints(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: Annotated[int | None, Query(ge=0, description="tree sizes below this one")] = None,
+    before: Annotated[int | None, Query(ge=0, le=_MAX, description="tree sizes below this one")] = None,
 ) -> dict[str, Any]:
     """Every checkpoint signed, newest first (paged by tree size)."""
     page = transparency.list_checkpoints(session, before=before, limit=limit)
@@ -98,8 +99,8 @@ def old_checkpoints(
 @router.get("/proofs/inclusion")
 def inclusion(
     session: SessionDep,
-    index: Annotated[int, Query(ge=0, description="leaf index: audit entry seq - 1")],
-    tree_size: Annotated[int, Query(ge=1)],
+    index: Annotated[int, Query(ge=0, le=_MAX, description="leaf index: audit entry seq - 1")],
+    tree_size: Annotated[int, Query(ge=1, le=_MAX)],
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of one leaf in the tree of `tree_size` leaves (base64 hashes)."""
     try:
@@ -112,8 +113,8 @@ def inclusion(
 @router.get("/proofs/consistency")
 def consistency(
     session: SessionDep,
-    first: Annotated[int, Query(ge=0)],
-    second: Annotated[int, Query(ge=0)],
+    first: Annotated[int, Query(ge=0, le=_MAX)],
+    second: Annotated[int, Query(ge=0, le=_MAX)],
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof that the tree of `second` leaves extends the tree of `first`."""
     try:
@@ -143,7 +144,7 @@ def receive_cosignature(body: CosignatureIn, session: SessionDep) -> dict[str, A
 
 
 @router.get("/cosignatures")
-def list_cosignatures(session: SessionDep, tree_size: Annotated[int, Query(ge=0)]) -> dict[str, Any]:
+def list_cosignatures(session: SessionDep, tree_size: Annotated[int, Query(ge=0, le=_MAX)]) -> dict[str, Any]:
     """The cosignatures received for the checkpoint of this size."""
     rows = transparency.cosignatures(session, tree_size)
     return {
@@ -156,7 +157,9 @@ def list_cosignatures(session: SessionDep, tree_size: Annotated[int, Query(ge=0)
 
 
 @me_router.get("/me/audit/{seq}/receipt", response_class=Response)
-def audit_receipt(seq: int, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
+def audit_receipt(
+    seq: Annotated[int, Path(ge=1, le=_MAX)], user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> Response:
     """A receipt anyone can check for one audit entry about you (a deletion, an erasure, a consent or
     licence decision): the entry, its inclusion proof and the signed checkpoint (`petportrait
     verify-receipt FILE`)."""
