@@ -152,6 +152,10 @@ class TransparencySettings(BaseModel):
     origin: str | None = None
     key_name: str | None = None
     checkpoint_interval_seconds: float = 60.0
+    # Verifier keys of the witnesses whose cosignatures are published; empty: any witness's (at most
+    # max_cosignatures per checkpoint, first come).
+    witnesses: list[str] = Field(default_factory=list)
+    max_cosignatures: int = Field(default=16, ge=1, le=256)
 
     @model_validator(mode="after")
     def _valid(self) -> TransparencySettings:

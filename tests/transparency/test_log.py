@@ -198,6 +198,23 @@ def test_cosignatures_are_checked_and_published_and_bad_requests_get_problems(
     listed = client.get("/api/v1/transparency/checkpoints").json()
     assert [item["tree_size"] for item in listed["items"]] == [checkpoint.size]
 
+    # the log publishes at most max_cosignatures per checkpoint, and only listed witnesses' when it lists any
+    services.settings.transparency.max_cosignatures = 1
+    other = signed_notes.Ed25519PrivateKey.generate()
+    other_key = signed_notes.verifier_key("other.test", other.public_key(), signed_notes.COSIGNATURE_V1)
+    second = {
+        **body,
+        "witness_key": other_key,
+        "cosignature": signed_notes.cosign(checkpoint.body, "other.test", other, 1),
+    }
+    assert (
+        client.post("/api/v1/transparency/cosignatures", json=second).json()["code"] == "cosignature_refused"
+    )
+    services.settings.transparency.max_cosignatures = 16
+    services.settings.transparency.witnesses = [vkey]
+    assert client.post("/api/v1/transparency/cosignatures", json=second).status_code == 403
+    assert client.post("/api/v1/transparency/cosignatures", json=body).status_code == 201
+
 
 def test_the_verify_receipt_command_checks_a_file_offline_and_online(
     client: TestClient, services: Services, alice: dict[str, str], tmp_path: Path

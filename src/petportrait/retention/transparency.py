@@ -248,9 +248,19 @@ def checkpoint_at(session: Session, size: int) -> TlogCheckpoint | None:
     return session.get(TlogCheckpoint, size)
 
 
-def add_cosignature(session: Session, *, tree_size: int, line: str, witness_key: str) -> TlogCosignature:
+class CosignatureRefused(ValueError):
+    """A cosignature from a witness that is not on the list, or one too many for a checkpoint."""
+
+
+def add_cosignature(
+    session: Session, settings: Settings, *, tree_size: int, line: str, witness_key: str
+) -> TlogCosignature:
     """Keep a witness's cosignature of one of our checkpoints once it verifies (NoteError if not;
-    UnknownEntry if no checkpoint has that size). A second one from the same witness replaces the first."""
+    UnknownEntry if no checkpoint has that size; CosignatureRefused for a witness not listed in
+    transparency.witnesses, or past max_cosignatures). A second one from the same witness replaces it."""
+    allowed = settings.transparency.witnesses
+    if allowed and witness_key.strip() not in {key.strip() for key in allowed}:
+        raise CosignatureRefused("this log publishes only the cosignatures of the witnesses it lists")
     checkpoint = checkpoint_at(session, tree_size)
     if checkpoint is None:
         raise UnknownEntry(f"no checkpoint of size {tree_size}")
@@ -262,6 +272,10 @@ def add_cosignature(session: Session, *, tree_size: int, line: str, witness_key:
             TlogCosignature.tree_size == tree_size, TlogCosignature.witness_key == witness_key
         )
     ).first()
+    if existing is None and len(cosignatures(session, tree_size)) >= settings.transparency.max_cosignatures:
+        raise CosignatureRefused(
+            f"this checkpoint has {settings.transparency.max_cosignatures} cosignatures already"
+        )
     row = existing or TlogCosignature(id=new_id(), tree_size=tree_size, witness_key=witness_key)
     row.line = line.strip()
     row.signed_at = datetime.fromtimestamp(signed, UTC)

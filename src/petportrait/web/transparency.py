@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from petportrait.accounts.deps import CurrentUser
-from petportrait.errors import InvalidInput, NotFound
+from petportrait.errors import Forbidden, InvalidInput, NotFound
 from petportrait.http import SessionDep, SettingsDep
 from petportrait.retention import signed_notes, transparency
 from petportrait.retention.models import AuditEntry
@@ -125,12 +125,15 @@ def consistency(
 
 
 @router.post("/cosignatures", status_code=201)
-def receive_cosignature(body: CosignatureIn, session: SessionDep) -> dict[str, Any]:
-    """Publish a witness's cosignature of one of the log's checkpoints (it must verify)."""
+def receive_cosignature(body: CosignatureIn, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Publish a witness's cosignature of one of the log's checkpoints (it must verify; only the witnesses
+    listed in the settings, if any are; at most a few per checkpoint)."""
     try:
         row = transparency.add_cosignature(
-            session, tree_size=body.tree_size, line=body.cosignature, witness_key=body.witness_key
+            session, settings, tree_size=body.tree_size, line=body.cosignature, witness_key=body.witness_key
         )
+    except transparency.CosignatureRefused as exc:
+        raise Forbidden(str(exc), code="cosignature_refused") from exc
     except transparency.UnknownEntry as exc:
         raise NotFound(str(exc), code="unknown_checkpoint") from exc
     except signed_notes.NoteError as exc:
