@@ -189,6 +189,9 @@ def test_cosignatures_are_checked_and_published_and_bad_requests_get_problems(
     assert (
         client.post("/api/v1/transparency/cosignatures", json=forged).json()["code"] == "invalid_cosignature"
     )
+    far_future = {**body, "cosignature": signed_notes.cosign(checkpoint.body, "witness.test", witness, 2**63)}
+    refused = client.post("/api/v1/transparency/cosignatures", json=far_future)
+    assert refused.json()["code"] == "invalid_cosignature"
     assert (
         client.post("/api/v1/transparency/cosignatures", json={**body, "tree_size": 99}).json()["code"]
         == "unknown_checkpoint"

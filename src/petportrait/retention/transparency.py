@@ -267,6 +267,10 @@ def add_cosignature(
     verifier = signed_notes.parse_verifier_key(witness_key)
     body, _ = signed_notes.split_note(checkpoint.note)
     signed = signed_notes.verify_cosignature(body, line, verifier)
+    try:
+        signed_at = datetime.fromtimestamp(signed, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise signed_notes.NoteError("the cosignature's time is out of range") from exc
     existing = session.scalars(
         select(TlogCosignature).where(
             TlogCosignature.tree_size == tree_size, TlogCosignature.witness_key == witness_key
@@ -278,7 +282,7 @@ def add_cosignature(
         )
     row = existing or TlogCosignature(id=new_id(), tree_size=tree_size, witness_key=witness_key)
     row.line = line.strip()
-    row.signed_at = datetime.fromtimestamp(signed, UTC)
+    row.signed_at = signed_at
     row.received_at = utcnow()
     session.add(row)
     session.flush()
