@@ -142,7 +142,14 @@ def test_erasing_an_accounts_free_text_leaves_every_proof_valid(
     key = receipt["log_key"]
     older = check_receipt(receipt)
 
-    assert client.delete("/api/v1/me", headers={**alice, "X-Current-Password": PASSWORD}).status_code == 202
+    erased = client.delete("/api/v1/me", headers={**alice, "X-Current-Password": PASSWORD})
+    assert erased.status_code == 202
+    erasure_receipt = erased.json()["log_receipt"]  # the erasure's own receipt, checkable offline
+    assert (
+        erasure_receipt["entry"]["action"] == "account.deleted"
+        and erasure_receipt["entry"]["owner_id"] == owner
+    )
+    check_receipt(erasure_receipt, log_key=key)
     with session_scope(services.session_factory) as session:
         audit.erase_texts(session, owner, None)
         transparency.sign_checkpoint(session, services.settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,11 @@ class ErasureOut(BaseModel):
     items_held: int
     completes_within_seconds: float
     detail: str
+    log_receipt: dict[str, Any] | None = Field(
+        default=None,
+        description="A receipt of the transparency log for the erasure's audit entry, that anyone can check "
+        "offline (`petportrait verify-receipt`): keep it, the account cannot fetch it again",
+    )
 
 
 class HoldCreate(BaseModel):

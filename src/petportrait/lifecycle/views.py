@@ -116,6 +116,10 @@ def delete_account(
     password = body.current_password if body is not None else x_current_password
     accounts_service.reauthenticate(user, password, limiter=limiter, address=client_address(request))
     summary = service.erase_account(session, user_id=user.id, actor_id=user.id)
+    session.commit()
+    logged = transparency.subject_seqs(
+        session, owner_id=user.id, subjects=[("account", user.id)], action="account.deleted"
+    ).get(("account", user.id))
     within = interval(settings)
     held = (
         f" {summary.items_held} item(s) are under a legal hold and will be deleted when it ends."
@@ -133,6 +137,7 @@ def delete_account(
         detail=(
             f"Your account is deleted; its photos, models and portraits go within {within:g} seconds.{held}"
         ),
+        log_receipt=None if logged is None else transparency.receipt(session, settings, logged),
     )
 
 
