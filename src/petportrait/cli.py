@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from petportrait.cli_retention import audit_app, cli_settings, retention_app, storage_app, sweep
+from petportrait.cli_transparency import verify_receipt, witness
 from petportrait.settings import Settings
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(audit_app, name="audit")
 app.add_typer(storage_app, name="storage")
 app.command("sweep")(sweep)
+app.command("verify-receipt")(verify_receipt)
+app.command("witness")(witness)
 
 
 @app.command()

@@ -812,6 +812,33 @@ class Client:
         """Delete a photo, model or render now; returns its deletion receipt."""
         return dict(self._json("DELETE", f"/me/items/{kind}/{item_id}"))
 
+    def audit_receipt(self, seq: int) -> dict[str, Any]:
+        """The receipt of one audit entry about you: the entry, its inclusion proof, the signed checkpoint."""
+        return dict(self._json("GET", f"/me/audit/{seq}/receipt"))
+
+    def verify_receipt(
+        self, receipt: Mapping[str, Any], *, log_key: str | None = None, online: bool = True
+    ) -> dict[str, Any]:
+        """Check a receipt offline against the log's key (`log_key`, else the one it names); with `online`,
+        also that this server's newest signed checkpoint extends the receipt's (a consistency proof).
+        Raises `ReceiptInvalid` (petportrait.retention.receipt_check) with a sentence if a check fails."""
+        from petportrait.retention.receipt_check import check_extension, check_receipt, open_checkpoint
+
+        key = log_key or str(receipt.get("log_key"))
+        checkpoint = check_receipt(receipt, log_key=key)
+        result: dict[str, Any] = {"origin": checkpoint.origin, "tree_size": checkpoint.size}
+        if online:
+            note = self._send("GET", "/transparency/checkpoint").text
+            size = open_checkpoint(note, key).size
+            proof: list[str] = []
+            if size > checkpoint.size:
+                params = {"first": checkpoint.size, "second": size}
+                proof = self._json("GET", "/transparency/proofs/consistency", params=params)[
+                    "consistency_path"
+                ]
+            result["newest_size"] = check_extension(checkpoint, note, proof, log_key=key).size
+        return result
+
     def delete_account(self, current_password: str) -> Erasure:
         """Delete the account (the service asks for the password again): signed out now, everything
         deleted by the next sweep."""

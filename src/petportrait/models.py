@@ -12,6 +12,7 @@ from petportrait.notifications import models as notifications_models
 from petportrait.pets import models as pets_models
 from petportrait.portraits import models as portraits_models
 from petportrait.retention import models as retention_models
+from petportrait.retention import transparency_models
 from petportrait.rights import models as rights_models
 
 metadata = Base.metadata
@@ -27,5 +28,6 @@ __all__ = [
     "portraits_models",
     "retention_models",
     "rights_models",
+    "transparency_models",
     "webhooks_models",
 ]

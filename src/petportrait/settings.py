@@ -142,6 +142,32 @@ class SecuritySettings(BaseModel):
         return self
 
 
+class TransparencySettings(BaseModel):
+    """The transparency log over the audit chain: its Ed25519 signing key, its origin, how often it signs.
+
+    `signing_key` is a 32-byte Ed25519 seed, base64 (`openssl rand -base64 32`); outside production one is
+    made once in data_dir/keys/transparency-ed25519.b64 (mode 0600) when none is set. `origin` names the
+    log in its checkpoints (default: the base URL's host and path, then "/audit-log").
+    """
+
+    signing_key: str | None = None
+    origin: str | None = None
+    key_name: str | None = None
+    checkpoint_interval_seconds: float = 60.0
+    # Verifier keys of the witnesses whose cosignatures are published; empty: any witness's (at most
+    # max_cosignatures per checkpoint, first come).
+    witnesses: list[str] = Field(default_factory=list)
+    max_cosignatures: int = Field(default=16, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _valid(self) -> TransparencySettings:
+        if not 0 < self.checkpoint_interval_seconds <= 3600:
+            raise ValueError("transparency.checkpoint_interval_seconds must be more than 0 and at most 3600")
+        if self.signing_key is not None:
+            decode_signing_seed(self.signing_key)
+        return self
+
+
 class LimitsSettings(BaseModel):
     """Rate limits, as `limits` strings ("5/minute;20/hour": every tier applies, a moving window each).
 
@@ -292,6 +318,7 @@ class Settings(BaseSettings):
     email: EmailSettings = Field(default_factory=EmailSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    transparency: TransparencySettings = Field(default_factory=TransparencySettings)
 
     def derived_key(self, purpose: str) -> bytes:
         """A key of its own for one purpose (fingerprints, rate-limit keys...), derived from the secret key:
@@ -407,12 +434,16 @@ class Settings(BaseSettings):
 
 def decode_kek(value: str) -> bytes:
     """The 32 bytes of a base64 key-encryption key; ValueError with a clear message otherwise."""
+    return _base64_32(value, "security.key_encryption_key", "AES-256")
+
+
+def _base64_32(value: str, setting: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ValueError("security.key_encryption_key is not valid base64") from exc
+        raise ValueError(f"{setting} is not valid base64") from exc
     if len(raw) != 32:
-        raise ValueError(f"security.key_encryption_key must decode to 32 bytes (AES-256), got {len(raw)}")
+        raise ValueError(f"{setting} must decode to 32 bytes ({what}), got {len(raw)}")
     return raw
 
 
@@ -420,3 +451,8 @@ def decode_kek(value: str) -> bytes:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def decode_signing_seed(value: str) -> bytes:
+    """The 32-byte Ed25519 seed of a base64 transparency signing key; ValueError with a sentence if not."""
+    return _base64_32(value, "transparency.signing_key", "an Ed25519 seed")

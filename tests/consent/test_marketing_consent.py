@@ -17,6 +17,7 @@ from petportrait.consent.notices import MARKETING_NOTICES
 from petportrait.db import session_scope
 from petportrait.lifecycle import holds, sweeper
 from petportrait.retention.models import HoldScope
+from petportrait.retention.receipt_check import check_receipt
 from petportrait.web.app import Services
 from tests.conftest import PASSWORD, sign_up
 from tests.rights.helpers import add_items, audit_entries, exists, staff, user_id
@@ -94,6 +95,9 @@ def test_grant_gives_a_receipt_whose_fields_match_what_was_shown_and_a_library_c
     assert [(i["kind"], i["id"]) for i in receipt["items"]] == [("render", items.render_id)]
     assert receipt["collectionMethod"] == receipt["method"] and "explicit grant" in receipt["method"]
     assert receipt["piiPrincipalId"].startswith("pp-") and "example.com" not in json.dumps(receipt)
+    # the grant's audit entry comes with a receipt of the transparency log that anyone can check
+    assert [r["entry"]["action"] for r in receipt["log_receipts"]] == ["consent.granted"]
+    check_receipt(receipt["log_receipts"][0])
 
     assets = client.get("/api/v1/marketing/assets", headers=marketer).json()["items"]
     assert [(a["kind"], a["consent_id"]) for a in assets] == [("render", consent["id"])]
@@ -187,6 +191,10 @@ def test_withdrawal_removes_the_copy_from_the_library_and_its_export(
 
     withdrawn = client.post(consent["withdraw_url"], headers=person)
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
+    logged = client.get(consent["receipt_url"], headers=person).json()["log_receipts"]
+    assert [r["entry"]["action"] for r in logged] == ["consent.granted", "consent.withdrawn"]
+    for log_receipt in logged:
+        check_receipt(log_receipt)
     assert not withdrawn.json()["in_library"]
 
     assert client.get("/api/v1/marketing/assets", headers=marketer).json()["items"] == []

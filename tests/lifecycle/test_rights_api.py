@@ -21,6 +21,7 @@ from petportrait.lifecycle import sweeper
 from petportrait.pets.models import Pet
 from petportrait.retention import audit
 from petportrait.retention.models import AuditEntry
+from petportrait.retention.receipt_check import check_receipt
 from petportrait.web.app import Services, create_app
 from tests.conftest import PASSWORD, pet_photos
 from tests.lifecycle.helpers import DAY, add_model, add_render
@@ -103,6 +104,11 @@ def test_a_person_deletes_any_item_at_once_and_sees_the_receipts(
     assert photo_receipt["expires_at"] == photo["expires_at"]
     assert client.get("/api/v1/me/deletions", headers=bob).json()["items"] == []
     assert len(client.get("/api/v1/me/deletions?limit=1", headers=alice).json()["items"]) == 1
+    # each deletion receipt names a receipt of the transparency log that anyone can check offline
+    for receipt in receipts:
+        logged = client.get(receipt["audit_receipt"], headers=alice).json()
+        assert logged["entry"]["subject_id"] == receipt["id"] and logged["entry"]["action"] == "item.deleted"
+        check_receipt(logged)
     with services.session_factory() as session:
         deleted = session.scalars(
             select(AuditEntry.subject_id).where(AuditEntry.action == "item.deleted")

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from petportrait.accounts.models import Role
 from petportrait.clock import Clock
+from petportrait.retention.receipt_check import check_receipt
 from petportrait.rights import policy
 from petportrait.web.app import Services
 from tests.conftest import sign_up
@@ -127,6 +128,11 @@ def test_cured_on_day_13_keeps_the_rights(
         e["kind"] for e in client.get("/api/v1/me/notices", headers=person).json()["items"][0]["timeline"]
     ]
     assert kinds == ["opened", "notice_sent", "owner_replied", "cured"]
+    # the decision, like every step of the case, comes with a receipt of the transparency log
+    receipts = client.get("/api/v1/me/notices", headers=person).json()["items"][0]["audit_receipts"]
+    decision = client.get(receipts[-1], headers=person).json()
+    assert decision["entry"]["action"] == "case.cured"
+    check_receipt(decision)
 
 
 def test_uncured_by_day_15_revokes_the_licence_and_refuses_downloads(

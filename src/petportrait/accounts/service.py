@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,8 +17,10 @@ from petportrait.accounts.models import ApiToken, Role, User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, Forbidden, NotFound, Unauthorized
 from petportrait.paging import PageParams, page_query
-from petportrait.ratelimit import RateLimiter, account_key
 from petportrait.registry import emit
+
+if TYPE_CHECKING:  # the rate limiter's module loads the web layer, which a worker never does
+    from petportrait.ratelimit import RateLimiter
 
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
@@ -75,6 +77,8 @@ def sign_up_quietly(session: Session, *, email: str, password: str, display_name
 
 def signin_checks(email: str, address: str) -> tuple[tuple[str, str], ...]:
     """The rate-limit keys a sign-in attempt is taken from, the attacker-controlled one first."""
+    from petportrait.ratelimit import account_key
+
     account = account_key(email)
     return (
         ("signin_per_address", address),
@@ -103,6 +107,8 @@ def authenticate(session: Session, *, email: str, password: str, limiter: RateLi
     if not ok or user is None:
         raise Unauthorized("The email or password is wrong.", code="invalid_credentials")
     # The owner got in from this address: their own earlier typos there no longer delay them.
+    from petportrait.ratelimit import account_key
+
     limiter.reset("signin_per_account_and_address", f"{account_key(email)}|{address}")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)

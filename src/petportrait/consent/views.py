@@ -21,7 +21,7 @@ from petportrait.consent.models import Consent, MarketingCopy, MarketingRequest,
 from petportrait.consent.schemas import GrantBody, MarketingRequestCreate, SupportCaseCreate
 from petportrait.http import BlobsDep, PageQuery, SessionDep, SettingsDep
 from petportrait.paging import Page, page_list
-from petportrait.retention import audit
+from petportrait.retention import audit, transparency
 from petportrait.rights import service as rights_service
 
 router = APIRouter(tags=["consent"])
@@ -142,10 +142,21 @@ def withdraw_consent(
 
 
 @router.get("/me/consents/{consent_id}/receipt")
-def consent_receipt(consent_id: str, user: CurrentUser, session: SessionDep) -> Response:
-    """The consent receipt as issued (JSON, after the Kantara Consent Receipt)."""
+def consent_receipt(
+    consent_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The consent receipt as issued (JSON, after the Kantara Consent Receipt), with `log_receipts`: for the
+    grant (and the withdrawal), a receipt of the transparency log anyone can check (`petportrait
+    verify-receipt`)."""
     consent = service.get_consent(session, owner_id=user.id, consent_id=consent_id)
-    body = json.dumps(consent.receipt, indent=2, sort_keys=True).encode()
+    seqs = transparency.seqs_naming(
+        session, owner_id=user.id, subject_id=consent.item_id, key="consent_id", value=consent.id
+    )
+    issued = {
+        **consent.receipt,
+        "log_receipts": [transparency.receipt(session, settings, seq) for seq in seqs],
+    }
+    body = json.dumps(issued, indent=2, sort_keys=True).encode()
     return Response(
         body,
         media_type="application/json",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,11 @@ class DeletionOut(BaseModel):
         "itself); it cannot be linked to any content once the account is erased"
     )
     size: int | None
+    audit_receipt: str | None = Field(
+        default=None,
+        description="Where to fetch a receipt anyone can check for this deletion's audit entry: the entry, "
+        "its inclusion proof and the transparency log's signed checkpoint (`petportrait verify-receipt`)",
+    )
 
 
 class ErasureOut(BaseModel):
@@ -37,6 +42,11 @@ class ErasureOut(BaseModel):
     items_held: int
     completes_within_seconds: float
     detail: str
+    log_receipt: dict[str, Any] | None = Field(
+        default=None,
+        description="A receipt of the transparency log for the erasure's audit entry, that anyone can check "
+        "offline (`petportrait verify-receipt`): keep it, the account cannot fetch it again",
+    )
 
 
 class HoldCreate(BaseModel):

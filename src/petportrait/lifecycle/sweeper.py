@@ -33,7 +33,6 @@ from sqlalchemy import and_, delete, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.db import insert_rows, session_scope
 from petportrait.jobs import leases
@@ -470,6 +469,8 @@ def _checkpoint(session_factory: sessionmaker[Session]) -> None:
 
 def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: SweepReport) -> None:
     """Remove pets, tokens and ended jobs of deleted accounts once nothing of theirs is held."""
+    from petportrait.accounts import service as accounts_service  # not at import: it loads the web layer
+
     erased = registry_from(session_factory).erased_owners()
     with session_scope(session_factory) as session:
         pets = pets_service.delete_emptied_pets(session, erased)

@@ -27,8 +27,8 @@ from petportrait.lifecycle.schemas import (
 from petportrait.lifecycle.sweeper import interval
 from petportrait.paging import Page, page_list
 from petportrait.ratelimit import LimiterDep, client_address
-from petportrait.retention import tombstones
-from petportrait.retention.models import HoldScope, LegalHold
+from petportrait.retention import tombstones, transparency
+from petportrait.retention.models import HoldScope, LegalHold, Tombstone
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -64,7 +64,20 @@ metrics_router = APIRouter(tags=["ops"])
 def my_deletions(user: CurrentUser, session: SessionDep, page: PageQuery) -> Page[DeletionOut]:
     """Deletion receipts: what of yours was deleted, why and when (newest first, paged)."""
     stones, cursor = tombstones.list_deletions(session, owner_id=user.id, page=page)
-    return Page(items=[DeletionOut.model_validate(s) for s in stones], next_cursor=cursor)
+    return Page(items=_with_log_receipts(session, user.id, stones), next_cursor=cursor)
+
+
+def _with_log_receipts(session: Session, owner_id: str, stones: list[Tombstone]) -> list[DeletionOut]:
+    """Deletion receipts, each with where to fetch its transparency-log receipt."""
+    subjects = [(stone.kind, stone.id) for stone in stones]
+    seqs = transparency.subject_seqs(session, owner_id=owner_id, subjects=subjects, action="item.deleted")
+    out = []
+    for stone in stones:
+        seq = seqs.get((stone.kind, stone.id))
+        receipt = DeletionOut.model_validate(stone)
+        receipt.audit_receipt = None if seq is None else transparency.receipt_path(seq)
+        out.append(receipt)
+    return out
 
 
 @router.delete("/me/items/{kind}/{item_id}", response_model=DeletionOut)
@@ -75,7 +88,7 @@ def delete_item(
     stone = tombstones.delete_now(
         session, blobs=blobs, kind=kind, item_id=item_id, owner_id=user.id, actor_id=user.id
     )
-    return DeletionOut.model_validate(stone)
+    return _with_log_receipts(session, user.id, [stone])[0]
 
 
 @router.delete(
@@ -101,6 +114,10 @@ def delete_account(
     password = body.current_password if body is not None else x_current_password
     accounts_service.reauthenticate(user, password, limiter=limiter, address=client_address(request))
     summary = service.erase_account(session, user_id=user.id, actor_id=user.id)
+    session.commit()
+    logged = transparency.subject_seqs(
+        session, owner_id=user.id, subjects=[("account", user.id)], action="account.deleted"
+    ).get(("account", user.id))
     within = interval(settings)
     held = (
         f" {summary.items_held} item(s) are under a legal hold and will be deleted when it ends."
@@ -118,6 +135,7 @@ def delete_account(
         detail=(
             f"Your account is deleted; its photos, models and portraits go within {within:g} seconds.{held}"
         ),
+        log_receipt=None if logged is None else transparency.receipt(session, settings, logged),
     )
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.db import new_id
@@ -39,6 +38,8 @@ def recipient(session: Session, user_id: str | None) -> User | None:
     """The account a message goes to; None for an erased one (nothing is sent to it but the receipt)."""
     if user_id is None:
         return None
+    from petportrait.accounts import service as accounts_service  # not at import: a worker loads no web layer
+
     user = accounts_service.live_user(session, user_id)
     if user is None or user.email.endswith(ERASED_SUFFIX):
         return None

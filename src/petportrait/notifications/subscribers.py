@@ -208,6 +208,9 @@ def _consent_receipt(session: Session, event: Event, *, granted: bool) -> None:
                     "deleted and leaves the marketing library."
                 ),
                 f"Consent id: {consent.id}. You can withdraw it at any time.",
+                "The receipt carries a proof from our public transparency log that anyone can check without "
+                "trusting us: petportrait verify-receipt, with the log's key from "
+                "/.well-known/petportrait-log.",
             ],
             links=[Link("Your receipt", f"/consent/consents/{consent.id}/receipt")],
         ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from petportrait.db import session_scope
 from petportrait.registry import Registry, Services
-from petportrait.retention import audit, fingerprints, holds
+from petportrait.retention import audit, fingerprints, holds, transparency
 
 
 def _end_hold_reasons(services: Services) -> int:
@@ -48,3 +48,15 @@ def register(registry: Registry) -> None:
     registry.add_erasure_hook("retention.audit_texts", audit.erase_texts)
     registry.add_erasure_hook("retention.hold_reasons", holds.erase_reasons)
     registry.add_periodic("hold-reasons", lambda _settings: 3600.0, _end_hold_reasons)
+    for table in ("tlog_nodes", "tlog_state", "tlog_checkpoints", "tlog_cosignatures"):
+        registry.add_table_rule(
+            table,
+            "no personal data (the transparency log: hashes of audit entries, signed roots, witnesses' "
+            "cosignatures); kept for good, like the chain",
+            owner="retention",
+        )
+    registry.add_periodic(
+        "retention.transparency_checkpoint",
+        lambda settings: settings.transparency.checkpoint_interval_seconds,
+        lambda services: transparency.run_periodic(services.session_factory, services.settings),
+    )

@@ -13,9 +13,6 @@ wrapped keys: they must not outlive the retention policy (see the README).
 
 from __future__ import annotations
 
-import base64
-import fcntl
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.clock import utcnow
+from petportrait.retention import secret_files
 from petportrait.retention.models import DataKey
 from petportrait.settings import Settings, decode_kek
 from petportrait.storage.base import BlobStore
@@ -59,19 +57,7 @@ def load_kek(settings: Settings) -> bytes:
         return decode_kek(configured)
     if settings.environment == "production":
         raise KekNotConfigured("security.key_encryption_key is required in production")
-    path = kek_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (path.parent / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once make one key
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        return decode_kek(path.read_text())
+    return decode_kek(secret_files.read_or_make(kek_path(settings)))
 
 
 class DatabaseKeyStore:

@@ -21,6 +21,7 @@ from petportrait.paging import Page, page_list
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import RenderState
 from petportrait.ratelimit import LimiterDep, client_address
+from petportrait.retention import transparency
 from petportrait.rights import downloads, policy, provenance, service
 from petportrait.rights.models import CaseEvent, Notice, SafetyCase
 from petportrait.rights.schemas import (
@@ -204,6 +205,17 @@ def _notice_out(session: Session, notice: Notice) -> dict[str, Any]:
         "how_to_fix": notice.statement.get("how_to_fix"),
         "how_to_appeal": str(notice.statement.get("how_to_appeal", "")).replace("{notice_id}", notice.id),
         "timeline": [_event_out(e) for e in service.timeline(session, case_id=case.id)],
+        # each step of the case (notice, reply, decision) as a receipt of the transparency log
+        "audit_receipts": [
+            transparency.receipt_path(seq)
+            for seq in transparency.seqs_naming(
+                session,
+                owner_id=case.owner_id,
+                subject_id=case.subject_id or "",
+                key="case_id",
+                value=case.id,
+            )
+        ],
     }
 
 

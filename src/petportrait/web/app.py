@@ -35,6 +35,9 @@ from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
 from petportrait.web.security import SecurityHeaders, TrustedHosts
+from petportrait.web.transparency import me_router as transparency_me_router
+from petportrait.web.transparency import router as transparency_router
+from petportrait.web.transparency import well_known_router as transparency_well_known_router
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -100,9 +103,12 @@ def create_app(
     api.include_router(rights_router)
     api.include_router(notifications_router)
     api.include_router(webhooks_router)
+    api.include_router(transparency_router)
+    api.include_router(transparency_me_router)
     app.include_router(api)
     app.include_router(lifecycle_metrics_router)
     app.include_router(rights_page_router)
+    app.include_router(transparency_well_known_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for page_router in page_routers():
         app.include_router(page_router)
