@@ -21,11 +21,13 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from petportrait.db import make_engine
 from tests.canary import database_text, files_bytes
@@ -73,8 +75,20 @@ def smtp() -> Iterator[SmtpSink]:
         yield sink
 
 
+@dataclass
+class Fleet:
+    """What a fleet adds: a database of its own on PostgreSQL, a Redis queue and rate limits, an S3 bucket
+    with versioning on moto's server (spoken to over HTTP)."""
+
+    database_url: str
+    redis_url: str
+    s3: Any  # boto3 client
+    bucket: str
+    endpoint: str
+
+
 class Deployment:
-    def __init__(self, root: Path, smtp: SmtpSink) -> None:
+    def __init__(self, root: Path, smtp: SmtpSink, fleet: Fleet | None = None) -> None:
         self.root = root
         self.data = root / "var"
         self.logs = root / "logs"
@@ -102,8 +116,64 @@ class Deployment:
             "PETPORTRAIT__LIMITS__NAMESPACE": f"canary-{TAG}",
             "PYTHONUNBUFFERED": "1",
         }
-        self.env.pop("PETPORTRAIT__QUEUE__URL", None)
+        for name in (
+            "PETPORTRAIT__QUEUE__URL",
+            "PETPORTRAIT__DATABASE__URL",
+            "PETPORTRAIT__LIMITS__STORAGE_URL",
+        ):
+            self.env.pop(name, None)
+        self.fleet = fleet
+        self.database_url = f"sqlite:///{self.data / 'petportrait.sqlite3'}"
+        if fleet is not None:
+            self.database_url = fleet.database_url
+            self.env.update(
+                {
+                    "PETPORTRAIT__DATABASE__URL": fleet.database_url,
+                    "PETPORTRAIT__QUEUE__URL": fleet.redis_url,
+                    "PETPORTRAIT__STORAGE__BACKEND": "s3",
+                    "PETPORTRAIT__STORAGE__S3_BUCKET": fleet.bucket,
+                    "PETPORTRAIT__STORAGE__S3_ENDPOINT_URL": fleet.endpoint,
+                    "PETPORTRAIT__STORAGE__S3_ACCESS_KEY_ID": "testing",
+                    "PETPORTRAIT__STORAGE__S3_SECRET_ACCESS_KEY": "testing",
+                    "AWS_CONFIG_FILE": str(root / "no-aws-config"),
+                    "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
+                    "NO_PROXY": "127.0.0.1",
+                }
+            )
         self.procs: list[subprocess.Popen[bytes]] = []
+
+    def stored(self) -> bytes:
+        """Everything at rest: files, every table's values, and on a fleet every Redis key of this
+        deployment and every S3 object version."""
+        parts = [files_bytes(self.data)]
+        engine = make_engine(self.database_url)
+        try:
+            parts.append(database_text(engine).encode("utf-8", "replace"))
+        finally:
+            engine.dispose()
+        if self.fleet is not None:
+            client = redis.Redis.from_url(self.fleet.redis_url)
+            for key in client.scan_iter(count=1000):
+                name = key.decode("utf-8", "replace")
+                if TAG not in name and "huey" not in name:
+                    continue
+                parts.append(key)
+                kind = client.type(key)
+                if kind == b"string":
+                    parts.append(client.get(key) or b"")
+                elif kind == b"list":
+                    parts.extend(client.lrange(key, 0, -1))
+                elif kind == b"zset":
+                    parts.extend(client.zrange(key, 0, -1))
+                elif kind == b"hash":
+                    parts.extend(b"%s=%s" % kv for kv in client.hgetall(key).items())
+            versions = self.fleet.s3.list_object_versions(Bucket=self.fleet.bucket)
+            for version in versions.get("Versions", []):
+                body = self.fleet.s3.get_object(
+                    Bucket=self.fleet.bucket, Key=version["Key"], VersionId=version["VersionId"]
+                )["Body"].read()
+                parts.append(version["Key"].encode() + b"\n" + body)
+        return b"\n".join(parts)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -265,9 +335,7 @@ def _walk(dep: Deployment, hooks: HookReceiver, smtp: SmtpSink) -> None:
     assert http.delete(f"{api}/renders/{render_id}", headers=auth).status_code == 204
     assert dep.cli("sweep").returncode == 0
     slices = [data[len(data) // 2 : len(data) // 2 + 48] for data in [*photo_bytes, image.content]]
-    stored = files_bytes(dep.data) + database_text(
-        make_engine(f"sqlite:///{dep.data / 'petportrait.sqlite3'}")
-    ).encode("latin-1", "replace")
+    stored = dep.stored()
     for piece in slices:
         assert piece not in stored, "a slice of a deleted item's bytes is still stored"
 
@@ -284,14 +352,15 @@ def _walk(dep: Deployment, hooks: HookReceiver, smtp: SmtpSink) -> None:
     canaries += [hashlib.sha256(p.read_bytes()).hexdigest() for p in originals]
     canaries += [hashlib.sha256(PASSWORD.encode()).hexdigest(), hashlib.md5(PASSWORD.encode()).hexdigest()]
     raw_hashes = [hashlib.sha256(p.read_bytes()).digest() for p in originals]
-    engine = make_engine(f"sqlite:///{dep.data / 'petportrait.sqlite3'}")
+    engine = make_engine(dep.database_url)
     tables = database_text(engine)
     engine.dispose()
-    on_disk = files_bytes(dep.data)
+    everything = dep.stored()  # on a fleet: Redis keys and every S3 version too
     logs = dep.log_text()
     found: dict[str, list[str]] = {}
     for canary in canaries:
-        for where, text in (("tables", tables), ("logs", logs)):
+        sources = (("tables", tables), ("logs", logs), ("stored", everything.decode("latin-1")))
+        for where, text in sources:
             if canary.lower() in text.lower():
                 found.setdefault(canary, []).append(where)
         holders = [
@@ -302,7 +371,7 @@ def _walk(dep: Deployment, hooks: HookReceiver, smtp: SmtpSink) -> None:
         if holders:
             found.setdefault(canary, []).append(f"files: {holders}")
     for digest in raw_hashes:
-        if digest in on_disk:
+        if digest in everything:
             found.setdefault(digest.hex(), []).append("files (raw sha256)")
     assert found == {}, found
     check = dep.cli("retention", "check", "--json")
