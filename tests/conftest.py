@@ -16,6 +16,9 @@ from petportrait.models import metadata
 from petportrait.settings import Settings
 from petportrait.web.app import Services, build_services, create_app
 
+# --strict-skips: only the named skips pass (make test, CI); the slow tier and the 60 s warning
+pytest_plugins = ["tests.skip_guard", "tests.tiers"]
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dreambooth-pets"
 PASSWORD = "correct horse battery staple"
 
