@@ -32,6 +32,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if type(report).__name__ == "SubtestReport":  # its time is inside its test's own call report
+        return
     _TOOK[report.nodeid] = _TOOK.get(report.nodeid, 0.0) + report.duration
 
 
