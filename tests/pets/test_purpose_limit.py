@@ -57,19 +57,25 @@ def _two_owners(services: Services, now: datetime) -> dict[str, str]:
     return ids
 
 
+def _read(
+    services: Services, *, job_owner_id: str, pet_id: str, photo_ids: list[str]
+) -> list[tuple[str, bytes]]:
+    with services.session_factory() as session:
+        return pets_service.read_photos_for_training(
+            session,
+            blobs=services.blobs,
+            job_id="job-1",
+            job_owner_id=job_owner_id,
+            pet_id=pet_id,
+            photo_ids=photo_ids,
+        )
+
+
 def test_training_reads_of_the_owners_pet_are_returned_and_each_is_audited_with_purpose_training(
     services: Services, now: datetime
 ) -> None:
     ids = _two_owners(services, now)
-    with services.session_factory() as session:
-        read = pets_service.read_photos_for_training(
-            session,
-            blobs=services.blobs,
-            job_id="job-1",
-            job_owner_id=ids["alice"],
-            pet_id=ids["rex"],
-            photo_ids=[ids["rex1"], ids["rex2"]],
-        )
+    read = _read(services, job_owner_id=ids["alice"], pet_id=ids["rex"], photo_ids=[ids["rex1"], ids["rex2"]])
     assert sorted(read) == sorted([(ids["rex1"], b"rex one"), (ids["rex2"], b"rex two")])
     entries = _photo_reads(services)
     assert sorted(e.subject_id for e in entries if e.subject_id) == sorted([ids["rex1"], ids["rex2"]])
@@ -84,15 +90,8 @@ def test_a_job_of_another_account_reads_nothing_and_writes_no_audit_entry(
     services: Services, now: datetime
 ) -> None:
     ids = _two_owners(services, now)
-    with services.session_factory() as session, pytest.raises(PermissionError, match="not its owner"):
-        pets_service.read_photos_for_training(
-            session,
-            blobs=services.blobs,
-            job_id="job-of-bob",
-            job_owner_id=ids["bob"],
-            pet_id=ids["rex"],
-            photo_ids=[ids["rex1"], ids["rex2"]],
-        )
+    with pytest.raises(PermissionError, match="not its owner"):
+        _read(services, job_owner_id=ids["bob"], pet_id=ids["rex"], photo_ids=[ids["rex1"], ids["rex2"]])
     assert _photo_reads(services) == []
 
 
@@ -102,15 +101,12 @@ def test_photo_ids_of_another_pet_are_not_read_even_for_the_same_owner(
     """A model's photo_ids can name only its own pet's photos: a photo of another pet (the owner's own or
     another account's) listed there is neither read nor audited."""
     ids = _two_owners(services, now)
-    with services.session_factory() as session:
-        read = pets_service.read_photos_for_training(
-            session,
-            blobs=services.blobs,
-            job_id="job-1",
-            job_owner_id=ids["alice"],
-            pet_id=ids["rex"],
-            photo_ids=[ids["rex1"], ids["fido1"], ids["bob1"]],
-        )
+    read = _read(
+        services,
+        job_owner_id=ids["alice"],
+        pet_id=ids["rex"],
+        photo_ids=[ids["rex1"], ids["fido1"], ids["bob1"]],
+    )
     assert read == [(ids["rex1"], b"rex one")]
     assert [e.subject_id for e in _photo_reads(services)] == [ids["rex1"]]
 
