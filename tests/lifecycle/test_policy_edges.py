@@ -4,18 +4,22 @@ period just over whole days, and the registry's check of each kind's clock colum
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
 
 from petportrait.db import session_scope
+from petportrait.errors import Gone
 from petportrait.registry import Registry, RegistryError
 from petportrait.retention import policy
 from petportrait.services import build_registry
 from petportrait.settings import RetentionSettings
 from petportrait.web.app import Services
+from tests.conftest import make_settings
 from tests.lifecycle.helpers import add_model, add_pet, add_photo, add_user
 
 FULL = RetentionSettings()
@@ -128,3 +132,35 @@ def test_the_registry_checks_each_kinds_clock_column_and_records_its_rule() -> N
     rules = build_registry().table_rules
     photo_rule = next(rule.rule for rule in rules.values() if rule.owner == "photo")
     assert photo_rule == policy.KINDS["photo"].description_of_rule() and "30 days" in photo_rule
+
+
+def test_kind_of_names_an_unlisted_row_in_its_error() -> None:
+    from petportrait.accounts.models import User
+
+    with pytest.raises(ValueError, match="User is not a kind"):
+        policy.kind_of(User())
+
+
+def test_the_period_is_read_from_whole_settings_as_from_retention_settings(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, retention={"photo_days": 2})
+    assert policy.period("photo", settings) == timedelta(days=2)
+    assert policy.period("photo", settings.retention) == timedelta(days=2)
+    assert policy.policy_period("photo") == timedelta(days=30)
+    assert policy.policy_period("model") == timedelta(days=7)
+    assert policy.policy_period("marketing") is None
+
+
+@dataclass
+class _MarketingCopy:
+    """A row of the event-bound kind as ensure_live sees one (it reads only these attributes)."""
+
+    expires_at: datetime
+    consent: None = None
+    retention_kind: ClassVar[str] = "marketing"
+
+
+def test_an_expired_copy_of_an_event_bound_kind_is_gone_in_its_own_words(now: datetime) -> None:
+    with pytest.raises(Gone) as gone:
+        policy.ensure_live(_MarketingCopy(expires_at=now), now, settings=FULL)
+    assert gone.value.code == "marketing_expired"
+    assert gone.value.detail == "This marketing copy is no longer kept and has been deleted."
