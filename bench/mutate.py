@@ -6,6 +6,8 @@ that reached the mutated function ([tool.mutmut] in pyproject.toml says which mo
 
     python bench/mutate.py                                   # every listed module (slow: tens of minutes)
     python bench/mutate.py --only src/petportrait/retention/policy.py --tests tests/lifecycle/test_policy.py
+    python bench/mutate.py --only src/petportrait/pets/service.py --tests tests/pets/test_purpose_limit.py \
+        --names "petportrait.pets.service.x_read_photos_for_training*"
 
 Survivors are listed; a survivor named in EXPLAINED is an equivalent mutant (no test can tell it apart) and
 is counted apart, with its reason. Exit status 1 when the kill rate is below --target.
@@ -14,6 +16,7 @@ is counted apart, with its reason. Exit status 1 when the kill rate is below --t
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +74,7 @@ def main() -> int:
     )
     parser.add_argument("--only", nargs="*", default=[], help="mutate only these files (of [tool.mutmut])")
     parser.add_argument("--tests", nargs="*", default=[], help="run only these tests for every mutant")
+    parser.add_argument("--names", nargs="*", default=[], help="mutant name patterns (mutmut run's)")
     parser.add_argument("--target", type=float, default=95.0, help="the kill rate to reach, in percent")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy (its path is printed)")
     args = parser.parse_args()
@@ -84,10 +89,8 @@ def main() -> int:
     mutmut = [sys.executable, "-m", "mutmut"]
     started = time.monotonic()
     try:
-        run = subprocess.run([*mutmut, "run", "--max-children", "1"], cwd=repo, env=env)
+        run = subprocess.run([*mutmut, "run", "--max-children", "1", *args.names], cwd=repo, env=env)
         took = time.monotonic() - started
-        subprocess.run([*mutmut, "export-cicd-stats"], cwd=repo, env=env, check=True, capture_output=True)
-        stats = json.loads((repo / "mutants" / "mutmut-cicd-stats.json").read_text())
         listing = subprocess.run(
             [*mutmut, "results", "--all", "true"],
             cwd=repo,
@@ -99,13 +102,17 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
-    survivors = re.findall(r"^\s*(\S+): (survived|no tests)$", listing, flags=re.MULTILINE)
-    explained = [(name, EXPLAINED[name]) for name, _ in survivors if name in EXPLAINED]
-    unexplained = [(name, why) for name, why in survivors if name not in EXPLAINED]
-    considered = stats["total"] - stats["skipped"] - len(explained)
-    killed = stats["killed"] + stats["timeout"] + stats["segfault"]
+    status = dict(re.findall(r"^\s*(\S+): (.+?)\s*$", listing, flags=re.MULTILINE))
+    if args.names:
+        status = {n: s for n, s in status.items() if any(fnmatch.fnmatch(n, p) for p in args.names)}
+    counts = Counter(status.values())
+    killed = counts["killed"] + counts["timeout"] + counts["segfault"] + counts["caught by type check"]
+    not_killed = sorted((n, s) for n, s in status.items() if s in ("survived", "no tests", "suspicious"))
+    explained = [(name, EXPLAINED[name]) for name, _ in not_killed if name in EXPLAINED]
+    unexplained = [(name, why) for name, why in not_killed if name not in EXPLAINED]
+    considered = sum(counts.values()) - counts["skipped"] - counts["not checked"] - len(explained)
     rate = 100.0 * killed / considered if considered else 0.0
-    print(f"mutmut run exit {run.returncode} in {took:.0f} s; {json.dumps(stats)}")
+    print(f"mutmut run exit {run.returncode} in {took:.0f} s; {dict(counts)}")
     for name, why in explained:
         print(f"equivalent  {name}: {why}")
     for name, why in unexplained:

@@ -4,7 +4,7 @@ that pet, and every read is audited with its purpose (data policy, clause 1)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -75,8 +75,10 @@ def test_training_reads_of_the_owners_pet_are_returned_and_each_is_audited_with_
     services: Services, now: datetime
 ) -> None:
     ids = _two_owners(services, now)
-    read = _read(services, job_owner_id=ids["alice"], pet_id=ids["rex"], photo_ids=[ids["rex1"], ids["rex2"]])
-    assert sorted(read) == sorted([(ids["rex1"], b"rex one"), (ids["rex2"], b"rex two")])
+    photo_ids = sorted([ids["rex1"], ids["rex2"]], reverse=True)
+    read = _read(services, job_owner_id=ids["alice"], pet_id=ids["rex"], photo_ids=photo_ids)
+    # in id order, whatever order photo_ids lists them in: a training run sees its photos in a stable order
+    assert read == sorted([(ids["rex1"], b"rex one"), (ids["rex2"], b"rex two")])
     entries = _photo_reads(services)
     assert sorted(e.subject_id for e in entries if e.subject_id) == sorted([ids["rex1"], ids["rex2"]])
     for entry in entries:
@@ -180,3 +182,17 @@ def test_a_training_job_pointed_at_another_accounts_model_fails_and_leaves_that_
     with services.session_factory() as session:
         model_row = session.get(PetModel, model_id)
         assert model_row is not None and model_row.state == ModelState.QUEUED.value
+
+
+def test_an_expired_photo_is_not_read_for_training(
+    services: Services, now: datetime, frozen_clock: Clock
+) -> None:
+    ids = _two_owners(services, now)
+    with session_scope(services.session_factory) as session:
+        rex = session.get(Pet, ids["rex"])
+        assert rex is not None
+        old = add_photo(session, services.blobs, rex, at=now - timedelta(days=29), data=b"rex old").id
+    frozen_clock.advance(timedelta(days=1))  # the old photo's 30 days end now; the others have 29 left
+    read = _read(services, job_owner_id=ids["alice"], pet_id=ids["rex"], photo_ids=[old, ids["rex1"]])
+    assert read == [(ids["rex1"], b"rex one")]
+    assert [e.subject_id for e in _photo_reads(services)] == [ids["rex1"]]
