@@ -40,6 +40,16 @@ EXPLAINED: dict[str, str] = {
     "petportrait.retention.policy.x_due_at__mutmut_15": (
         "getattr(item, clock) without its None default: the registry refuses a kind's table without its clock"
     ),
+    **{
+        f"petportrait.pets.service.x_read_photos_for_training__mutmut_{n}": (
+            "now=None: live_photos_query then reads the same clock itself"
+        )
+        for n in (10, 19, 21)
+    },
+    "petportrait.pets.service.x_read_photos_for_training__mutmut_14": (
+        "order_by(None): SQLite answers `id IN (...)` from the primary-key index, in id order anyway "
+        "(PostgreSQL need not; the test asserts the order, so the PostgreSQL leg would see it)"
+    ),
 }
 
 
