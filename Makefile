@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck install clean bench browser lock
+.PHONY: run test test-fast test-random mutate lint typecheck install clean bench browser lock
 
 TORCH := torch==2.13.0
 
@@ -47,7 +47,21 @@ test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --strict-skips --durations=15
+
+# The quick tier: everything but the tests marked slow (tests/tiers.py names them).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The suite in a random order (pytest-random-order; SEED=n repeats an order). TESTS narrows it.
+test-random: $(STAMP)
+	$(BIN)/python -m pytest -q --random-order-bucket=global \
+	  $(if $(SEED),--random-order-seed=$(SEED)) $(TESTS)
+
+# Mutation testing of the policy-critical modules ([tool.mutmut] in pyproject.toml), each mutant against the
+# tests that cover it; prints the kill rate. Slow: not part of make test.
+mutate: $(STAMP)
+	$(BIN)/python bench/mutate.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

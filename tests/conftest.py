@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,14 @@ from petportrait.models import metadata
 from petportrait.settings import Settings
 from petportrait.web.app import Services, build_services, create_app
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dreambooth-pets"
+# --strict-skips: only the named skips pass (make test, CI); the slow tier and the 60 s warning
+pytest_plugins = ["tests.skip_guard", "tests.tiers"]
+
+# ../shared of the checkout; PETPORTRAIT_TEST_DATA names it for a copy elsewhere (bench/mutate.py runs one)
+DATA = Path(
+    os.environ.get("PETPORTRAIT_TEST_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dreambooth-pets"
+)
 PASSWORD = "correct horse battery staple"
 
 

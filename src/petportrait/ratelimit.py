@@ -18,7 +18,6 @@ import ipaddress
 import logging
 import math
 import threading
-import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -27,6 +26,7 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from petportrait.clock import utcnow
 from petportrait.errors import ProblemError, TooManyRequests
 from petportrait.settings import Settings
 
@@ -90,7 +90,7 @@ class RateLimiter:
 
     def retry_after(self, rule: str, key: str) -> int:
         """Seconds until every full window of the rule has room again (at least 1)."""
-        now = time.time()
+        now = utcnow().timestamp()  # the clock (real in production; controlled in tests)
         wait = 1.0
         for item in self.rules[rule]:
             stats = self.strategy.get_window_stats(item, self.namespace, rule, key)

@@ -33,12 +33,13 @@ class Stack:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
 
-    def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, *, periodic: bool = True, **extra_env: str) -> subprocess.Popen[bytes]:
+        """A worker process; periodic=False leaves the reaper and sweeper to others (`--no-periodic`)."""
         log = self.data_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
         env = {**self.env, **extra_env}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "petportrait.cli", "worker"],
+            [sys.executable, "-m", "petportrait.cli", "worker", *([] if periodic else ["--no-periodic"])],
             env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,

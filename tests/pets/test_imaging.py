@@ -6,7 +6,6 @@ import hashlib
 import io
 import itertools
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -419,10 +418,9 @@ def test_a_phone_jpeg_with_extra_pictures_is_taken_as_its_first_picture() -> Non
 def test_a_header_claiming_too_many_pixels_is_rejected_before_decoding(width: int, height: int) -> None:
     data = png_claiming(width, height)
     assert len(data) < 100
-    started = time.perf_counter()
-    # Had the pixels been decoded, the one-pixel data would have been reported as corrupt_image.
+    # Had the pixels been decoded, the one-pixel data would have been reported as corrupt_image: the answer
+    # itself shows the order, so no time is measured (a wall-clock bound failed on a busy machine).
     assert rejection(data) == "decompression_bomb"
-    assert time.perf_counter() - started < 1.0
 
 
 def test_pillows_own_bomb_limit_holds_even_when_max_pixels_is_set_higher() -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from petportrait.clock import Clock
 from petportrait.pets.models import Photo
 from petportrait.web.app import Services
-from tests.conftest import pet_photos
+from tests.conftest import DATA, pet_photos
 from tests.pets.helpers import gps_exif, jpeg_bytes, solid_png
 
 
@@ -328,4 +328,6 @@ def test_pet_delete_removes_its_photos(client: TestClient, alice: dict[str, str]
 
 
 def test_photo_files_exist(tmp_path: Path) -> None:
+    """Fails, never skips, without the shared data: the tests that use the photos skip then."""
+    assert DATA.is_dir(), f"test data missing: {DATA} (the photo tests skip; --strict-skips fails them)"
     assert len(pet_photos("dog")) >= 4 and len(pet_photos("cat")) >= 4

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from petportrait.cli import exposure_warning
+from petportrait.clock import Clock
 from petportrait.rights import provenance
 from petportrait.settings import Settings
 from petportrait.web.app import Services, create_app
@@ -161,11 +163,12 @@ def test_thirty_concurrent_wrong_guesses_are_refused_beyond_the_limit_not_checke
 
 
 def test_the_race_holds_on_redis_too(services: Services) -> None:
-    redis = pytest.importorskip("redis")
+    import redis
+
     try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/12").ping()
+        redis.Redis.from_url("redis://127.0.0.1:6379/12", socket_connect_timeout=1).ping()
     except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
     app = _app(
         services,
         limits={"storage_url": "redis://127.0.0.1:6379/12", "namespace": f"test-{secrets.token_hex(6)}"},
@@ -191,21 +194,38 @@ def test_spraying_one_password_over_many_emails_from_one_address_is_throttled(se
     assert _sign_in(_from(app, "203.0.113.7"), "user1@example.com", "Summer2026!!") == 401
 
 
-def test_delays_grow_with_repeated_failures_and_end_by_themselves(services: Services) -> None:
-    # Short windows so that the test can wait them out: the limits library keeps its own time (Redis's on
-    # a fleet), so the frozen clock cannot move it.
+@pytest.fixture
+def limits_on_clock(frozen_clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The limits library's in-memory windows read the controlled clock (they read time.time() of their own;
+    on a fleet, Redis's clock): waiting out a window is then a step of the clock, not a sleep."""
+    from limits.storage import memory
+
+    class _ClockTime:
+        def time(self) -> float:
+            return frozen_clock.now().timestamp()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+    monkeypatch.setattr(memory, "time", _ClockTime())
+    return frozen_clock
+
+
+def test_delays_grow_with_repeated_failures_and_end_by_themselves(
+    services: Services, limits_on_clock: Clock
+) -> None:
     app = _app(services, limits={"signin_per_account_and_address": "2/2 seconds;4/1 minute"})
     owner = _from(app, "203.0.113.8")
     sign_up(owner, "owner@example.com")  # its sign-in succeeded, which cleared this address's count
     assert [_sign_in(owner, "owner@example.com", WRONG) for _ in range(2)] == [401, 401]
     first = owner.post("/api/v1/auth/token", json={"email": "owner@example.com", "password": PASSWORD})
     assert first.status_code == 429 and int(first.headers["retry-after"]) <= 2
-    time.sleep(2.1)
+    limits_on_clock.advance(timedelta(seconds=2.1))
     assert _sign_in(owner, "owner@example.com", PASSWORD) == 200  # the owner gets in after the delay
 
     sign_up(owner, "other@example.com")
     assert [_sign_in(owner, "other@example.com", WRONG) for _ in range(2)] == [401, 401]
-    time.sleep(2.1)
+    limits_on_clock.advance(timedelta(seconds=2.1))
     assert [_sign_in(owner, "other@example.com", WRONG) for _ in range(2)] == [401, 401]
     longer = owner.post("/api/v1/auth/token", json={"email": "other@example.com", "password": WRONG})
     assert longer.status_code == 429 and int(longer.headers["retry-after"]) > 30  # the delay grew

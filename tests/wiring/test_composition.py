@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.util.exc import CommandError
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url, text
 
 from petportrait.migrate import alembic_config, upgrade
 from petportrait.registry import Registry, RegistryError
@@ -107,8 +110,30 @@ def test_a_table_without_its_kinds_columns_is_refused() -> None:
         registry.add_item_kind("photo", User)
 
 
-def test_models_and_migrations_agree(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'check.sqlite3'}")
+@pytest.fixture
+def empty_database_url(tmp_path: Path) -> Iterator[str]:
+    """A database of its own, on the backend this run tests: a SQLite file, or (when the configured URL names
+    PostgreSQL) a scratch database next to the configured one, dropped afterwards."""
+    configured = os.environ.get("PETPORTRAIT__DATABASE__URL", "")
+    if not configured.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path / 'check.sqlite3'}"
+        return
+    url = make_url(configured)
+    name = f"{url.database}_migcheck_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_models_and_migrations_agree(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
+    assert engine.dialect.name == ("postgresql" if "postgresql" in empty_database_url else "sqlite")
     upgrade(engine)
     cfg = alembic_config(str(engine.url))
     try:

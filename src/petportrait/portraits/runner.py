@@ -102,6 +102,9 @@ def _fence_write(ctx: WorkerContext, session: Session, job: Job) -> None:
         raise jobs_service.CancelRequested(job.id)
 
 
+_PURPOSE_LIMIT = "purpose_limit"  # a training job pointed at another account's model or pet
+
+
 def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat) -> None:
     from petportrait.ml.models import ModelLoadError
     from petportrait.ml.photos import PhotoData
@@ -110,17 +113,24 @@ def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Jo
     model = session.get(PetModel, job.target_id)
     if model is None:
         raise JobFailed("model_deleted", "The model was deleted before it could be trained.")
+    if model.owner_id != job.owner_id:
+        raise JobFailed(_PURPOSE_LIMIT, "This job may train only its own account's models.")
     model.state = ModelState.TRAINING.value
     session.commit()
     beat.update(step=0, total=1, message="Preparing photos")
-    photos = pets_service.read_photos_for_training(
-        session,
-        blobs=ctx.blobs,
-        job_id=job.id,
-        job_owner_id=job.owner_id,
-        pet_id=model.pet_id,
-        photo_ids=list(model.photo_ids),
-    )
+    try:
+        photos = pets_service.read_photos_for_training(
+            session,
+            blobs=ctx.blobs,
+            job_id=job.id,
+            job_owner_id=job.owner_id,
+            pet_id=model.pet_id,
+            photo_ids=list(model.photo_ids),
+        )
+    except PermissionError as exc:
+        raise JobFailed(
+            _PURPOSE_LIMIT, "This job may read only the photos of its own account's pet."
+        ) from exc
     if len(photos) < service.MIN_TRAINING_PHOTOS:
         raise JobFailed(
             "not_enough_photos",

@@ -376,7 +376,11 @@ def reflect_job_end(session: Session, *, job: Job) -> None:
             continue
         if each.kind == JobKind.TRAIN.value:
             model = session.get(PetModel, each.target_id)
-            if model is not None and model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value):
+            if (
+                model is not None
+                and model.owner_id == each.owner_id  # a job never changes another account's model
+                and model.state in (ModelState.QUEUED.value, ModelState.TRAINING.value)
+            ):
                 model.state = (
                     ModelState.FAILED.value if each.state == "failed" else ModelState.CANCELLED.value
                 )

@@ -172,9 +172,7 @@ def describe(length: timedelta) -> str:
     """A duration in words: whole days as days, else hours, else minutes."""
     total = length.total_seconds()
     count: float
-    if total >= 86400 and total % 86400 == 0:
-        count, unit = total / 86400, "day"
-    elif total >= 86400:
+    if total >= 86400:  # whole days stay whole: round(30.0, 1) is 30.0, written "30"
         count, unit = round(total / 86400, 1), "day"
     elif total >= 3600:
         count, unit = round(total / 3600, 1), "hour"
