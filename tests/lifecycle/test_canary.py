@@ -226,8 +226,54 @@ def key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
 
 
-def test_canary_values_are_gone_after_deletion_erasure_and_two_sweeps(tmp_path: Path, smtp: SmtpSink) -> None:
-    dep = Deployment(tmp_path, smtp)
+@pytest.fixture(params=["one-machine", "fleet"])
+def fleet(request: pytest.FixtureRequest) -> Iterator[Fleet | None]:
+    """None for one machine (SQLite, a folder, the SQLite queue); else PostgreSQL, Redis and S3."""
+    if request.param == "one-machine":
+        yield None
+        return
+    import boto3
+    import psycopg
+    from botocore.config import Config
+    from moto.server import ThreadedMotoServer
+
+    name = f"canary_{TAG}"
+    admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    bucket = f"canary-{TAG}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    try:
+        yield Fleet(
+            database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+            redis_url="redis://127.0.0.1:6379/0",
+            s3=s3,
+            bucket=bucket,
+            endpoint=endpoint,
+        )
+    finally:
+        server.stop()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_canary_values_are_gone_after_deletion_erasure_and_two_sweeps(
+    tmp_path: Path, smtp: SmtpSink, fleet: Fleet | None
+) -> None:
+    dep = Deployment(tmp_path, smtp, fleet)
     assert dep.cli("migrate").returncode == 0
     made = dep.cli("admin", "create-user", "--email", ADMIN_EMAIL, "--role", "admin", "--password", PASSWORD)
     assert made.returncode == 0, made.stderr
