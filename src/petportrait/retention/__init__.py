@@ -33,6 +33,7 @@ def register(registry: Registry) -> None:
         "erasure makes unlinkable; no content hash",
         "legal_holds": "kept for good as the record of holds (ids, reasons written by admins, dates)",
         "sweep_runs": "no personal data; deleted after 7 days by the sweeper",
+        "kek_checks": "no personal data (the id and check value of each key-encryption key, never a key)",
     }
     for table, rule in rules.items():
         registry.add_table_rule(table, rule, owner="retention")

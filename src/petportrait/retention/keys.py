@@ -28,7 +28,7 @@ from petportrait.clock import utcnow
 from petportrait.retention.models import DataKey
 from petportrait.settings import Settings, decode_kek
 from petportrait.storage.base import BlobStore
-from petportrait.storage.crypto import EncryptedBlobStore
+from petportrait.storage.crypto import EncryptedBlobStore, wrapped_kek_id
 
 _IN_CHUNK = 500
 _OWNER = re.compile(r"^[0-9a-f]{32}$")
@@ -50,6 +50,12 @@ def owner_of_key(storage_key: str) -> str | None:
 def kek_path(settings: Settings) -> Path:
     """Where the development key-encryption key is kept."""
     return (settings.data_dir / "keys" / "kek.b64").resolve()
+
+
+def load_previous_kek(settings: Settings) -> bytes | None:
+    """The previous key-encryption key, set only while a rotation is under way (retention.kek)."""
+    previous = settings.security.previous_key_encryption_key
+    return None if previous is None else decode_kek(previous, name="security.previous_key_encryption_key")
 
 
 def load_kek(settings: Settings) -> bytes:
@@ -93,6 +99,7 @@ class DatabaseKeyStore:
                             owner_id=owner_of_key(storage_key),
                             wrapped_key=wrapped,
                             created_at=utcnow(),
+                            kek_id=wrapped_kek_id(wrapped).hex(),
                         )
                     )
                     session.commit()
@@ -153,4 +160,10 @@ def encrypted_store(
     """`inner` with every blob sealed under its own data key, kept in the database under the settings' KEK."""
     if isinstance(inner, EncryptedBlobStore):
         return inner
-    return EncryptedBlobStore(inner, DatabaseKeyStore(session_factory), load_kek(settings))
+    previous = load_previous_kek(settings)
+    return EncryptedBlobStore(
+        inner,
+        DatabaseKeyStore(session_factory),
+        load_kek(settings),
+        previous_keks=() if previous is None else (previous,),
+    )
