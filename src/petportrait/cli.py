@@ -100,11 +100,12 @@ def worker(
 def migrate() -> None:
     """Apply database migrations up to the newest."""
     from petportrait.db import make_engine, make_session_factory
+    from petportrait.files import private_dir
     from petportrait.migrate import current, upgrade
     from petportrait.services import check_kek
 
     settings = cli_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)

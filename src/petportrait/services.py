@@ -25,6 +25,7 @@ from petportrait import (
     rights,
 )
 from petportrait.db import make_engine, make_session_factory
+from petportrait.files import private_dir
 from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.worker import Consumer
 from petportrait.portraits.models import JobKind
@@ -67,7 +68,7 @@ def build_services(
 ) -> Services:
     """Open the database, blob store and queue; migrate SQLite automatically (or when asked)."""
     registry = registry or build_registry()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.database_url, echo=settings.database.echo)
     if migrate is None:
         migrate = engine.dialect.name == "sqlite"

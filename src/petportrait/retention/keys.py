@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.clock import utcnow
+from petportrait.files import private_dir, private_file
 from petportrait.retention.models import DataKey
 from petportrait.settings import Settings, decode_kek
 from petportrait.storage.base import BlobStore
@@ -66,8 +67,7 @@ def load_kek(settings: Settings) -> bytes:
     if settings.environment == "production":
         raise KekNotConfigured("security.key_encryption_key is required in production")
     path = kek_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (path.parent / ".lock").open("a") as lock:
+    with private_file(private_dir(path.parent) / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once make one key
         if not path.exists():
             tmp = path.with_suffix(".tmp")
