@@ -28,6 +28,7 @@ from petportrait.db import make_engine, make_session_factory
 from petportrait.files import private_dir
 from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.worker import Consumer
+from petportrait.lifecycle import vacuum
 from petportrait.portraits.models import JobKind
 from petportrait.registry import Registry, Services
 from petportrait.retention import policy
@@ -78,6 +79,7 @@ def build_services(
         upgrade(engine)
     session_factory = make_session_factory(engine, info={"registry": registry, "settings": settings})
     check_kek(settings, session_factory)
+    vacuum.warn_autovacuum(engine, registry)
     inner = create_blob_store(settings)
     if settings.storage.backend == "s3":
         from petportrait.lifecycle.s3rules import warn_versioning  # boto3 only when S3 is used

@@ -77,6 +77,12 @@ def under(services: Services, kek: bytes) -> int:
         return int(session.scalar(select(func.count()).where(DataKey.kek_id == kek_id(kek).hex())) or 0)
 
 
+@pytest.fixture(autouse=True)
+def _empty_tables(services: Services) -> None:
+    """Each test from empty tables (the `services` fixture empties them): on PostgreSQL the tests share
+    one database, and a rotation re-wraps every data key in it."""
+
+
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The command line's settings from the environment, on a data folder of this test."""

@@ -18,7 +18,9 @@ Findings (any one makes the check fail):
 - no_retention_rule: a table of the schema that no domain gave a retention rule (`registry.add_table_rule`;
   a table holding no personal data gets a rule that says so);
 - raw_hash: a bare content sha256 kept where it outlives its item (a tombstone, an audit entry's details,
-  a consent receipt, a generation record), instead of a fingerprint under the account's key.
+  a consent receipt, a generation record), instead of a fingerprint under the account's key;
+- autovacuum_off: (PostgreSQL) autovacuum is off for the server or a personal table, so deleted rows and
+  destroyed data keys stay in dead tuples (lifecycle.vacuum); the detail counts them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from petportrait.accounts.models import User
 from petportrait.clock import utcnow
 from petportrait.consent.models import Consent
 from petportrait.db import Base
+from petportrait.lifecycle import vacuum
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
 from petportrait.registry import registry_of
 from petportrait.retention import holds, policy
@@ -158,7 +161,17 @@ def run_check(
     _scan_tombstone_keys(session, report=report)
     _scan_versions(session, getattr(blobs, "inner", blobs), owned=owned, report=report)
     _scan_scratch(settings, report=report)
+    _scan_autovacuum(session, report=report)
     return report
+
+
+def _scan_autovacuum(session: Session, *, report: CheckReport) -> None:
+    """(PostgreSQL) Report the server or each personal table where autovacuum does not run."""
+    tables = vacuum.personal_tables(registry_of(session))
+    for off in vacuum.autovacuum_off(session.connection(), tables):
+        report.findings.append(
+            Finding("autovacuum_off", off.table, detail=f"{off.reason}; {off.dead_tuples} dead tuples")
+        )
 
 
 def _scan_scratch(settings: Settings, *, report: CheckReport) -> None:
