@@ -108,7 +108,7 @@ def migrate() -> None:
     private_dir(settings.data_dir)
     engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
+        upgrade(engine, settings=settings)
         with refused_start():
             check_kek(settings, make_session_factory(engine))
         typer.echo(f"database at revision {current(engine)}")

@@ -76,7 +76,7 @@ def build_services(
     if migrate:
         from petportrait.migrate import upgrade
 
-        upgrade(engine)
+        upgrade(engine, settings=settings)
     session_factory = make_session_factory(engine, info={"registry": registry, "settings": settings})
     check_kek(settings, session_factory)
     vacuum.warn_autovacuum(engine, registry)

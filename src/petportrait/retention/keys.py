@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +30,14 @@ from petportrait.files import private_dir, private_file
 from petportrait.retention.models import DataKey
 from petportrait.settings import Settings, decode_kek
 from petportrait.storage.base import BlobStore
-from petportrait.storage.crypto import EncryptedBlobStore, wrapped_kek_id
+from petportrait.storage.crypto import (
+    EncryptedBlobStore,
+    open_value,
+    seal_value,
+    unwrap_with_any,
+    wrap_key,
+    wrapped_kek_id,
+)
 
 _IN_CHUNK = 500
 _OWNER = re.compile(r"^[0-9a-f]{32}$")
@@ -57,6 +65,12 @@ def load_previous_kek(settings: Settings) -> bytes | None:
     """The previous key-encryption key, set only while a rotation is under way (retention.kek)."""
     previous = settings.security.previous_key_encryption_key
     return None if previous is None else decode_kek(previous, name="security.previous_key_encryption_key")
+
+
+def settings_keks(settings: Settings) -> tuple[bytes, ...]:
+    """The KEKs that open data keys: the current one first, then the previous one during a rotation."""
+    previous = load_previous_kek(settings)
+    return (load_kek(settings),) if previous is None else (load_kek(settings), previous)
 
 
 def load_kek(settings: Settings) -> bytes:
@@ -139,6 +153,32 @@ class DatabaseKeyStore:
             chunk = list(storage_keys[start : start + _IN_CHUNK])
             found.update(session.scalars(select(DataKey.storage_key).where(DataKey.storage_key.in_(chunk))))
         return found
+
+
+def seal_with_new_key(session: Session, keks: Sequence[bytes], name: str, value: bytes) -> bytes:
+    """Seal a small value (a secret) under a new data key of its own, stored wrapped under keks[0] in
+    `data_keys` as `name` in the caller's transaction; `destroy_keys([name])` makes the sealed value
+    unreadable for good."""
+    data_key = AESGCM.generate_key(256)
+    wrapped = wrap_key(keks[0], data_key, name)
+    session.execute(
+        insert(_DATA_KEYS).values(
+            storage_key=name,
+            owner_id=owner_of_key(name),
+            wrapped_key=wrapped,
+            created_at=utcnow(),
+            kek_id=wrapped_kek_id(wrapped).hex(),
+        )
+    )
+    return seal_value(data_key, value, name)
+
+
+def open_sealed(session: Session, keks: Sequence[bytes], name: str, sealed: bytes) -> bytes | None:
+    """A value sealed by seal_with_new_key, or None when its data key was destroyed."""
+    wrapped = session.scalar(select(_DATA_KEYS.c.wrapped_key).where(_DATA_KEYS.c.storage_key == name))
+    if wrapped is None:
+        return None
+    return open_value(unwrap_with_any(keks, bytes(wrapped), name), sealed, name)
 
 
 def destroy_keys(session: Session, storage_keys: Sequence[str | None]) -> int:

@@ -123,6 +123,23 @@ def unwrap_with_any(keks: Sequence[bytes], wrapped: bytes, storage_key: str) -> 
     return unwrap_key(keks[0], wrapped, storage_key)
 
 
+_SEAL_AAD = b"petportrait sealed value v1\x00"
+
+
+def seal_value(data_key: bytes, value: bytes, name: str) -> bytes:
+    """A small value (a secret) sealed under a data key, bound to its name: nonce | AES-256-GCM."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(data_key).encrypt(nonce, value, _SEAL_AAD + name.encode())
+
+
+def open_value(data_key: bytes, sealed: bytes, name: str) -> bytes:
+    """A value sealed by seal_value; BlobDecryptError if it was changed or moved to another name."""
+    try:
+        return AESGCM(data_key).decrypt(sealed[:12], sealed[12:], _SEAL_AAD + name.encode())
+    except InvalidTag as exc:
+        raise BlobDecryptError(f"the sealed value {name!r} does not open") from exc
+
+
 def wrap_key(kek: bytes, data_key: bytes, storage_key: str) -> bytes:
     """The data key sealed under the KEK, bound to its storage key: version | kek id | nonce | ciphertext."""
     nonce = os.urandom(12)
