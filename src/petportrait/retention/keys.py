@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Engine, bindparam, delete, insert, select
+from sqlalchemy import Engine, Insert, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -94,6 +94,17 @@ def load_kek(settings: Settings) -> bytes:
         return decode_kek(path.read_text())
 
 
+def _key_row(storage_key: str, wrapped: bytes) -> Insert:
+    """The insert of one data key row, naming its owner and the KEK that wraps it."""
+    return insert(_DATA_KEYS).values(
+        storage_key=storage_key,
+        owner_id=owner_of_key(storage_key),
+        wrapped_key=wrapped,
+        created_at=utcnow(),
+        kek_id=wrapped_kek_id(wrapped).hex(),
+    )
+
+
 class DatabaseKeyStore:
     """A KeyStore on table `data_keys`; each call is a short transaction of its own."""
 
@@ -107,15 +118,7 @@ class DatabaseKeyStore:
         for _ in range(3):
             with self.session_factory() as session:
                 try:
-                    session.execute(
-                        insert(_DATA_KEYS).values(
-                            storage_key=storage_key,
-                            owner_id=owner_of_key(storage_key),
-                            wrapped_key=wrapped,
-                            created_at=utcnow(),
-                            kek_id=wrapped_kek_id(wrapped).hex(),
-                        )
-                    )
+                    session.execute(_key_row(storage_key, wrapped))
                     session.commit()
                     return wrapped
                 except IntegrityError:
@@ -160,16 +163,7 @@ def seal_with_new_key(session: Session, keks: Sequence[bytes], name: str, value:
     `data_keys` as `name` in the caller's transaction; `destroy_keys([name])` makes the sealed value
     unreadable for good."""
     data_key = AESGCM.generate_key(256)
-    wrapped = wrap_key(keks[0], data_key, name)
-    session.execute(
-        insert(_DATA_KEYS).values(
-            storage_key=name,
-            owner_id=owner_of_key(name),
-            wrapped_key=wrapped,
-            created_at=utcnow(),
-            kek_id=wrapped_kek_id(wrapped).hex(),
-        )
-    )
+    session.execute(_key_row(name, wrap_key(keks[0], data_key, name)))
     return seal_value(data_key, value, name)
 
 
