@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from petportrait.clock import Clock, clock
 from petportrait.models import metadata
@@ -59,6 +59,31 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         security = {**PRODUCTION_SECURITY, **security}
         values["security"] = security
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def _postgres_engine() -> Iterator[Engine | None]:
+    url = os.environ.get("PETPORTRAIT__DATABASE__URL", "")
+    if not url.startswith("postgresql"):
+        yield None
+        return
+    from petportrait.db import make_engine
+
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _forget_recorded_kek(_postgres_engine: Engine | None) -> None:
+    """On PostgreSQL every test shares one database, but each test's data folder is a deployment of its
+    own with a key-encryption key of its own: forget the KEK an earlier test recorded, or the start-up
+    check (retention.kek) would rightly refuse this one's. SQLite databases live in the data folder."""
+    if _postgres_engine is None:
+        return
+    with _postgres_engine.begin() as conn:
+        if conn.execute(text("SELECT to_regclass('kek_checks')")).scalar() is not None:
+            conn.execute(text("DELETE FROM kek_checks"))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from petportrait.cli_retention import audit_app, cli_settings, retention_app, storage_app, sweep
+from petportrait.cli_retention import (
+    audit_app,
+    cli_settings,
+    keys_app,
+    refused_start,
+    retention_app,
+    start_services,
+    storage_app,
+    sweep,
+)
 from petportrait.cli_transparency import verify_receipt, witness
 from petportrait.settings import Settings
 
@@ -23,6 +32,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(retention_app, name="retention")
 app.add_typer(audit_app, name="audit")
 app.add_typer(storage_app, name="storage")
+app.add_typer(keys_app, name="keys")
 app.command("sweep")(sweep)
 app.command("verify-receipt")(verify_receipt)
 app.command("witness")(witness)
@@ -47,7 +57,8 @@ def serve(
     if warning:
         logging.getLogger("petportrait.serve").warning(warning)
         typer.echo(f"WARNING: {warning}", err=True)
-    application = create_app(settings)
+    with refused_start():
+        application = create_app(settings)
     uvicorn.run(application, host=bind_host, port=bind_port, log_level="info")
 
 
@@ -79,10 +90,10 @@ def worker(
     """Run a job consumer, one job at a time (one per GPU); SIGTERM finishes the job, twice hands it back."""
     import logging
 
-    from petportrait.services import build_consumer, build_services
+    from petportrait.services import build_consumer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = build_services(cli_settings())
+    services = start_services(cli_settings())
     consumer = build_consumer(services, periodic=periodic)
     consumer.run_forever()
     services.engine.dispose()
@@ -91,15 +102,21 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Apply database migrations up to the newest."""
-    from petportrait.db import make_engine
+    from petportrait.db import make_engine, make_session_factory
+    from petportrait.files import private_dir
     from petportrait.migrate import current, upgrade
+    from petportrait.services import check_kek
 
     settings = cli_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.database_url)
-    upgrade(engine)
-    typer.echo(f"database at revision {current(engine)}")
-    engine.dispose()
+    try:
+        upgrade(engine, settings=settings)
+        with refused_start():
+            check_kek(settings, make_session_factory(engine))
+        typer.echo(f"database at revision {current(engine)}")
+    finally:
+        engine.dispose()
 
 
 @admin_app.command("create-user")
@@ -117,7 +134,6 @@ def create_user(
     from petportrait.accounts.models import Role
     from petportrait.db import session_scope
     from petportrait.errors import ProblemError
-    from petportrait.services import build_services
 
     try:
         role_value = Role(role)
@@ -133,7 +149,7 @@ def create_user(
     if len(secret) < 10:
         typer.echo("error: the password must have at least 10 characters", err=True)
         raise typer.Exit(2)
-    services = build_services(cli_settings(), migrate=True)
+    services = start_services(cli_settings(), migrate=True)
     try:
         with session_scope(services.session_factory) as session:
             user = accounts_service.create_user(session, email=email, password=secret, role=role_value)

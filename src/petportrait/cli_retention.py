@@ -1,4 +1,5 @@
-"""Lifecycle commands: `retention check|holds|sweep`, `audit verify`, `storage lifecycle [--apply]`.
+"""Lifecycle commands: `retention check|holds|sweep`, `audit verify`, `storage lifecycle [--apply]`,
+`keys rotate`.
 
 petportrait/cli.py registers these apps (`app.add_typer(retention_app, name="retention")`, ...).
 """
@@ -22,6 +23,7 @@ retention_app = typer.Typer(
 )
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 storage_app = typer.Typer(help="Blob storage.", no_args_is_help=True)
+keys_app = typer.Typer(help="The key-encryption key.", no_args_is_help=True)
 
 
 def cli_settings() -> Settings:
@@ -34,10 +36,28 @@ def cli_settings() -> Settings:
 
 
 @contextmanager
-def _services() -> Iterator[Services]:
+def refused_start() -> Iterator[None]:
+    """Exit 2 with one clear line when start-up refuses the key-encryption key (retention.kek)."""
+    from petportrait.retention.kek import KekMismatch
+
+    try:
+        yield
+    except KekMismatch as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def start_services(settings: Settings, *, migrate: bool | None = None) -> Services:
+    """build_services, or exit 2 with one clear line when it refuses to start."""
     from petportrait.services import build_services
 
-    services = build_services(cli_settings())
+    with refused_start():
+        return build_services(settings, migrate=migrate)
+
+
+@contextmanager
+def _services() -> Iterator[Services]:
+    services = start_services(cli_settings())
     try:
         yield services
     finally:
@@ -259,3 +279,37 @@ def storage_lifecycle(
         rules = s3rules.backstop_rules(settings, key_prefix=store.prefix)
         typer.echo(f"would write to bucket {store.bucket} (use --apply):")
     typer.echo(json.dumps(rules, indent=2))
+
+
+@keys_app.command("rotate")
+def rotate_keys(
+    batch_size: Annotated[int, typer.Option(min=1, help="Data keys re-wrapped per transaction")] = 2000,
+) -> None:
+    """Re-wrap every data key under security.key_encryption_key, opening the old ones with
+    security.previous_key_encryption_key; resumable (run it again after a stop); audited. See the README,
+    "Rotating the key-encryption key"."""
+    from petportrait.retention.kek import RotationReport, rotate
+    from petportrait.retention.keys import load_kek, load_previous_kek
+
+    def progress(report: RotationReport) -> None:
+        typer.echo(f"... {report.rewrapped} re-wrapped", err=True)
+
+    with _services() as services, refused_start():
+        settings = services.settings
+        report = rotate(
+            services.session_factory,
+            load_kek(settings),
+            load_previous_kek(settings),
+            batch_size=batch_size,
+            progress=progress,
+        )
+    typer.echo(
+        f"key-encryption key {report.from_id or '(none)'} -> {report.to_id}: re-wrapped {report.rewrapped} "
+        f"data keys, {report.remaining} left"
+    )
+    for key, error in list(report.failed.items())[:20]:
+        typer.echo(f"error: {key}: {error}", err=True)
+    if not report.finished:
+        typer.echo("FAILED: some data keys are under neither key; the previous key stays accepted", err=True)
+        raise typer.Exit(1)
+    typer.echo("finished: the previous key is retired; remove security.previous_key_encryption_key")

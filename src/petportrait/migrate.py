@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from petportrait.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -19,11 +23,13 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "heads") -> None:
-    """Bring the database up to `revision`."""
+def upgrade(engine: Engine, revision: str = "heads", *, settings: Settings | None = None) -> None:
+    """Bring the database up to `revision`; `settings` are the ones a data migration needs (the
+    key-encryption key that seals webhook secrets), else the process's."""
     cfg = alembic_config(str(engine.url.render_as_string(hide_password=False)))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
+        cfg.attributes["settings"] = settings
         command.upgrade(cfg, revision)
 
 

@@ -8,12 +8,15 @@ delay that grows with the number of recent attempts (the longest full window dec
 a lock that someone else can keep closed.
 
 Counts live in Redis when the queue is on Redis (one count for the fleet), else in this process's memory.
-This module sits below the domains: it imports settings and errors only.
+The store never sees what is counted (an email, a client address, an account id): each key is an
+HMAC-SHA256 under a key derived from `security.secret_key`, so the keys cannot be matched against a list
+of addresses without the secret. This module sits below the domains: it imports settings and errors only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import logging
 import math
@@ -57,9 +60,16 @@ class RateLimiter:
         self.storage = storage
         self.strategy = MovingWindowRateLimiter(self.storage)
         self.namespace = settings.limits.namespace
+        self._hmac_key = hashlib.sha256(
+            b"petportrait rate-limit keys\x00" + settings.security.secret_key.encode()
+        ).digest()
         self.rules: dict[str, list[RateLimitItem]] = {
             name: parse_many(str(getattr(settings.limits, name))) for name in RULES
         }
+
+    def stored_key(self, key: str) -> str:
+        """What the store keeps for a key: its HMAC under the secret key (hex, 32 characters)."""
+        return hmac.new(self._hmac_key, key.encode(), hashlib.sha256).hexdigest()[:32]
 
     def take(self, *checks: tuple[str, str], detail: str, code: str = "too_many_attempts") -> None:
         """Take one attempt from each (rule, key) in order; 429 with Retry-After at the first full window.
@@ -69,10 +79,11 @@ class RateLimiter:
         """
         try:
             for rule, key in checks:
+                stored = self.stored_key(key)
                 for item in self.rules[rule]:
-                    if not self.strategy.hit(item, self.namespace, rule, key):
-                        wait = self.retry_after(rule, key)
-                        log.warning("rate limit %s refused %s (retry after %ss)", rule, key[:16], wait)
+                    if not self.strategy.hit(item, self.namespace, rule, stored):
+                        wait = self._retry_after(rule, stored)
+                        log.warning("rate limit %s refused %s (retry after %ss)", rule, stored[:16], wait)
                         raise TooManyRequests(
                             f"{detail} Try again in {_in_words(wait)}.",
                             code=code,
@@ -90,6 +101,9 @@ class RateLimiter:
 
     def retry_after(self, rule: str, key: str) -> int:
         """Seconds until every full window of the rule has room again (at least 1)."""
+        return self._retry_after(rule, self.stored_key(key))
+
+    def _retry_after(self, rule: str, key: str) -> int:
         now = utcnow().timestamp()  # the clock (real in production; controlled in tests)
         wait = 1.0
         for item in self.rules[rule]:
@@ -101,7 +115,7 @@ class RateLimiter:
     def reset(self, rule: str, key: str) -> None:
         """Forget the attempts of one key (an owner who signed in from this address)."""
         for item in self.rules[rule]:
-            self.strategy.clear(item, self.namespace, rule, key)
+            self.strategy.clear(item, self.namespace, rule, self.stored_key(key))
 
 
 def _in_words(seconds: int) -> str:
@@ -112,8 +126,8 @@ def _in_words(seconds: int) -> str:
 
 
 def account_key(email: str) -> str:
-    """A key for an account's email that keeps the email itself out of the rate-limit store."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    """The rate-limit key of an account's email (normalised; the store keeps only its HMAC)."""
+    return email.strip().lower()
 
 
 def client_address(request: Request) -> str:

@@ -8,6 +8,10 @@ domain gave a table, or a job kind has no handler.
 
 from __future__ import annotations
 
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+
 from petportrait import (
     accounts,
     consent,
@@ -21,14 +25,19 @@ from petportrait import (
     rights,
 )
 from petportrait.db import make_engine, make_session_factory
+from petportrait.files import private_dir
 from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.worker import Consumer
+from petportrait.lifecycle import vacuum
 from petportrait.portraits.models import JobKind
 from petportrait.registry import Registry, Services
 from petportrait.retention import policy
-from petportrait.retention.keys import encrypted_store
+from petportrait.retention.kek import verify_kek
+from petportrait.retention.keys import encrypted_store, load_kek, load_previous_kek
 from petportrait.settings import Settings
 from petportrait.storage import create_blob_store
+
+log = logging.getLogger(__name__)
 
 # The order in which domains register: lower domains first, the lifecycle aggregate last.
 DOMAINS = (
@@ -60,15 +69,17 @@ def build_services(
 ) -> Services:
     """Open the database, blob store and queue; migrate SQLite automatically (or when asked)."""
     registry = registry or build_registry()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.database_url, echo=settings.database.echo)
     if migrate is None:
         migrate = engine.dialect.name == "sqlite"
     if migrate:
         from petportrait.migrate import upgrade
 
-        upgrade(engine)
+        upgrade(engine, settings=settings)
     session_factory = make_session_factory(engine, info={"registry": registry, "settings": settings})
+    check_kek(settings, session_factory)
+    vacuum.warn_autovacuum(engine, registry)
     inner = create_blob_store(settings)
     if settings.storage.backend == "s3":
         from petportrait.lifecycle.s3rules import warn_versioning  # boto3 only when S3 is used
@@ -82,6 +93,13 @@ def build_services(
         queue=create_queue(settings),
         registry=registry,
     )
+
+
+def check_kek(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    """Refuse to start (retention.kek.KekMismatch) with a key-encryption key that is not the database's."""
+    warning = verify_kek(session_factory, load_kek(settings), load_previous_kek(settings))
+    if warning:
+        log.warning(warning)
 
 
 def build_consumer(services: Services, *, worker_id: str | None = None, periodic: bool = True) -> Consumer:

@@ -126,6 +126,9 @@ class SecuritySettings(BaseModel):
     # The key-encryption key that wraps every blob's data key: 32 bytes, base64. Required in production
     # (from a secret manager); elsewhere one is made once in data_dir/keys/kek.b64 when none is set.
     key_encryption_key: str | None = None
+    # During a rotation of the key-encryption key (README, "Rotating the key-encryption key"): the old key,
+    # still accepted for unwrapping until `petportrait keys rotate` has re-wrapped every data key.
+    previous_key_encryption_key: str | None = None
 
     # Host names the server answers to (the Host header); others get 400. Default: base_url's host, and
     # outside production also localhost, 127.0.0.1, the configured host and "testserver".
@@ -139,6 +142,13 @@ class SecuritySettings(BaseModel):
     def _valid_kek(self) -> SecuritySettings:
         if self.key_encryption_key is not None:
             decode_kek(self.key_encryption_key)
+        if self.previous_key_encryption_key is not None:
+            decode_kek(self.previous_key_encryption_key, name="security.previous_key_encryption_key")
+            if self.key_encryption_key is None:
+                raise ValueError(
+                    "security.previous_key_encryption_key is set without security.key_encryption_key "
+                    "(a rotation needs the new key set too)"
+                )
         return self
 
 
@@ -432,9 +442,9 @@ class Settings(BaseSettings):
         return (self.data_dir / "models").resolve()
 
 
-def decode_kek(value: str) -> bytes:
+def decode_kek(value: str, *, name: str = "security.key_encryption_key") -> bytes:
     """The 32 bytes of a base64 key-encryption key; ValueError with a clear message otherwise."""
-    return _base64_32(value, "security.key_encryption_key", "AES-256")
+    return _base64_32(value, name, "AES-256")
 
 
 def _base64_32(value: str, setting: str, what: str) -> bytes:

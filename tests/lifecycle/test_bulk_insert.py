@@ -70,7 +70,7 @@ def test_insert_rows_handles_json_columns_and_refuses_naive_timestamps(services:
         "owner_id": owner,
         "url": "https://hooks.example/in",
         "events": ["item.deleted", "model.ready"],
-        "secret": "whsec_x",
+        "sealed_secret": b"sealed",
         "created_at": now,
     }
     with services.session_factory() as session:

@@ -30,7 +30,7 @@ def endpoint(owner_id: str, events: list[str], *, at: datetime, disabled: bool =
         owner_id=owner_id,
         url="https://hooks.example/in",
         events=events,
-        secret="whsec_" + "A" * 32,
+        sealed_secret=b"not opened by these tests",
         created_at=at,
         disabled_at=at if disabled else None,
     )

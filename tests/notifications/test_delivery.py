@@ -19,7 +19,7 @@ from petportrait.notifications import service as notifications
 from petportrait.notifications.models import OutboxMessage
 from petportrait.registry import emit
 from petportrait.web.app import Services, create_app
-from tests.conftest import sign_up
+from tests.conftest import TEST_KEK, sign_up
 from tests.notifications.receivers import HookReceiver, SmtpSink, free_port
 
 
@@ -96,6 +96,7 @@ def test_https_only_in_production_and_bad_input_is_a_problem(services: Services,
         answer = app.post("/api/v1/webhooks", json=body, headers=alice)
         assert answer.status_code == 422 and answer.json()["code"] == code
     services.settings.environment = "production"
+    services.settings.security.key_encryption_key = TEST_KEK  # production's is configured
     answer = app.post(
         "/api/v1/webhooks", json={"url": "http://example.com/", "events": ["model.ready"]}, headers=alice
     )

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petportrait.db import Base, IdMixin
@@ -20,18 +20,27 @@ class DeliveryState(StrEnum):
 
 
 class WebhookEndpoint(IdMixin, Base):
-    """Where a person's integration wants events; the secret signs every delivery (Standard Webhooks)."""
+    """Where a person's integration wants events; the secret signs every delivery (Standard Webhooks).
+
+    The secret is kept sealed under a data key of the endpoint's own (retention.keys, named by
+    `secret_key_name`), opened only to sign a delivery; deleting the endpoint destroys that key.
+    """
 
     __tablename__ = "webhook_endpoints"
 
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
-    secret: Mapped[str] = mapped_column(String(128))
+    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary(256))
     created_at: Mapped[datetime]
     failing_since: Mapped[datetime | None] = mapped_column(default=None)
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
     disabled_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+def secret_key_name(owner_id: str, endpoint_id: str) -> str:
+    """The name of the data key that seals an endpoint's secret (in `data_keys`, with the owner's id)."""
+    return f"webhooks/{owner_id}/{endpoint_id}"
 
 
 class WebhookDelivery(IdMixin, Base):

@@ -29,10 +29,12 @@ from standardwebhooks import Webhook
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
+from petportrait.db import new_id
 from petportrait.errors import InvalidInput, NotFound
-from petportrait.integrations.models import DeliveryState, WebhookDelivery, WebhookEndpoint
+from petportrait.integrations.models import DeliveryState, WebhookDelivery, WebhookEndpoint, secret_key_name
 from petportrait.paging import PageParams, page_query
 from petportrait.registry import Event, emit
+from petportrait.retention.keys import destroy_keys, open_sealed, seal_with_new_key, settings_keks
 from petportrait.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,18 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+@dataclass(frozen=True)
+class CreatedEndpoint:
+    """A new endpoint and its secret in the clear: shown once, at creation, and never again."""
+
+    endpoint: WebhookEndpoint
+    secret: str
+
+
 def create_endpoint(
     session: Session, *, owner_id: str, url: str, events: list[str], settings: Settings
-) -> WebhookEndpoint:
-    """A new endpoint for these events; its secret is returned once, with it."""
+) -> CreatedEndpoint:
+    """A new endpoint for these events; its secret is returned once, with it, and stored only sealed."""
     url = _check_url(url, settings)
     unknown = sorted(set(events) - set(EVENTS))
     if unknown or not events:
@@ -106,17 +116,28 @@ def create_endpoint(
                 "public internet.",
                 code="webhook_target_forbidden",
             )
+    secret = new_secret()
     endpoint = WebhookEndpoint(
+        id=new_id(),
         owner_id=owner_id,
         url=url,
         events=list(dict.fromkeys(events)),
-        secret=new_secret(),
         created_at=utcnow(),
+    )
+    endpoint.sealed_secret = seal_with_new_key(
+        session, settings_keks(settings), secret_key_name(owner_id, endpoint.id), secret.encode()
     )
     session.add(endpoint)
     session.flush()
     _cache(session).pop(owner_id, None)
-    return endpoint
+    return CreatedEndpoint(endpoint, secret)
+
+
+def endpoint_secret(session: Session, endpoint: WebhookEndpoint, *, settings: Settings) -> str | None:
+    """The endpoint's signing secret, opened to sign a delivery; None once its data key is destroyed."""
+    name = secret_key_name(endpoint.owner_id, endpoint.id)
+    opened = open_sealed(session, settings_keks(settings), name, endpoint.sealed_secret)
+    return None if opened is None else opened.decode()
 
 
 def list_endpoints(session: Session, *, owner_id: str) -> list[WebhookEndpoint]:
@@ -141,6 +162,7 @@ def get_endpoint(session: Session, *, owner_id: str, endpoint_id: str) -> Webhoo
 def delete_endpoint(session: Session, *, owner_id: str, endpoint_id: str) -> None:
     """Delete an endpoint and its deliveries (nothing more is sent to it)."""
     endpoint = get_endpoint(session, owner_id=owner_id, endpoint_id=endpoint_id)
+    destroy_keys(session, [secret_key_name(owner_id, endpoint.id)])  # the sealed secret is gone for good
     session.delete(endpoint)
     session.flush()
     _cache(session).pop(owner_id, None)
@@ -357,9 +379,13 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
-def send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, *, settings: Settings) -> Attempt:
+def send(
+    delivery: WebhookDelivery, endpoint: WebhookEndpoint, *, secret: str | None, settings: Settings
+) -> Attempt:
     """One signed POST to the checked address of the endpoint; reads at most max_response_bytes."""
     cfg = settings.webhooks
+    if secret is None:
+        return Attempt(None, "refused: the endpoint's secret was destroyed")
     try:
         host, port, addresses = resolve_target(endpoint.url, settings=settings)
     except TargetRefused as exc:
@@ -376,7 +402,7 @@ def send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, *, settings: Sett
     payload["data"] = data
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     now = datetime.now(UTC)  # the wall clock: receivers check the timestamp against theirs
-    signature = Webhook(endpoint.secret).sign(delivery.id, now, body)
+    signature = Webhook(secret).sign(delivery.id, now, body)
     host_header = host if parts.port is None else f"{host}:{parts.port}"
     headers = {
         "content-type": "application/json",
@@ -489,7 +515,8 @@ def attempt_now(session: Session, delivery: WebhookDelivery, *, settings: Settin
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
     assert endpoint is not None
     delivery.attempts += 1
-    result = send(delivery, endpoint, settings=settings)
+    secret = endpoint_secret(session, endpoint, settings=settings)
+    result = send(delivery, endpoint, secret=secret, settings=settings)
     record(session, delivery, endpoint, result, settings=settings, report=DeliveryReport())
     return result
 
@@ -535,7 +562,9 @@ def deliver_due(
                 delivery.last_error = "the endpoint is disabled"
                 session.commit()
                 continue
-            result = send(delivery, endpoint, settings=settings)
+            secret = endpoint_secret(session, endpoint, settings=settings)
+            session.commit()  # the read transaction ends before the request goes out
+            result = send(delivery, endpoint, secret=secret, settings=settings)
             record(session, delivery, endpoint, result, settings=settings, report=report)
             session.commit()
     if report.delivered or report.retried or report.failed:
@@ -563,6 +592,10 @@ def sweep(session: Session, *, now: datetime | None = None) -> int:
         .execution_options(synchronize_session=False)
     )
     erased = accounts_service.erased_owners(before=now - timedelta(days=2))
+    ended = session.execute(
+        select(WebhookEndpoint.owner_id, WebhookEndpoint.id).where(WebhookEndpoint.owner_id.in_(erased))
+    ).all()
+    destroy_keys(session, [secret_key_name(owner, endpoint_id) for owner, endpoint_id in ended])
     session.execute(
         delete(WebhookEndpoint)
         .where(WebhookEndpoint.owner_id.in_(erased))

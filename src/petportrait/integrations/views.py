@@ -46,10 +46,10 @@ def create(
 ) -> EndpointCreated:
     """Add an endpoint; the answer carries its signing secret, which is not shown again (nor kept)."""
     response.headers["Cache-Control"] = "no-store"
-    endpoint = service.create_endpoint(
+    created = service.create_endpoint(
         session, owner_id=user.id, url=body.url, events=body.events, settings=settings
     )
-    return EndpointCreated(**endpoint_out(endpoint).model_dump(), secret=endpoint.secret)
+    return EndpointCreated(**endpoint_out(created.endpoint).model_dump(), secret=created.secret)
 
 
 @router.get("/webhooks", response_model=Page[EndpointOut])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from huey import Huey, RedisHuey, SqliteHuey
 
+from petportrait.files import private_sqlite_file
 from petportrait.settings import Settings
 
 
@@ -59,6 +60,6 @@ def create_queue(settings: Settings) -> HueyJobQueue:
     if url and not url.startswith("sqlite:"):
         raise ValueError(f"queue.url must be redis://... or sqlite:///path, got {url!r}")
     path = Path(url.removeprefix("sqlite:///")) if url else settings.queue_path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite_file(path)
     huey = SqliteHuey(name=name, filename=str(path), results=False, fsync=False, timeout=30)
     return HueyJobQueue(huey, name=f"sqlite:{path}")

@@ -20,7 +20,9 @@ Findings (any one makes the check fail):
 - raw_hash: a bare content sha256 kept where it outlives its item (a tombstone, an audit entry's details,
   a consent receipt, a generation record), instead of a fingerprint under the account's key;
 - what the data inventory forbids (lifecycle/residues.py): undeclared folders and Redis keys, rows of
-  erased accounts, copies naming deleted items, and each store's own residues.
+  erased accounts, copies naming deleted items, and each store's own residues;
+- autovacuum_off: (PostgreSQL) autovacuum is off for the server or a personal table, so deleted rows and
+  destroyed data keys stay in dead tuples (lifecycle.vacuum); the detail counts them.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import Base
-from petportrait.lifecycle import residues
+from petportrait.lifecycle import residues, vacuum
 from petportrait.lifecycle.sweeper import DEFAULT_RECONCILE_SECONDS, interval
 from petportrait.registry import registry_of
 from petportrait.retention import fingerprints, holds, policy
@@ -161,7 +163,17 @@ def run_check(
     _scan_tombstone_keys(session, report=report)
     _scan_versions(session, getattr(blobs, "inner", blobs), owned=owned, report=report)
     _scan_scratch(settings, report=report)
+    _scan_autovacuum(session, report=report)
     return report
+
+
+def _scan_autovacuum(session: Session, *, report: CheckReport) -> None:
+    """(PostgreSQL) Report the server or each personal table where autovacuum does not run."""
+    tables = vacuum.personal_tables(registry_of(session))
+    for off in vacuum.autovacuum_off(session.connection(), tables):
+        report.findings.append(
+            Finding("autovacuum_off", off.table, detail=f"{off.reason}; {off.dead_tuples} dead tuples")
+        )
 
 
 def _scan_scratch(settings: Settings, *, report: CheckReport) -> None:

@@ -37,6 +37,7 @@ from petportrait.clock import utcnow
 from petportrait.db import insert_rows, session_scope
 from petportrait.jobs import leases
 from petportrait.jobs.models import FINAL_STATES, Job, Lease
+from petportrait.lifecycle import vacuum
 from petportrait.pets import service as pets_service
 from petportrait.registry import emit_many, registry_from
 from petportrait.retention import audit, blobops, fingerprints, holds, policy
@@ -78,6 +79,9 @@ class SweepReport:
     scratch_removed: int = 0
     reconciled: bool = False
     errors: list[str] = field(default_factory=list)
+    # PostgreSQL: whether data_keys was vacuumed after keys were destroyed, or why it could not be
+    data_keys_vacuumed: bool = False
+    vacuum_skipped: str | None = None
 
     @property
     def total_purged(self) -> int:
@@ -151,6 +155,7 @@ def sweep_once(
         report.duration_seconds = lease.elapsed()
         _record_run(session_factory, report, now=now)
         _checkpoint(session_factory)
+        _vacuum_data_keys(session_factory, report)
     except LeaseLost as exc:
         report.errors.append(str(exc))
         report.duration_seconds = lease.elapsed()
@@ -465,6 +470,17 @@ def _checkpoint(session_factory: sessionmaker[Session]) -> None:
     with session_factory() as session:
         if session.get_bind().dialect.name == "sqlite":
             session.connection().exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _vacuum_data_keys(session_factory: sessionmaker[Session], report: SweepReport) -> None:
+    """On PostgreSQL, after a sweep that destroyed data keys, VACUUM data_keys: a destroyed key stays in a
+    dead tuple until then (crypto-shredding undone while it does); logs why when it cannot."""
+    engine = session_factory.kw.get("bind")
+    destroyed = report.total_purged + report.orphans_removed + report.tombstone_blobs_removed
+    if engine is None or engine.dialect.name != "postgresql" or not destroyed:
+        return
+    report.vacuum_skipped = vacuum.vacuum_tables(engine, ["data_keys"])
+    report.data_keys_vacuumed = report.vacuum_skipped is None
 
 
 def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: SweepReport) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from petportrait.files import private_dir, private_tree
+
 PREVIEW_MODEL_ID = "petportrait-preview"
 # Bump when the architecture or the tokenizer changes: an older folder is then rebuilt.
 PREVIEW_VERSION = 1
@@ -207,10 +209,11 @@ def ensure_preview_model(models_dir: Path) -> Path:
     folder = models_dir / PREVIEW_MODEL_ID
     if _preview_version(folder) == PREVIEW_VERSION:
         return folder
-    models_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(models_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{PREVIEW_MODEL_ID}-", dir=models_dir))
     try:
         build_preview_pipeline(staging)
+        private_tree(staging)  # like everything in the data folder: the service's user only
         if folder.exists() and _preview_version(folder) != PREVIEW_VERSION:
             # An older or half-written preview: replace it.
             shutil.rmtree(folder, ignore_errors=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from petportrait.files import private_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ class FileTransport:
         self.root = root
 
     def send(self, message: EmailMessage, *, outbox_id: str) -> str | None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         target = self.root / f"{outbox_id}.eml"
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".eml")
         try:

@@ -41,6 +41,7 @@ def register(registry: Registry) -> None:
         f"blanked {holds.REASON_DAYS} days after the hold ends, or when it ends for an erased account",
         "sweep_runs": "no personal data; deleted after 7 days by the sweeper",
         "lineage_links": "ids only (which stored copy names which item or pet); deleted with the copy",
+        "kek_checks": "no personal data (the id and check value of each key-encryption key, never a key)",
     }
     for table, rule in rules.items():
         registry.add_table_rule(table, rule, owner="retention")

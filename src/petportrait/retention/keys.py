@@ -17,7 +17,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import Engine, bindparam, delete, insert, select
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Engine, Insert, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +27,14 @@ from petportrait.retention import secret_files
 from petportrait.retention.models import DataKey
 from petportrait.settings import Settings, decode_kek
 from petportrait.storage.base import BlobStore
-from petportrait.storage.crypto import EncryptedBlobStore
+from petportrait.storage.crypto import (
+    EncryptedBlobStore,
+    open_value,
+    seal_value,
+    unwrap_with_any,
+    wrap_key,
+    wrapped_kek_id,
+)
 
 _IN_CHUNK = 500
 _OWNER = re.compile(r"^[0-9a-f]{32}$")
@@ -50,6 +58,18 @@ def kek_path(settings: Settings) -> Path:
     return (settings.data_dir / "keys" / "kek.b64").resolve()
 
 
+def load_previous_kek(settings: Settings) -> bytes | None:
+    """The previous key-encryption key, set only while a rotation is under way (retention.kek)."""
+    previous = settings.security.previous_key_encryption_key
+    return None if previous is None else decode_kek(previous, name="security.previous_key_encryption_key")
+
+
+def settings_keks(settings: Settings) -> tuple[bytes, ...]:
+    """The KEKs that open data keys: the current one first, then the previous one during a rotation."""
+    previous = load_previous_kek(settings)
+    return (load_kek(settings),) if previous is None else (load_kek(settings), previous)
+
+
 def load_kek(settings: Settings) -> bytes:
     """The key-encryption key: from the settings, or (outside production) made once in the data folder."""
     configured = settings.security.key_encryption_key
@@ -58,6 +78,17 @@ def load_kek(settings: Settings) -> bytes:
     if settings.environment == "production":
         raise KekNotConfigured("security.key_encryption_key is required in production")
     return decode_kek(secret_files.read_or_make(kek_path(settings)))
+
+
+def _key_row(storage_key: str, wrapped: bytes) -> Insert:
+    """The insert of one data key row, naming its owner and the KEK that wraps it."""
+    return insert(_DATA_KEYS).values(
+        storage_key=storage_key,
+        owner_id=owner_of_key(storage_key),
+        wrapped_key=wrapped,
+        created_at=utcnow(),
+        kek_id=wrapped_kek_id(wrapped).hex(),
+    )
 
 
 class DatabaseKeyStore:
@@ -73,14 +104,7 @@ class DatabaseKeyStore:
         for _ in range(3):
             with self.session_factory() as session:
                 try:
-                    session.execute(
-                        insert(_DATA_KEYS).values(
-                            storage_key=storage_key,
-                            owner_id=owner_of_key(storage_key),
-                            wrapped_key=wrapped,
-                            created_at=utcnow(),
-                        )
-                    )
+                    session.execute(_key_row(storage_key, wrapped))
                     session.commit()
                     return wrapped
                 except IntegrityError:
@@ -120,6 +144,23 @@ class DatabaseKeyStore:
         return found
 
 
+def seal_with_new_key(session: Session, keks: Sequence[bytes], name: str, value: bytes) -> bytes:
+    """Seal a small value (a secret) under a new data key of its own, stored wrapped under keks[0] in
+    `data_keys` as `name` in the caller's transaction; `destroy_keys([name])` makes the sealed value
+    unreadable for good."""
+    data_key = AESGCM.generate_key(256)
+    session.execute(_key_row(name, wrap_key(keks[0], data_key, name)))
+    return seal_value(data_key, value, name)
+
+
+def open_sealed(session: Session, keks: Sequence[bytes], name: str, sealed: bytes) -> bytes | None:
+    """A value sealed by seal_with_new_key, or None when its data key was destroyed."""
+    wrapped = session.scalar(select(_DATA_KEYS.c.wrapped_key).where(_DATA_KEYS.c.storage_key == name))
+    if wrapped is None:
+        return None
+    return open_value(unwrap_with_any(keks, bytes(wrapped), name), sealed, name)
+
+
 def destroy_keys(session: Session, storage_keys: Sequence[str | None]) -> int:
     """Delete the data keys of these storage keys in the caller's transaction (the one that tombstones
     the items); once it commits, the blobs cannot be decrypted anywhere. Returns how many were deleted."""
@@ -139,4 +180,10 @@ def encrypted_store(
     """`inner` with every blob sealed under its own data key, kept in the database under the settings' KEK."""
     if isinstance(inner, EncryptedBlobStore):
         return inner
-    return EncryptedBlobStore(inner, DatabaseKeyStore(session_factory), load_kek(settings))
+    previous = load_previous_kek(settings)
+    return EncryptedBlobStore(
+        inner,
+        DatabaseKeyStore(session_factory),
+        load_kek(settings),
+        previous_keks=() if previous is None else (previous,),
+    )

@@ -128,6 +128,31 @@ class DataKey(Base):
     owner_id: Mapped[str | None] = mapped_column(String(32), default=None)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(128))
     created_at: Mapped[datetime]
+    # The id (hex) of the KEK that wraps it (storage.crypto.kek_id; also inside wrapped_key): a rotation
+    # re-wraps the rows whose id is not the new KEK's, so it can stop and resume anywhere.
+    kek_id: Mapped[str | None] = mapped_column(String(16), default=None)
+
+
+class KekRole(StrEnum):
+    CURRENT = "current"  # the KEK of the settings: wraps new keys
+    PREVIOUS = "previous"  # a rotation away from it has begun and not finished: still opens keys
+
+
+class KekCheck(Base):
+    """A key-encryption key this database has known, by its check value (HMAC of a fixed label under
+    the KEK, never the KEK): start-up refuses a KEK whose check value is not the current one's.
+
+    `role` is unique (one current KEK, at most one previous); a KEK a finished rotation moved away from
+    keeps its row with no role and `retired_at` set.
+    """
+
+    __tablename__ = "kek_checks"
+
+    kek_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    check_value: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class FingerprintKey(Base):

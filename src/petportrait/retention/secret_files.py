@@ -11,11 +11,12 @@ import fcntl
 import os
 from pathlib import Path
 
+from petportrait.files import private_dir, private_file
+
 
 def read_or_make(path: Path) -> str:
     """The base64 secret in `path`, made (32 random bytes, 0600, written atomically) if there is none."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (path.parent / f".{path.stem}.lock").open("a") as lock:
+    with private_file(private_dir(path.parent) / f".{path.stem}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
             tmp = path.with_suffix(".tmp")

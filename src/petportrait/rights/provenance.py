@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from petportrait import __version__
+from petportrait.files import private_dir, private_file
 from petportrait.settings import Settings
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -128,15 +129,15 @@ def _write_private(path: Path, data: bytes, mode: int) -> None:
 
 def _development_material(settings: Settings) -> SigningMaterial:
     folder = keys_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     chain_path, key_path, ca_path = folder / "signer-chain.pem", folder / "signer-key.pem", folder / "ca.pem"
-    with (folder / ".lock").open("a") as lock:
+    with private_file(folder / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once make one certificate
         if not (chain_path.exists() and key_path.exists() and ca_path.exists()):
             chain, key, ca = make_development_chain()
             _write_private(key_path, key, 0o600)
-            _write_private(ca_path, ca, 0o644)
-            _write_private(chain_path, chain, 0o644)
+            _write_private(ca_path, ca, 0o600)
+            _write_private(chain_path, chain, 0o600)
         return SigningMaterial(
             chain_pem=chain_path.read_bytes(),
             key_pem=key_path.read_bytes(),

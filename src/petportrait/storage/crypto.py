@@ -23,6 +23,7 @@ are authenticated with every segment), and a reader gets only plaintext that has
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import logging
 import os
@@ -100,6 +101,43 @@ class MemoryKeyStore:
 def kek_id(kek: bytes) -> bytes:
     """An 8-byte fingerprint of a KEK, kept with each wrapped key (names the KEK, reveals nothing)."""
     return hashlib.sha256(b"petportrait kek id\x00" + kek).digest()[:8]
+
+
+def kek_check_value(kek: bytes) -> str:
+    """The check value of a KEK (HMAC-SHA256 of a fixed label, hex): stored in the database so that a
+    process started with another KEK is refused; it proves which key is meant and reveals nothing of it."""
+    return hmac.new(kek, b"petportrait kek check v1", hashlib.sha256).hexdigest()
+
+
+def wrapped_kek_id(wrapped: bytes) -> bytes:
+    """The id of the KEK a wrapped key was wrapped under (see wrap_key)."""
+    return wrapped[1:9]
+
+
+def unwrap_with_any(keks: Sequence[bytes], wrapped: bytes, storage_key: str) -> bytes:
+    """Unwrap with whichever of `keks` wrapped it (during a KEK rotation, the new one or the previous)."""
+    wanted = wrapped_kek_id(wrapped)
+    for kek in keks[1:]:
+        if kek_id(kek) == wanted:
+            return unwrap_key(kek, wrapped, storage_key)
+    return unwrap_key(keks[0], wrapped, storage_key)
+
+
+_SEAL_AAD = b"petportrait sealed value v1\x00"
+
+
+def seal_value(data_key: bytes, value: bytes, name: str) -> bytes:
+    """A small value (a secret) sealed under a data key, bound to its name: nonce | AES-256-GCM."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(data_key).encrypt(nonce, value, _SEAL_AAD + name.encode())
+
+
+def open_value(data_key: bytes, sealed: bytes, name: str) -> bytes:
+    """A value sealed by seal_value; BlobDecryptError if it was changed or moved to another name."""
+    try:
+        return AESGCM(data_key).decrypt(sealed[:12], sealed[12:], _SEAL_AAD + name.encode())
+    except InvalidTag as exc:
+        raise BlobDecryptError(f"the sealed value {name!r} does not open") from exc
 
 
 def wrap_key(kek: bytes, data_key: bytes, storage_key: str) -> bytes:
@@ -355,12 +393,17 @@ class EncryptedBlobStore:
         *,
         allow_plaintext: bool = True,
         segment_size: int = SEGMENT_SIZE,
+        previous_keks: Sequence[bytes] = (),
     ) -> None:
-        if len(kek) != KEK_SIZE:
-            raise ValueError(f"the key-encryption key must be {KEK_SIZE} bytes, got {len(kek)}")
+        for each in (kek, *previous_keks):
+            if len(each) != KEK_SIZE:
+                raise ValueError(f"the key-encryption key must be {KEK_SIZE} bytes, got {len(each)}")
         self.inner = inner
         self.keys = keys
         self._kek = kek
+        # New keys are wrapped under `kek`; keys wrapped under a previous KEK (a rotation not yet finished,
+        # see retention.kek) still open.
+        self._keks = (kek, *previous_keks)
         self.allow_plaintext = allow_plaintext
         self.segment_size = segment_size
         self.name = inner.name
@@ -374,12 +417,12 @@ class EncryptedBlobStore:
         """The storage key's data key, made and stored (durably) if it has none yet."""
         validate_key(key)
         wrapped = self.keys.put_if_absent(key, wrap_key(self._kek, AESGCM.generate_key(256), key))
-        return unwrap_key(self._kek, wrapped, key)
+        return unwrap_with_any(self._keks, wrapped, key)
 
     def data_key(self, key: str) -> bytes | None:
         """The storage key's data key, or None if it has none (never made, or destroyed)."""
         wrapped = self.keys.get(key)
-        return None if wrapped is None else unwrap_key(self._kek, wrapped, key)
+        return None if wrapped is None else unwrap_with_any(self._keks, wrapped, key)
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from petportrait.files import private_dir
 from petportrait.storage.base import (
     BlobError,
     BlobInfo,
@@ -56,7 +57,7 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)
         self.root = root.resolve()
         self._call_seconds: dict[str, float] = {}  # how long an unlink or rmdir takes here (delete_many)
 
@@ -116,7 +117,7 @@ class LocalBlobStore:
         """Create the temporary file next to path, making its folders (retrying if a delete races us)."""
         for _ in range(5):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(path.parent)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise KeyConflict(f"a folder of blob key {path} is itself a blob") from exc
             try:

@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+from petportrait.files import FILE_MODE, private_dir
 from petportrait.ml.styles import list_styles
 from petportrait.settings import Settings
 
@@ -95,7 +96,7 @@ def make_examples(out: Path, models_dir: Path, size: int, names: list[str]) -> N
     from petportrait.ml.preview import ensure_preview_model
     from petportrait.ml.render import Renderer, RenderRequest
 
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     source = ensure_preview_model(models_dir)
     renderer = Renderer(str(source), "cpu")
     side = size or renderer.native_size
@@ -111,6 +112,7 @@ def make_examples(out: Path, models_dir: Path, size: int, names: list[str]) -> N
         )
         partial = target.with_suffix(f".{os.getpid()}.tmp")
         result.images[0].save(partial, format="PNG")
+        partial.chmod(FILE_MODE)
         os.replace(partial, target)
 
 

@@ -71,14 +71,14 @@ def add_webhook(
 ) -> Response:
     """Add an endpoint; its secret is shown on this answer only."""
     try:
-        endpoint = webhooks.create_endpoint(
+        created = webhooks.create_endpoint(
             page.session, owner_id=page.user.id, url=url, events=events or [], settings=page.settings
         )
     except ProblemError as exc:
         return page.render(
             "settings.html", status=422, title="Settings", **_context(page, form_error=exc.detail)
         )
-    return page.render("settings.html", title="Settings", **_context(page, secret=endpoint.secret))
+    return page.render("settings.html", title="Settings", **_context(page, secret=created.secret))
 
 
 @router.post("/settings/webhooks/{endpoint_id}/test")
