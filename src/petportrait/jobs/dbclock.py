@@ -28,6 +28,7 @@ from petportrait.clock import clock, utcnow
 log = logging.getLogger(__name__)
 
 SKEW_WARN_SECONDS = 5.0
+SKEW_CHECK_SECONDS = 60.0  # how often a long-running process measures again
 
 
 def _database_clock(session: Session) -> datetime | None:

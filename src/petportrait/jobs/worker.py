@@ -34,7 +34,7 @@ from petportrait.db import new_id
 from petportrait.jobs import leases, runner
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.base import JobQueue, Periodic
-from petportrait.jobs.dbclock import ClockSkew, coordination_now
+from petportrait.jobs.dbclock import SKEW_CHECK_SECONDS, ClockSkew, coordination_now
 from petportrait.jobs.models import Job, JobState
 from petportrait.jobs.runner import JobHandler
 from petportrait.outages import Backoff, unavailable
@@ -43,7 +43,6 @@ from petportrait.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 PERIODIC_LEASE = "periodic"
-SKEW_CHECK_SECONDS = 60.0
 
 
 @dataclass
