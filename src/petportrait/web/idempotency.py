@@ -13,6 +13,7 @@ What is stored and replayed: 2xx answers and the 4xx answers that a retry would 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -244,17 +245,33 @@ class Idempotency:
                 elif not message.get("more_body", False):
                     # Stored before the last byte leaves: a client that retries on receiving it is replayed.
                     await run_in_threadpool(
-                        self._complete, services, record_id=record_id, status=status, headers=headers,
+                        self._complete,
+                        services,
+                        record_id=record_id,
+                        status=status,
+                        headers=headers,
                         body=bytes(body),
                     )
                     stored = True
             await send(message)
 
+        renewing = asyncio.create_task(self._keep_claimed(services, record_id=record_id))
         try:
             await self.app(scope, self._replaying(spool, receive), capture)
         finally:
+            renewing.cancel()
             if not stored:
                 await run_in_threadpool(self._release, services, record_id=record_id)
+
+    async def _keep_claimed(self, services: Any, *, record_id: str) -> None:
+        """Renew the claim's lease while the request runs: if this process dies, the key is free within
+        `idempotency.IN_FLIGHT_TIMEOUT` and a retry runs it again instead of waiting minutes."""
+        while True:
+            await asyncio.sleep(idempotency.RENEW_EVERY.total_seconds())
+            try:
+                await run_in_threadpool(self._renew, services, record_id=record_id)
+            except Exception as exc:  # the database is away: the next renewal tries again
+                log.warning("could not renew the claim of an idempotency key: %s", type(exc).__name__)
 
     @staticmethod
     def _replaying(spool: IO[bytes], receive: Receive) -> Receive:
@@ -301,6 +318,11 @@ class Idempotency:
     def _complete(services: Any, **kwargs: Any) -> None:
         with services.session_factory() as session:
             idempotency.complete(session, **kwargs)
+
+    @staticmethod
+    def _renew(services: Any, **kwargs: Any) -> None:
+        with services.session_factory() as session:
+            idempotency.renew(session, **kwargs)
 
     @staticmethod
     def _release(services: Any, **kwargs: Any) -> None:
