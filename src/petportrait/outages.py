@@ -94,7 +94,7 @@ class Backoff:
     success after failures logs that it is back and for how long it was away.
     """
 
-    def __init__(self, what: str, *, logger: logging.Logger, base: float = 0.25, cap: float = 15.0) -> None:
+    def __init__(self, what: str, *, logger: logging.Logger, base: float = 0.25, cap: float = 5.0) -> None:
         self.what, self.log, self.base, self.cap = what, logger, base, cap
         self.failures = 0
         self.down_since: float | None = None

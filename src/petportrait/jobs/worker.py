@@ -98,6 +98,7 @@ class Consumer:
         # Since when (monotonic) this consumer reaches the database without a break: the reaper counts
         # a heartbeat as stopped only once workers have had a whole stale period to write one.
         self.database_up_since = time.monotonic()
+        self._task_backoff: dict[str, Backoff] = {}
 
     @property
     def reaper_interval(self) -> float:
@@ -216,12 +217,22 @@ class Consumer:
                 for task in self.periodic_tasks:
                     if now - task.last_run >= task.interval:
                         task.last_run = now
-                        try:
-                            task.run()
-                        except Exception:
-                            log.exception("periodic task %s failed", task.name)
+                        self._run_periodic(task)
             except Exception:
                 log.exception("periodic loop error")
+
+    def _run_periodic(self, task: PeriodicTask) -> None:
+        """Run one periodic task; a dependency that is away is said once (and once when it is back)."""
+        backoff = self._task_backoff.setdefault(task.name, Backoff(f"periodic task {task.name}", logger=log))
+        try:
+            task.run()
+        except Exception as exc:
+            if unavailable(exc) is None:
+                log.exception("periodic task %s failed", task.name)
+            else:
+                backoff.failed(exc)
+            return
+        backoff.succeeded()
 
     def _release_lease(self) -> None:
         try:
