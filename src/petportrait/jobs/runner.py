@@ -91,7 +91,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.id[:8]}", daemon=True)
         # A heartbeat that cannot be written (the database is away) is retried quietly: the job goes on,
         # its writes stay fenced, and the reaper does not count the outage as this worker's death.
-        self._backoff = Backoff(f"heartbeat of job {job.id}", logger=log, cap=2.0)
+        self._backoff = Backoff(f"heartbeat of job {job.id}", logger=log, cap=max(0.25, interval))
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
