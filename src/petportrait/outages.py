@@ -68,6 +68,20 @@ def _storage_server_error(exc: BaseException) -> bool:
     return status in _STORAGE_UNAVAILABLE_STATUS
 
 
+# SQLite reports busy files and programming errors ("no such table") alike as OperationalError: only these
+# messages say that the database file cannot be used now.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
+_SQLITE_FULL = "database or disk is full"
+
+
+def _sqlite(exc: BaseException) -> Dependency | None:
+    """For one of SQLite's own errors: the dependency it says is away, or None (not an outage)."""
+    message = str(exc).lower()
+    if _SQLITE_FULL in message:
+        return Dependency.DISK
+    return Dependency.DATABASE if message.startswith(_SQLITE_UNAVAILABLE) else None
+
+
 def unavailable(exc: BaseException) -> Dependency | None:
     """The dependency this exception (or one of its causes) says is away; None for any other error."""
     seen: set[int] = set()
@@ -76,6 +90,9 @@ def unavailable(exc: BaseException) -> Dependency | None:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
             return Dependency.DISK
+        driver_error = getattr(current, "orig", None) or current  # SQLAlchemy wraps the driver's error
+        if type(driver_error).__module__ == "sqlite3":
+            return _sqlite(driver_error)
         if _is(current, _DATABASE):
             return Dependency.DATABASE
         if _is(current, _STORAGE) or _storage_server_error(current):

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -32,14 +31,9 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Services, TcpProxy]]:
     url = make_settings(tmp_path).database_url
     if not url.startswith("postgresql"):
         pytest.skip("a database outage needs PostgreSQL behind a proxy")
-    parts = urlsplit(url)
-    assert parts.hostname and parts.port
-    proxy = TcpProxy(parts.hostname, parts.port)
-    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied_url = TcpProxy.in_front_of(url)
     queue = {"heartbeat_seconds": 0.3, "stale_after_seconds": STALE}
-    settings = make_settings(
-        tmp_path, database={"url": urlunsplit(parts._replace(netloc=netloc))}, queue=queue
-    )
+    settings = make_settings(tmp_path, database={"url": proxied_url}, queue=queue)
     services = build_services(settings, migrate=True)
     yield services, proxy
     proxy.close()

@@ -8,6 +8,7 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -26,6 +27,15 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True).start()
+
+    @classmethod
+    def in_front_of(cls, url: str) -> tuple[TcpProxy, str]:
+        """A proxy to the host and port of `url`, and the same URL pointing at the proxy."""
+        parts = urlsplit(url)
+        assert parts.hostname and parts.port, url
+        proxy = cls(parts.hostname, parts.port)
+        netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+        return proxy, urlunsplit(parts._replace(netloc=netloc))
 
     def cut(self) -> None:
         self.mode = "cut"

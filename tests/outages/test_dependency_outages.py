@@ -8,7 +8,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -31,13 +30,13 @@ def proxies() -> Iterator[list[TcpProxy]]:
         proxy.close()
 
 
-def proxy_to(proxies: list[TcpProxy], host: str, port: int) -> TcpProxy:
-    proxy = TcpProxy(host, port)
+@pytest.fixture
+def s3_behind_proxy(
+    tmp_path: Path, moto_endpoint: str, proxies: list[TcpProxy]
+) -> Iterator[tuple[Services, TcpProxy]]:
+    """Services on SQLite whose blob store is a new bucket of moto's S3 server, reached through a proxy."""
+    proxy, endpoint = TcpProxy.in_front_of(moto_endpoint)
     proxies.append(proxy)
-    return proxy
-
-
-def s3_services(tmp_path: Path, moto_endpoint: str, proxy: TcpProxy) -> Services:
     bucket = f"outage-{uuid.uuid4().hex[:12]}"
     boto3.client(
         "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
@@ -46,11 +45,13 @@ def s3_services(tmp_path: Path, moto_endpoint: str, proxy: TcpProxy) -> Services
     storage = {
         "backend": "s3",
         "s3_bucket": bucket,
-        "s3_endpoint_url": f"http://127.0.0.1:{proxy.port}",
+        "s3_endpoint_url": endpoint,
         "s3_access_key_id": "testing",
         "s3_secret_access_key": "testing",
     }
-    return build_services(make_settings(tmp_path, storage=storage), migrate=True)
+    services = build_services(make_settings(tmp_path, storage=storage), migrate=True)
+    yield services, proxy
+    services.engine.dispose()
 
 
 def photo_files(count: int = 2) -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -65,12 +66,9 @@ def assert_unavailable(response: object, code: str) -> None:
 
 
 def test_storage_cut_answers_503_storage_unavailable_then_uploads_work_again(
-    tmp_path: Path, moto_endpoint: str, proxies: list[TcpProxy]
+    s3_behind_proxy: tuple[Services, TcpProxy],
 ) -> None:
-    host, port = urlsplit(moto_endpoint).hostname, urlsplit(moto_endpoint).port
-    assert host and port
-    proxy = proxy_to(proxies, host, port)
-    services = s3_services(tmp_path, moto_endpoint, proxy)
+    services, proxy = s3_behind_proxy
     with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
         alice = sign_up(client, "outage-s3@example.com")
         pet = client.post("/api/v1/pets", json={"name": "Rex", "species": "dog"}, headers=alice).json()
@@ -86,16 +84,12 @@ def test_storage_cut_answers_503_storage_unavailable_then_uploads_work_again(
         assert client.get("/healthz").status_code == 200
         again = client.post(f"/api/v1/pets/{pet['id']}/photos", files=photo_files(), headers=alice)
         assert again.status_code == 201 and again.json()["stored"] == 2, again.text
-    services.engine.dispose()
 
 
 def test_the_client_waits_out_a_storage_outage_with_its_retries(
-    tmp_path: Path, moto_endpoint: str, proxies: list[TcpProxy]
+    s3_behind_proxy: tuple[Services, TcpProxy],
 ) -> None:
-    host, port = urlsplit(moto_endpoint).hostname, urlsplit(moto_endpoint).port
-    assert host and port
-    proxy = proxy_to(proxies, host, port)
-    services = s3_services(tmp_path, moto_endpoint, proxy)
+    services, proxy = s3_behind_proxy
     with live_server(services) as url, Client(url, backoff=0.2, max_backoff=1.0) as client:
         client.sign_up("outage-client@example.com", "a long password here")
         pet = client.create_pet("Rex", species="dog")
@@ -105,13 +99,13 @@ def test_the_client_waits_out_a_storage_outage_with_its_retries(
         results = client.upload_photos(pet.id, pet_photos("dog")[:2])
         restore.join()
         assert results.stored == 2 and results.rejected == 0
-    services.engine.dispose()
 
 
 def test_redis_cut_names_the_queue_in_healthz_and_jobs_are_kept(
     tmp_path: Path, proxies: list[TcpProxy]
 ) -> None:
-    proxy = proxy_to(proxies, "127.0.0.1", 6379)
+    proxy, _ = TcpProxy.in_front_of("redis://127.0.0.1:6379/0")
+    proxies.append(proxy)
     queue = {"url": f"redis://127.0.0.1:{proxy.port}/0", "name": f"outage-{uuid.uuid4().hex[:8]}"}
     services = build_services(make_settings(tmp_path, queue=queue), migrate=True)
     with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
@@ -119,6 +113,7 @@ def test_redis_cut_names_the_queue_in_healthz_and_jobs_are_kept(
         proxy.cut()
         health = client.get("/healthz")
         assert health.status_code == 503 and health.json()["down"] == ["queue"], health.text
+        assert "skew_seconds" in health.json()["clock"]
         assert client.get("/api/v1/me", headers=alice).status_code == 200  # the database still answers
         signin = client.post(
             "/api/v1/auth/token", json={"email": "outage-redis@example.com", "password": "x" * 20}
@@ -136,11 +131,8 @@ def test_database_cut_answers_503_database_unavailable_then_works_again(
     url = make_settings(tmp_path).database_url
     if not url.startswith("postgresql"):
         pytest.skip("the database outage needs PostgreSQL (PETPORTRAIT__DATABASE__URL)")
-    parts = urlsplit(url)
-    assert parts.hostname and parts.port
-    proxy = proxy_to(proxies, parts.hostname, parts.port)
-    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
-    proxied = urlunsplit(parts._replace(netloc=netloc))
+    proxy, proxied = TcpProxy.in_front_of(url)
+    proxies.append(proxy)
     services = build_services(make_settings(tmp_path, database={"url": proxied}), migrate=True)
     with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
         alice = sign_up(client, f"outage-db-{uuid.uuid4().hex[:6]}@example.com")

@@ -10,7 +10,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import boto3
 
@@ -34,9 +33,8 @@ def test_a_worker_started_with_s3_and_redis_away_waits_for_them(tmp_path: Path, 
         "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
     ).create_bucket(Bucket=bucket)  # fmt: skip
-    moto = urlsplit(moto_endpoint)
-    assert moto.hostname and moto.port
-    s3, redis = TcpProxy(moto.hostname, moto.port), TcpProxy("127.0.0.1", 6379)
+    s3, s3_endpoint = TcpProxy.in_front_of(moto_endpoint)
+    redis, redis_url = TcpProxy.in_front_of("redis://127.0.0.1:6379/0")
     s3.cut()
     redis.cut()
     settings = make_settings(tmp_path)
@@ -49,10 +47,10 @@ def test_a_worker_started_with_s3_and_redis_away_waits_for_them(tmp_path: Path, 
         "PETPORTRAIT__SECURITY__SECRET_KEY": settings.security.secret_key,
         "PETPORTRAIT__STORAGE__BACKEND": "s3",
         "PETPORTRAIT__STORAGE__S3_BUCKET": bucket,
-        "PETPORTRAIT__STORAGE__S3_ENDPOINT_URL": f"http://127.0.0.1:{s3.port}",
+        "PETPORTRAIT__STORAGE__S3_ENDPOINT_URL": s3_endpoint,
         "PETPORTRAIT__STORAGE__S3_ACCESS_KEY_ID": "testing",
         "PETPORTRAIT__STORAGE__S3_SECRET_ACCESS_KEY": "testing",
-        "PETPORTRAIT__QUEUE__URL": f"redis://127.0.0.1:{redis.port}/0",
+        "PETPORTRAIT__QUEUE__URL": redis_url,
         "PETPORTRAIT__QUEUE__NAME": f"start-{uuid.uuid4().hex[:8]}",
         "PYTHONUNBUFFERED": "1",
     }
