@@ -5,6 +5,7 @@ down, and everything works again once the proxy is restored, without a restart; 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,13 @@ def test_redis_cut_names_the_queue_in_healthz_and_jobs_are_kept(
             "/api/v1/auth/token", json={"email": "outage-redis@example.com", "password": "x" * 20}
         )  # the sign-in limits count in the same Redis
         assert signin.status_code == 503 and "retry-after" in signin.headers, signin.text
+        proxy.restore()
+        assert client.get("/healthz").status_code == 200
+        proxy.hang()  # a Redis that accepts and never answers: an error within the socket timeout
+        started = time.monotonic()
+        hung = client.get("/healthz")
+        assert hung.status_code == 503 and hung.json()["down"] == ["queue"], hung.text
+        assert time.monotonic() - started < 15
         proxy.restore()
         assert client.get("/healthz").status_code == 200
     services.queue.flush()
