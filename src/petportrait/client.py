@@ -11,7 +11,7 @@
 
 Every error is a `PetportraitError` carrying the problem's `code`, `detail` and HTTP `status`. Each creating
 call sends an `Idempotency-Key` of its own, so the client retries it safely: on connection errors and on
-429/503 (honouring `Retry-After`), with exponential backoff. Lists are iterators that follow the service's
+429/503/507 (honouring `Retry-After`), with exponential backoff. Lists are iterators that follow the service's
 pages (`{"items": [...], "next_cursor": ...}`) or read a plain list. Waiting follows the job's server-sent
 events and falls back to polling when the stream is unavailable.
 
@@ -53,7 +53,7 @@ __all__ = [
 
 API = "/api/v1"
 FINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled", "deleted"})
-RETRY_STATUSES = frozenset({429, 503})
+RETRY_STATUSES = frozenset({429, 503, 507})  # 503/507: a dependency or the disk is away (a wait)
 LICENCE_ASSERTION = "com.petportrait.licence"
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 _IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
@@ -384,7 +384,7 @@ def _retry_after(response: httpx.Response | None) -> float | None:
 class Client:
     """A session with one petportrait server; keeps the bearer token of `sign_up`/`sign_in`.
 
-    `retries` is how many times a call is tried again after a connection error or a 429/503 answer;
+    `retries` is how many times a call is tried again after a connection error or a 429/503/507 answer;
     waits grow from `backoff` seconds (doubling, with jitter) to at most `max_backoff`, or follow
     the server's `Retry-After`.
     """
@@ -451,7 +451,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         creates: bool = False,
     ) -> httpx.Response:
-        """One logical call: retried on connection errors and 429/503 (and a key still in flight),
+        """One logical call: retried on connection errors and 429/503/507 (and a key still in flight),
         with one Idempotency-Key across its tries when it creates something."""
         extra = dict(headers or {})
         if creates:

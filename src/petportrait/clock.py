@@ -19,6 +19,11 @@ class Clock:
             frozen = self._frozen
         return frozen if frozen is not None else datetime.now(UTC)
 
+    def is_frozen(self) -> bool:
+        """Whether a test froze the clock (then every reading, the database's included, is the frozen one)."""
+        with self._lock:
+            return self._frozen is not None
+
     def freeze(self, at: datetime | None = None) -> datetime:
         """Stop the clock at `at` (default: now) and return it."""
         value = (at or datetime.now(UTC)).astimezone(UTC)

@@ -43,12 +43,14 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from petportrait.clock import utcnow
 from petportrait.db import Base, IdMixin, session_scope
+from petportrait.jobs.dbclock import coordination_now
 from petportrait.retention import lineage
 
 if TYPE_CHECKING:
@@ -58,8 +60,10 @@ if TYPE_CHECKING:
 TTL = timedelta(hours=24)
 """How long a key answers the same again; rows older than this are swept."""
 
-IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
-"""A claim whose request never finished (its process died) is given up after this long."""
+IN_FLIGHT_TIMEOUT = timedelta(seconds=10)
+"""A claim is a lease: the process answering the request renews it every `RENEW_EVERY` while it runs, so a
+claim whose process died (or lost the database) is given up within this long, not minutes later."""
+RENEW_EVERY = IN_FLIGHT_TIMEOUT / 4
 
 STORE = "idempotency_keys"
 """This store's name in the data inventory and in lineage links."""
@@ -157,9 +161,10 @@ def claim(
 ) -> Outcome:
     """Claim the key for this request, or say why not (answered before, in flight, or used otherwise).
 
-    Commits: the claim must be visible to every other process before the request runs.
+    Commits: the claim must be visible to every other process before the request runs. Lock times are
+    the database's clock: the processes that claim and renew keys may disagree on the time.
     """
-    now = now or utcnow()
+    now = now or coordination_now(session)
     for _ in range(3):
         record = IdempotencyRecord(
             scope=scope,
@@ -215,6 +220,19 @@ def subjects_of(path: str, body: bytes | None) -> set[str]:
         with contextlib.suppress(ValueError):  # not JSON: only the path names ids
             found.update(lineage.ids_in(json.loads(body)))
     return found
+
+
+def renew(session: Session, *, record_id: str) -> bool:
+    """Extend a claim's lease (the request is still being answered); False if it is no longer held."""
+    now = coordination_now(session)
+    result = session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id, IdempotencyRecord.state == IN_FLIGHT)
+        .values(locked_until=now + IN_FLIGHT_TIMEOUT)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0))
 
 
 def complete(

@@ -18,6 +18,7 @@ class JobQueue(Protocol):
     - enqueue(job_id): send a job id; call only after the job's row is committed.
     - dequeue(timeout): the next job id, or None if none arrived within `timeout` seconds.
     - size(): how many ids are waiting.
+    - waiting(): the ids waiting (read, not taken): the reaper re-sends only ids the queue lost.
     - flush(): drop every waiting id (tests and admin only).
     - check(): raise if the backend cannot be reached.
     """
@@ -29,6 +30,8 @@ class JobQueue(Protocol):
     def dequeue(self, timeout: float = 1.0) -> str | None: ...
 
     def size(self) -> int: ...
+
+    def waiting(self) -> set[str]: ...
 
     def flush(self) -> None: ...
 

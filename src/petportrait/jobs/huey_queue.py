@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from huey import Huey, RedisHuey, SqliteHuey
+from redis import ConnectionPool
 
 from petportrait.files import private_sqlite_file
 from petportrait.settings import Settings
@@ -43,6 +44,9 @@ class HueyJobQueue:
     def size(self) -> int:
         return int(self.huey.pending_count())
 
+    def waiting(self) -> set[str]:
+        return {str(task.args[0]) for task in self.huey.pending() if task.args}
+
     def flush(self) -> None:
         self.huey.flush()
 
@@ -55,7 +59,11 @@ def create_queue(settings: Settings) -> HueyJobQueue:
     url = settings.queue.url
     name = settings.queue.name
     if url and url.startswith(("redis://", "rediss://", "unix://")):
-        huey: Huey = RedisHuey(name=name, url=url, results=False, blocking=True, read_timeout=1)
+        # Socket timeouts: a Redis that hangs (not refused) is an error within seconds, not a stuck worker.
+        pool = ConnectionPool.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
+        )
+        huey: Huey = RedisHuey(name=name, connection_pool=pool, results=False, blocking=True, read_timeout=1)
         return HueyJobQueue(huey, name=f"redis:{name}")
     if url and not url.startswith("sqlite:"):
         raise ValueError(f"queue.url must be redis://... or sqlite:///path, got {url!r}")

@@ -1,7 +1,9 @@
 """Named, time-limited leases in the database: one process at a time runs what a lease guards.
 
 One implementation for every lease (the job consumer's periodic tasks, the sweeper). A lease is free
-from the moment `now >= expires_at`; its holder renews it by taking it again before then.
+from the moment `now >= expires_at`; its holder renews it by taking it again before then. `now` is the
+database's clock (`dbclock.coordination_now`) unless the caller gives one: holders on different machines
+compare against one clock.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from sqlalchemy import insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from petportrait.clock import utcnow
 from petportrait.db import session_scope
+from petportrait.jobs.dbclock import coordination_now
 from petportrait.jobs.models import Lease
 
 
@@ -26,8 +28,8 @@ def take(
     now: datetime | None = None,
 ) -> bool:
     """Take or renew the lease `name` for `holder` until now + ttl; True if `holder` holds it now."""
-    now = now or utcnow()
     with session_scope(session_factory) as session:
+        now = now or coordination_now(session)
         result = session.execute(
             update(Lease)
             .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at <= now))
@@ -55,11 +57,11 @@ def release(
     ran: bool = False,
 ) -> None:
     """Give the lease back so another process can take it at once (noting the run when `ran`)."""
-    now = now or utcnow()
-    values: dict[str, datetime] = {"expires_at": now}
-    if ran:
-        values["last_run_at"] = now
     with session_scope(session_factory) as session:
+        now = now or coordination_now(session)
+        values: dict[str, datetime] = {"expires_at": now}
+        if ran:
+            values["last_run_at"] = now
         session.execute(
             update(Lease)
             .where(Lease.name == name, Lease.holder == holder)

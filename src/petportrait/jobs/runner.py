@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import Job, JobState
+from petportrait.outages import Backoff, unavailable
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -88,6 +89,9 @@ class Heartbeat:
         self.beat, self.shutdown, self.hand_back = beat, shutdown, hand_back
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.id[:8]}", daemon=True)
+        # A heartbeat that cannot be written (the database is away) is retried quietly: the job goes on,
+        # its writes stay fenced, and the reaper does not count the outage as this worker's death.
+        self._backoff = Backoff(f"heartbeat of job {job.id}", logger=log, cap=max(0.25, interval))
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -120,13 +124,16 @@ class Heartbeat:
                         eta_seconds=self.beat.eta_seconds,
                         message=self.beat.message,
                     )
+                self._backoff.succeeded()
                 if cancel and self.beat.stop_reason is None:
                     self.beat.stop_reason = "cancelled"
             except jobs_service.LostJob:
                 self.beat.stop_reason = "lost"
                 return
-            except Exception:
-                log.exception("heartbeat of job %s failed; retrying", self.job.id)
+            except Exception as exc:
+                if unavailable(exc) is None and not self._backoff.down:
+                    log.exception("heartbeat of job %s failed; retrying", self.job.id)
+                self._done.wait(self._backoff.failed(exc))
 
 
 class JobHandler(Protocol):
@@ -200,7 +207,9 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
             return _stopped(ctx, session, job, "cancelled")
         except jobs_service.LostJob:
             return _stopped(ctx, session, job, "lost")
-        except Exception:
+        except Exception as exc:
+            if unavailable(exc) is not None:
+                return _ride_out(ctx, session, job, exc)
             log.exception("job %s failed unexpectedly", job.id)
             return _end(
                 ctx,
@@ -234,11 +243,35 @@ def _end(
         return None
 
 
+def _ride_out(ctx: WorkerContext, session: Session, job: Job, exc: BaseException) -> str | None:
+    """A dependency went away under the job: it is not the job's fault, so it is not failed. Once the
+    database answers again the attempt is handed back to the queue (same attempt, outputs removed)."""
+    backoff = Backoff(
+        f"handing back job {job.id} after {unavailable(exc)} became unavailable", logger=log, cap=2.0
+    )
+    while True:
+        if ctx.hand_back.is_set() and ctx.shutdown.is_set() and backoff.failures > 30:
+            return None  # stopping for good: the reaper requeues it
+        try:
+            state = _stopped(ctx, session, job, "outage")
+        except Exception as again:
+            session.rollback()
+            if unavailable(again) is None:
+                log.exception("job %s could not be handed back", job.id)
+                return None
+            time.sleep(backoff.failed(again))
+            continue
+        backoff.succeeded()
+        return state
+
+
 def _stopped(ctx: WorkerContext, session: Session, job: Job, reason: str) -> str | None:
     session.rollback()
-    if reason == "cancelled" or (reason == "hand_back" and jobs_service.cancel_requested(session, job=job)):
+    if reason == "cancelled" or (
+        reason in ("hand_back", "outage") and jobs_service.cancel_requested(session, job=job)
+    ):
         return _end(ctx, session, job, JobState.CANCELLED, None, None)
-    if reason == "hand_back":
+    if reason in ("hand_back", "outage"):
         handler_for(ctx, job.kind).remove_outputs(session, blobs=ctx.blobs, job=job, attempt=job.attempt)
         try:
             jobs_service.assert_owned(session, job=job, worker_id=ctx.worker_id)
@@ -247,7 +280,11 @@ def _stopped(ctx: WorkerContext, session: Session, job: Job, reason: str) -> str
             job_row.state = JobState.QUEUED.value
             job_row.worker_id = None
             job_row.heartbeat_at = None
-            job_row.message = "Handed back by a worker that was shutting down; another worker continues."
+            job_row.message = (
+                "Handed back by a worker that was shutting down; another worker continues."
+                if reason == "hand_back"
+                else "Restarting after a service it needs was briefly unavailable."
+            )
             session.commit()
             ctx.released.append(job.id)
             return JobState.QUEUED.value

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, NotFound
 from petportrait.jobs.base import JobQueue
+from petportrait.jobs.dbclock import coordination_now
 from petportrait.jobs.models import FINAL_STATES, Job, JobState
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def create_job(
         max_attempts=max_attempts,
         payload=payload or {},
         waits_for=waits_for,
-        created_at=utcnow(),
+        created_at=coordination_now(session),
     )
     session.add(job)
     session.flush()
@@ -62,7 +63,8 @@ def create_job(
 def mark_enqueued(session: Session, *, job_ids: list[str]) -> None:
     """Record when the ids were sent to the queue (the reaper re-sends ids that were lost)."""
     if job_ids:
-        session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))
+        now = coordination_now(session)
+        session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=now))
 
 
 def send(session_factory: sessionmaker[Session], queue: JobQueue, job_ids: list[str]) -> list[str]:
@@ -101,7 +103,7 @@ def claim(session: Session, *, job_id: str, worker_id: str) -> Job | None:
 
     A queued job whose cancel flag is set is never claimed: it is ended cancelled here instead.
     """
-    now = utcnow()
+    now = coordination_now(session)
     result = session.execute(
         update(Job)
         .where(
@@ -165,7 +167,7 @@ def heartbeat(
     message: str | None = None,
 ) -> bool:
     """Refresh the heartbeat (and progress); returns whether cancellation was asked. Raises LostJob."""
-    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    values: dict[str, Any] = {"heartbeat_at": coordination_now(session)}
     if step is not None:
         values["progress_step"] = step
     if total is not None:
@@ -192,7 +194,7 @@ def assert_owned(session: Session, *, job: Job, worker_id: str) -> None:
     result = session.execute(
         update(Job)
         .where(_fence(job, worker_id))
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=coordination_now(session))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -209,7 +211,7 @@ def assert_may_write(session: Session, *, job: Job, worker_id: str) -> None:
     result = session.execute(
         update(Job)
         .where(_fence(job, worker_id), Job.cancel_requested.is_not(True))
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=coordination_now(session))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -30,13 +30,14 @@ from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from petportrait.clock import utcnow
 from petportrait.db import new_id
 from petportrait.jobs import leases, runner
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.base import JobQueue, Periodic
+from petportrait.jobs.dbclock import SKEW_CHECK_SECONDS, ClockSkew, coordination_now
 from petportrait.jobs.models import Job, JobState
 from petportrait.jobs.runner import JobHandler
+from petportrait.outages import Backoff, unavailable
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
 
@@ -91,6 +92,13 @@ class Consumer:
         self._threads: list[threading.Thread] = []
         self.busy = threading.Event()
         self.jobs_done = 0
+        self.skew = ClockSkew(who=f"worker {self.worker_id}")
+        self._queue_backoff = Backoff(f"consumer {self.worker_id}: taking jobs from the queue", logger=log)
+        self._db_backoff = Backoff(f"consumer {self.worker_id}: the periodic lease (database)", logger=log)
+        # Since when (monotonic) this consumer reaches the database without a break: the reaper counts
+        # a heartbeat as stopped only once workers have had a whole stale period to write one.
+        self.database_up_since = time.monotonic()
+        self._task_backoff: dict[str, Backoff] = {}
 
     @property
     def reaper_interval(self) -> float:
@@ -109,6 +117,7 @@ class Consumer:
             self._threads.append(
                 threading.Thread(target=self._periodic_loop, name="consumer-periodic", daemon=True)
             )
+        self.skew.check(self.session_factory)
         for thread in self._threads:
             thread.start()
         log.info("consumer %s started on queue %s", self.worker_id, self.queue.name)
@@ -154,10 +163,10 @@ class Consumer:
         while not self._stop.is_set():
             try:
                 job_id = self.queue.dequeue(timeout=0.5)
-            except Exception:
-                log.exception("dequeue failed; retrying")
-                time.sleep(1.0)
+            except Exception as exc:
+                self._queue_backoff.wait(exc, self._stop)
                 continue
+            self._queue_backoff.succeeded()
             if job_id is None:
                 continue
             self.busy.set()
@@ -166,8 +175,12 @@ class Consumer:
                 if state is not None:
                     self.jobs_done += 1
                     log.info("job %s ended %s", job_id, state)
-            except Exception:
-                log.exception("job %s crashed the runner", job_id)
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    log.exception("job %s crashed the runner", job_id)
+                else:  # the job's row says what happened; the reaper re-sends it if it was not claimed
+                    log.warning("job %s not run: %s unavailable (%s)", job_id, unavailable(exc), exc)
+                    self._stop.wait(1.0)
             finally:
                 self.busy.clear()
                 self._send_released()
@@ -178,23 +191,48 @@ class Consumer:
 
     def _periodic_loop(self) -> None:
         ttl = timedelta(seconds=min(10.0, max(2.0, self.settings.queue.stale_after_seconds)))
-        while not self._stop.wait(0.25):
+        skew_checked = time.monotonic()
+        delay = 0.25
+        while not self._stop.wait(delay):
+            delay = 0.25
+            if time.monotonic() - skew_checked >= SKEW_CHECK_SECONDS:
+                skew_checked = time.monotonic()
+                self.skew.check(self.session_factory)
             try:
                 holder = leases.take(
                     self.session_factory, name=PERIODIC_LEASE, holder=self.worker_id, ttl=ttl
                 )
+            except Exception as exc:
+                if not self._db_backoff.down:
+                    self.database_up_since = float("inf")
+                delay = max(delay, self._db_backoff.failed(exc))
+                continue
+            if self._db_backoff.down:
+                self.database_up_since = time.monotonic()
+            self._db_backoff.succeeded()
+            try:
                 if not holder:
                     continue
                 now = time.monotonic()
                 for task in self.periodic_tasks:
                     if now - task.last_run >= task.interval:
                         task.last_run = now
-                        try:
-                            task.run()
-                        except Exception:
-                            log.exception("periodic task %s failed", task.name)
+                        self._run_periodic(task)
             except Exception:
                 log.exception("periodic loop error")
+
+    def _run_periodic(self, task: PeriodicTask) -> None:
+        """Run one periodic task; a dependency that is away is said once (and once when it is back)."""
+        backoff = self._task_backoff.setdefault(task.name, Backoff(f"periodic task {task.name}", logger=log))
+        try:
+            task.run()
+        except Exception as exc:
+            if unavailable(exc) is None:
+                log.exception("periodic task %s failed", task.name)
+            else:
+                backoff.failed(exc)
+            return
+        backoff.succeeded()
 
     def _release_lease(self) -> None:
         try:
@@ -205,13 +243,20 @@ class Consumer:
     # --- periodic tasks ----------------------------------------------------------------------------
 
     def reap(self) -> jobs_service.ReapReport:
-        """Re-send lost messages; requeue (or fail) running jobs whose heartbeat stopped."""
+        """Re-send lost messages; requeue (or fail) running jobs whose heartbeat stopped.
+
+        Right after this consumer started, or after the database was away, heartbeats are not judged until
+        a whole stale period has passed: an outage that hid every heartbeat is not taken for death.
+        """
+        stale_after = self.settings.queue.stale_after_seconds
+        judge = time.monotonic() - self.database_up_since >= stale_after
         return reap(
             self.session_factory,
             blobs=self.blobs,
             queue=self.queue,
             handlers=self.handlers,
-            stale_after=timedelta(seconds=self.settings.queue.stale_after_seconds),
+            stale_after=timedelta(seconds=stale_after),
+            judge_heartbeats=judge,
         )
 
 
@@ -222,12 +267,18 @@ def reap(
     queue: JobQueue,
     handlers: Mapping[str, JobHandler],
     stale_after: timedelta,
+    judge_heartbeats: bool = True,
 ) -> jobs_service.ReapReport:
-    """One reaper pass over the database; safe to run from any process at any time."""
+    """One reaper pass over the database; safe to run from any process at any time.
+
+    Times are the database's (`coordination_now`), the clock every worker's heartbeat was written with.
+    Without `judge_heartbeats` only lost messages are re-sent.
+    """
     report = jobs_service.ReapReport()
-    now = utcnow()
     with session_factory() as session:
-        for job in jobs_service.find_stale(session, now=now, stale_after=stale_after):
+        now = coordination_now(session)
+        stale = jobs_service.find_stale(session, now=now, stale_after=stale_after) if judge_heartbeats else []
+        for job in stale:
             dead_attempt = job.attempt
             requeued = jobs_service.requeue_stale(session, job=job, now=now)
             session.commit()
@@ -249,6 +300,9 @@ def reap(
                 report.failed.append(job.id)
             session.commit()
         lost = jobs_service.find_lost_messages(session, now=now, resend_after=stale_after)
+    if lost:  # a job waiting behind busy workers is still in the queue: only ids the queue lost go again
+        waiting = queue.waiting()
+        lost = [job_id for job_id in lost if job_id not in waiting]
     jobs_service.send(session_factory, queue, report.requeued)
     report.resent.extend(jobs_service.send(session_factory, queue, lost))
     if report.requeued or report.failed or report.cancelled or report.resent:

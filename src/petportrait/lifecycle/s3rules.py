@@ -16,10 +16,12 @@ that expires noncurrent versions.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from petportrait.outages import Backoff, unavailable
 from petportrait.retention import policy
 from petportrait.settings import Settings
 
@@ -96,7 +98,11 @@ def versioning_problem(store: S3BlobStore) -> str | None:
 
 
 def warn_versioning(store: Any, settings: Settings | None = None) -> str | None:
-    """At start-up: log a warning (and return it) if `store` is an S3 store whose bucket needs the rule."""
+    """At start-up: log a warning (and return it) if `store` is an S3 store whose bucket needs the rule.
+
+    S3 unreachable at start stops nothing: the check is said to wait, and runs again in a background
+    thread (backing off) until the storage answers.
+    """
     _ = settings
     from petportrait.storage.s3 import S3BlobStore
 
@@ -105,10 +111,39 @@ def warn_versioning(store: Any, settings: Settings | None = None) -> str | None:
     try:
         problem = versioning_problem(store)
     except ClientError as exc:  # no permission to read the configuration: say so, do not stop
+        if unavailable(exc) is not None:
+            return _check_later(store, exc)
         problem = f"could not read the versioning of S3 bucket {store.bucket!r}: {exc}"
+    except Exception as exc:
+        if unavailable(exc) is None:
+            raise
+        return _check_later(store, exc)
     if problem:
         log.warning("%s", problem)
     return problem
+
+
+def _check_later(store: S3BlobStore, exc: BaseException) -> str:
+    backoff = Backoff(f"the versioning check of S3 bucket {store.bucket!r}", logger=log, cap=60.0)
+
+    def retry(error: BaseException) -> None:
+        while True:
+            threading.Event().wait(backoff.failed(error))
+            try:
+                problem = versioning_problem(store)
+            except Exception as again:
+                if unavailable(again) is None:
+                    log.warning("could not read the versioning of S3 bucket %r: %s", store.bucket, again)
+                    return
+                error = again
+                continue
+            backoff.succeeded()
+            if problem:
+                log.warning("%s", problem)
+            return
+
+    threading.Thread(target=retry, args=(exc,), name="s3-versioning-check", daemon=True).start()
+    return f"S3 bucket {store.bucket!r} did not answer at start; its versioning is checked once it does"
 
 
 def current_rules(store: S3BlobStore) -> list[dict[str, Any]]:

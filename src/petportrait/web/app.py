@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,11 +13,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from petportrait import __version__
 from petportrait.accounts.views import router as accounts_router
 from petportrait.consent.views import router as consent_router
 from petportrait.integrations.views import router as webhooks_router
+from petportrait.jobs.dbclock import SKEW_CHECK_SECONDS, ClockSkew
 from petportrait.lifecycle.views import admin_router as lifecycle_admin_router
 from petportrait.lifecycle.views import metrics_router as lifecycle_metrics_router
 from petportrait.lifecycle.views import router as lifecycle_router
@@ -59,6 +63,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(skew.check, built.session_factory)  # logs loudly when off; never fails
         embedded = None
         if run_consumer:
             embedded = build_consumer(built)
@@ -82,6 +87,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = built
+    skew = ClockSkew(who=f"API process {os.getpid()}")
+    app.state.clock_skew = skew
     app.state.limiter = RateLimiter(settings)
     install_problem_handlers(app)
     app.add_middleware(Idempotency)  # inside BodySizeLimit: bodies are bounded before they are read
@@ -115,22 +122,32 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"])
     def healthz(services: ServicesDep) -> JSONResponse:
-        """Whether the database and the blob store answer."""
+        """Whether the database, the blob store and the queue answer (503 naming the one that does not),
+        and how far this process's clock is from the database's (`clock`; a warning, not a failure)."""
         checks: dict[str, Any] = {}
-        ok = True
-        try:
+
+        def database() -> None:
             with services.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            checks["database"] = {"ok": True, "backend": services.engine.dialect.name}
-        except Exception as exc:
-            ok = False
-            checks["database"] = {"ok": False, "error": type(exc).__name__}
-        try:
-            services.blobs.check()
-            checks["storage"] = {"ok": True, "backend": services.blobs.name}
-        except Exception as exc:
-            ok = False
-            checks["storage"] = {"ok": False, "error": type(exc).__name__}
-        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+
+        for name, check, backend in (
+            ("database", database, services.engine.dialect.name),
+            ("storage", services.blobs.check, services.blobs.name),
+            ("queue", services.queue.check, services.queue.name.partition(":")[0]),
+        ):
+            try:
+                check()
+                checks[name] = {"ok": True, "backend": backend}
+            except Exception as exc:
+                checks[name] = {"ok": False, "backend": backend, "error": type(exc).__name__}
+        down = [name for name, check in checks.items() if not check["ok"]]
+        last = skew.last
+        stale = last is None or time.monotonic() - last.measured_at >= SKEW_CHECK_SECONDS
+        if checks["database"]["ok"] and stale:
+            skew.check(services.session_factory)
+        checks["clock"] = skew.status()
+        body = {"status": "degraded" if down else "ok", "down": down, **checks}
+        headers = {"Retry-After": "5"} if down else None
+        return JSONResponse(body, status_code=503 if down else 200, headers=headers)
 
     return app

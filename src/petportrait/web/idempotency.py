@@ -15,6 +15,7 @@ Routes that carry credentials (sign-up, sign-in, passwords) are passed through: 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -291,11 +292,23 @@ class Idempotency:
                     stored = True
             await send(message)
 
+        renewing = asyncio.create_task(self._keep_claimed(services, record_id=record_id))
         try:
             await self.app(scope, self._replaying(spool, receive), capture)
         finally:
+            renewing.cancel()
             if not stored:
                 await run_in_threadpool(self._release, services, record_id=record_id)
+
+    async def _keep_claimed(self, services: Any, *, record_id: str) -> None:
+        """Renew the claim's lease while the request runs: if this process dies, the key is free within
+        `idempotency.IN_FLIGHT_TIMEOUT` and a retry runs it again instead of waiting minutes."""
+        while True:
+            await asyncio.sleep(idempotency.RENEW_EVERY.total_seconds())
+            try:
+                await run_in_threadpool(self._renew, services, record_id=record_id)
+            except Exception as exc:  # the database is away: the next renewal tries again
+                log.warning("could not renew the claim of an idempotency key: %s", type(exc).__name__)
 
     @staticmethod
     def _replaying(spool: IO[bytes], receive: Receive) -> Receive:
@@ -342,6 +355,11 @@ class Idempotency:
     def _complete(services: Any, **kwargs: Any) -> None:
         with services.session_factory() as session:
             idempotency.complete(session, **kwargs)
+
+    @staticmethod
+    def _renew(services: Any, **kwargs: Any) -> None:
+        with services.session_factory() as session:
+            idempotency.renew(session, **kwargs)
 
     @staticmethod
     def _release(services: Any, **kwargs: Any) -> None:

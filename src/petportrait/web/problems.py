@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from petportrait.errors import ProblemError
+from petportrait.outages import Dependency, unavailable
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -28,6 +29,41 @@ _STATUS_CODES = {
     422: ("invalid_input", "Invalid input"),
     429: ("too_many_requests", "Too many requests"),
 }
+
+# A dependency that is away is a wait, not a failure: 503 (507 for a full disk) with Retry-After.
+RETRY_AFTER_SECONDS = {
+    Dependency.DATABASE: 5,
+    Dependency.STORAGE: 5,
+    Dependency.QUEUE: 5,
+    Dependency.DISK: 60,
+}
+_KEPT = "nothing you sent was kept half-way."
+_UNAVAILABLE_DETAIL = {
+    Dependency.DATABASE: f"The database is briefly unavailable; {_KEPT} Try again.",
+    Dependency.STORAGE: f"The file storage is briefly unavailable; {_KEPT} Try again.",
+    Dependency.QUEUE: f"The job queue is briefly unavailable; {_KEPT} Try again.",
+    Dependency.DISK: f"The service's disk is full; {_KEPT} Try again later.",
+}
+
+
+def outage_problem(dependency: Dependency) -> ProblemError:
+    """503 `<dependency>_unavailable` (507 `insufficient_storage` for a full disk), with Retry-After."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS[dependency])}
+    if dependency == Dependency.DISK:
+        return ProblemError(
+            _UNAVAILABLE_DETAIL[dependency],
+            code="insufficient_storage",
+            status=507,
+            title="Insufficient storage",
+            headers=headers,
+        )
+    return ProblemError(
+        _UNAVAILABLE_DETAIL[dependency],
+        code=f"{dependency.value}_unavailable",
+        status=503,
+        title="Service unavailable",
+        headers=headers,
+    )
 
 
 def problem_response(problem: ProblemError, request: Request) -> JSONResponse:
@@ -86,6 +122,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        dependency = unavailable(exc)
+        if dependency is not None:
+            log.warning(
+                "%s %s answered %s unavailable: %s",
+                request.method,
+                request.url.path,
+                dependency,
+                type(exc).__name__,
+            )
+            return problem_response(outage_problem(dependency), request)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         problem = ProblemError(
             "Something went wrong on our side; nothing you sent was kept half-way. Try again.",
