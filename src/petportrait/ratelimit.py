@@ -41,6 +41,7 @@ RULES = (
     "reports_per_address",
     "uploads_per_account",
     "verify_per_address",
+    "webhook_tests_per_account",
 )
 
 

@@ -160,6 +160,7 @@ class LimitsSettings(BaseModel):
     reports_per_address: str = "10/minute;100/day"
     uploads_per_account: str = "30/minute;300/hour"
     verify_per_address: str = "30/minute;300/hour"
+    webhook_tests_per_account: str = "5/minute;30/hour"
 
     @model_validator(mode="after")
     def _parse(self) -> LimitsSettings:
@@ -256,11 +257,19 @@ class WebhookSettings(BaseModel):
 
     allow_private_targets: bool = False
     deliver_interval_seconds: float = 2.0
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = 5.0  # for each read or write
+    attempt_deadline_seconds: float = 10.0  # for a whole attempt: connect, headers and body together
+    concurrency: int = Field(default=4, ge=1, le=64)  # the deliverers' own threads
     max_response_bytes: int = 4096
     disable_after_days: float = 5.0
     claim_seconds: float = 60.0
     batch: int = 50
+
+    @model_validator(mode="after")
+    def _claim_outlasts_attempt(self) -> WebhookSettings:
+        if self.claim_seconds <= self.attempt_deadline_seconds:
+            raise ValueError("webhooks.claim_seconds must be longer than webhooks.attempt_deadline_seconds")
+        return self
 
 
 class Settings(BaseSettings):

@@ -3,9 +3,11 @@ outbox and its retention, preferences, and what staff see."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,6 +34,20 @@ def app(services: Services) -> Iterator[TestClient]:
 
 def owner_id(client: TestClient, headers: dict[str, str]) -> str:
     return str(client.get("/api/v1/me", headers=headers).json()["id"])
+
+
+def press_test_button(client: TestClient, headers: dict[str, str], endpoint_id: str) -> dict[str, Any]:
+    """Press the test button (answered at once) and wait for the delivery's outcome."""
+    answer = client.post(f"/api/v1/webhooks/{endpoint_id}/test", headers=headers)
+    assert answer.status_code == 202 and answer.json()["state"] == "pending", answer.text
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listed = client.get(answer.headers["location"], headers=headers).json()["items"]
+        mine = next(d for d in listed if d["id"] == answer.json()["id"])
+        if mine["state"] in ("delivered", "failed"):
+            return dict(mine)
+        time.sleep(0.05)
+    raise AssertionError(f"the test delivery never ended: {mine}")
 
 
 def fire(services: Services, name: str, owner: str, **data: object) -> None:
@@ -82,7 +98,7 @@ def test_private_targets_are_refused_without_the_setting(services: Services, app
                 "/api/v1/webhooks", json={"url": url, "events": ["render.ready"]}, headers=alice
             )
             assert refused.status_code == 422 and refused.json()["code"] == "webhook_target_forbidden", url
-        tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
+        tested = press_test_button(app, alice, made.json()["id"])
         assert tested["state"] == "failed" and hooks.received == []
 
 
@@ -117,12 +133,12 @@ def test_redirects_are_not_followed_and_the_answer_is_read_only_a_little(
         made = app.post(
             "/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice
         )
-        tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
+        tested = press_test_button(app, alice, made.json()["id"])
         assert tested["last_status"] == 307 and tested["state"] == "failed"
         assert target.received == []
     with HookReceiver() as big:
         made = app.post("/api/v1/webhooks", json={"url": big.url(), "events": ["model.ready"]}, headers=alice)
-        tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
+        tested = press_test_button(app, alice, made.json()["id"])
         assert tested["state"] == "delivered"  # a 100 KB answer is cut at a few KB, not read
 
 
@@ -220,3 +236,14 @@ def test_people_turn_off_job_messages_but_not_legal_or_security_ones(
             ).one()
         )
     assert app.get("/api/v1/staff/outbox", headers=alice).status_code == 404
+
+
+def test_the_test_button_is_rate_limited_per_account(services: Services, app: TestClient) -> None:
+    alice = sign_up(app, "alice@example.com")
+    with HookReceiver() as hooks:
+        made = app.post(
+            "/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice
+        )
+        answers = [app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice) for _ in range(6)]
+        assert [a.status_code for a in answers] == [202] * 5 + [429]
+        assert answers[-1].json()["code"] == "too_many_webhook_tests" and answers[-1].headers["retry-after"]
