@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from petportrait.text import SingleLine
+
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
 
 
@@ -14,7 +16,7 @@ class AccountCreate(BaseModel):
 
     email: str = Field(pattern=EMAIL_PATTERN, max_length=320)
     password: str = Field(min_length=10, max_length=256)
-    display_name: str | None = Field(default=None, max_length=100)
+    display_name: SingleLine | None = Field(default=None, max_length=100)
 
     @field_validator("email")
     @classmethod
@@ -54,7 +56,7 @@ class TokenRequest(BaseModel):
 
     email: str = Field(max_length=320)
     password: str = Field(max_length=256)
-    name: str = Field(default="api", max_length=100)
+    name: SingleLine = Field(default="api", max_length=100)
 
 
 class TokenOut(BaseModel):

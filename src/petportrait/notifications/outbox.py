@@ -18,9 +18,16 @@ from petportrait.notifications import messages
 from petportrait.notifications.messages import Content
 from petportrait.notifications.models import Category, OutboxMessage, OutboxState, ReminderSent
 from petportrait.notifications.preferences import preferences, wants
+from petportrait.text import forbidden_character
 
 DEFAULT_RETENTION = timedelta(days=30)
 ERASED_SUFFIX = "@erased.invalid"
+
+
+def one_line(subject: str) -> str:
+    """A subject with every control or separator character (kept in names written before they were
+    refused) replaced by a space: a header cannot carry them."""
+    return "".join(" " if forbidden_character(char) else char for char in subject)
 
 
 def recipient(session: Session, user_id: str | None) -> User | None:
@@ -60,6 +67,7 @@ def enqueue(
     content = build(tz)
     content.footer = content.footer or messages.footer(category.value)
     text, html = messages.render(content)
+    content.subject = one_line(content.subject)
     row_id = new_id()
     row = OutboxMessage(
         id=row_id,
@@ -100,7 +108,7 @@ def refold(
     tz = preferences(session, user_id=row.user_id).timezone if row.user_id else "UTC"
     content = build(tz)
     content.footer = content.footer or messages.footer(row.category)
-    row.subject = content.subject
+    row.subject = one_line(content.subject)
     row.text_body, row.html_body = messages.render(content)
     row.next_attempt_at = due
     row.retain_until = max(row.retain_until, retain)
