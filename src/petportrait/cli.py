@@ -133,7 +133,9 @@ def create_user(
     services = build_services(cli_settings(), migrate=True)
     try:
         with session_scope(services.session_factory) as session:
-            user = accounts_service.create_user(session, email=email, password=secret, role=role_value)
+            user = accounts_service.create_user(
+                session, email=email, password=secret, role=role_value, verified=True
+            )
             typer.echo(f"created {user.email} ({user.role}) id={user.id}")
     except ProblemError as exc:
         typer.echo(f"error: {exc.detail}", err=True)

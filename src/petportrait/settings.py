@@ -112,6 +112,10 @@ class SecuritySettings(BaseModel):
     secret_key: str = PLACEHOLDER_SECRET
     session_days: float = 14.0
     token_days: float = 90.0
+    verify_link_hours: float = 48.0  # a sign-up's verification link
+    reset_link_minutes: float = 30.0  # a password-reset link
+    # an account whose address is not verified is deleted this many days after sign-up (reminded a day before)
+    unverified_days: float = Field(default=7.0, gt=1.0, le=30.0)
     cookie_secure: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 128 * 1024 * 1024
@@ -161,6 +165,11 @@ class LimitsSettings(BaseModel):
     uploads_per_account: str = "30/minute;300/hour"
     verify_per_address: str = "30/minute;300/hour"
     webhook_tests_per_account: str = "5/minute;30/hour"
+    # password resets asked from one client address, and for one address typed (neutral: keyed on the input)
+    password_resets_per_address: str = "5/minute;20/hour"
+    password_resets_per_account: str = "3/15 minutes;6/day"
+    # new verification links asked by a signed-in person
+    verification_links_per_account: str = "3/15 minutes;10/day"
 
     @model_validator(mode="after")
     def _parse(self) -> LimitsSettings:

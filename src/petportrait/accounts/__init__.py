@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from petportrait.registry import Registry
+from petportrait.registry import Registry, Services
+
+
+def sweep_links(services: Services) -> object:
+    """Periodic: delete email links used or expired more than a day ago."""
+    from petportrait.accounts import email_links
+
+    with services.session_factory() as session:
+        count = email_links.sweep(session)
+        session.commit()
+    return count
 
 
 def register(registry: Registry) -> None:
     """What the accounts domain contributes to a deployment."""
     registry.add_domain("accounts")
+    registry.add_periodic("accounts.email_links", lambda _settings: 3600.0, sweep_links)
     registry.add_table_rule(
         "users",
         "kept while the account exists; on erasure the email, name and password are scrubbed at once and the "
         "row keeps only its id, role and dates",
+        owner="accounts",
+    )
+    registry.add_table_rule(
+        "email_tokens",
+        "single-use links (verification, password reset), stored as SHA-256 only; deleted a day after they "
+        "were used or expired, and with the account",
         owner="accounts",
     )
     registry.add_table_rule(

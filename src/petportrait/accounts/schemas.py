@@ -82,3 +82,31 @@ class UserOut(BaseModel):
     role: str
     display_name: str | None
     created_at: datetime
+    email_verified_at: datetime | None = None
+
+
+class LinkToken(BaseModel):
+    """The secret of a link sent by email (the `token` query parameter of the link)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+
+
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+
+
+class ResetConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=10, max_length=256)
+
+
+class Neutral(BaseModel):
+    """An answer that says nothing about whether an account exists."""
+
+    detail: str

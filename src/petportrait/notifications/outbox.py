@@ -22,6 +22,12 @@ from petportrait.text import forbidden_character
 
 DEFAULT_RETENTION = timedelta(days=30)
 ERASED_SUFFIX = "@erased.invalid"
+VERIFY_KIND = "verify_email"
+RESET_KIND = "password_reset"
+SIGNUP_ATTEMPT_KIND = "signup_attempted"
+UNVERIFIED_REMINDER_KIND = "unverified_reminder"
+# what an account whose address is not verified may be sent: nothing that carries text its creator chose
+FOR_UNVERIFIED = frozenset({VERIFY_KIND, RESET_KIND, SIGNUP_ATTEMPT_KIND, UNVERIFIED_REMINDER_KIND})
 
 
 def one_line(subject: str) -> str:
@@ -60,6 +66,8 @@ def enqueue(
         user = recipient(session, user_id)
         if user is None:
             return None
+        if user.email_verified_at is None and kind not in FOR_UNVERIFIED:
+            return None  # until the address is verified, only the verification message goes to it
         to_address = user.email
     if user_id is not None and not wants(session, user_id, category.value):
         return None

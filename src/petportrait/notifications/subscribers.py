@@ -14,7 +14,14 @@ from petportrait.clock import utcnow
 from petportrait.notifications import messages
 from petportrait.notifications.messages import Content, Link
 from petportrait.notifications.models import Category, OutboxMessage, OutboxState
-from petportrait.notifications.outbox import enqueue, pending_group, refold
+from petportrait.notifications.outbox import (
+    RESET_KIND,
+    SIGNUP_ATTEMPT_KIND,
+    VERIFY_KIND,
+    enqueue,
+    pending_group,
+    refold,
+)
 from petportrait.registry import Event
 
 RENDER_FOLD_FALLBACK = timedelta(minutes=10)
@@ -396,7 +403,88 @@ def on_webhook_disabled(session: Session, event: Event) -> None:
     )
 
 
+def _when(value: Any) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def on_verify_requested(session: Session, event: Event) -> None:
+    """The verification link of a sign-up (the only message an unverified account gets)."""
+    token, expires = str(event.data["token"]), _when(event.data["expires_at"])
+    enqueue(
+        session,
+        user_id=event.owner_id,
+        kind=VERIFY_KIND,
+        category=Category.SECURITY,
+        retain_until=expires,
+        build=lambda tz: Content(
+            subject="Confirm your email address for petportrait",
+            paragraphs=[
+                "Someone created a petportrait account with this address. If it was you, confirm the address "
+                f"with the link below (it works once, until {messages.local_date(expires, tz)}).",
+                "If it was not you, do nothing: the account gets no other email and is deleted after a few "
+                "days.",
+            ],
+            links=[Link("Confirm my address", f"/verify?token={token}")],
+        ),
+    )
+
+
+def on_reset_requested(session: Session, event: Event) -> None:
+    token, expires = str(event.data["token"]), _when(event.data["expires_at"])
+    enqueue(
+        session,
+        user_id=event.owner_id,
+        kind=RESET_KIND,
+        category=Category.SECURITY,
+        retain_until=expires,
+        build=lambda tz: Content(
+            subject="Choose a new petportrait password",
+            paragraphs=[
+                "Someone asked to reset the password of your petportrait account. If it was you, choose a "
+                "new password with the link below (it works once, until "
+                f"{messages.local_date(expires, tz)}); every session and token of the account is signed out.",
+                "If it was not you, do nothing: your password stays as it is.",
+            ],
+            links=[Link("Choose a new password", f"/password-reset/confirm?token={token}")],
+        ),
+    )
+
+
+def on_signup_attempted(session: Session, event: Event) -> None:
+    """The notice promised to an address that has an account: someone tried to sign up with it (once a
+    day at most)."""
+    now = utcnow()
+    recent = session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.user_id == event.owner_id,
+            OutboxMessage.kind == SIGNUP_ATTEMPT_KIND,
+            OutboxMessage.created_at > now - timedelta(days=1),
+        )
+    )
+    if recent is not None:
+        return
+    enqueue(
+        session,
+        user_id=event.owner_id,
+        kind=SIGNUP_ATTEMPT_KIND,
+        category=Category.SECURITY,
+        retain_until=now + timedelta(days=7),
+        build=lambda tz: Content(
+            subject="Someone tried to sign up with your address",
+            paragraphs=[
+                f"On {messages.local_date(now, tz)} someone tried to create a petportrait account with this "
+                "address, which has one already. Nothing changed.",
+                "If it was you, sign in, or reset your password if you forgot it.",
+            ],
+            links=[Link("Reset your password", "/password-reset")],
+        ),
+    )
+
+
 SUBSCRIBERS: dict[str, Callable[[Session, Event], None]] = {
+    "account.verify_requested": on_verify_requested,
+    "account.reset_requested": on_reset_requested,
+    "account.signup_attempted": on_signup_attempted,
     "model.ready": on_model_ready,
     "model.failed": on_model_failed,
     "render.ready": on_render_ready,
