@@ -4,6 +4,7 @@ nobody else waits for it, and every periodic task keeps its own schedule."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sqlite3
 import subprocess
@@ -18,8 +19,24 @@ from tests.live import serve_process
 from tests.notifications.receivers import DripReceiver, SmtpSink
 
 
-def signed_in(client: httpx.Client, email: str) -> dict[str, str]:
+def signed_in(client: httpx.Client, smtp: SmtpSink, email: str) -> dict[str, str]:
+    """Sign up, follow the verification link that reached the SMTP server, and get a token."""
     assert client.post("/api/v1/accounts", json={"email": email, "password": PASSWORD}).status_code == 202
+    deadline = time.monotonic() + 10
+    link = None
+    while link is None and time.monotonic() < deadline:
+        texts = [
+            str(part.get_payload(decode=True), "utf-8")
+            for m in smtp.messages
+            if m["To"] == email
+            for part in m.walk()
+            if part.get_content_type() == "text/plain"
+        ]
+        found = [re.search(r"token=(pl_[A-Za-z0-9_-]+)", text) for text in texts]
+        link = next((f.group(1) for f in found if f), None)
+        time.sleep(0.05)
+    assert link is not None, f"no verification link reached {email}"
+    assert client.post("/api/v1/accounts/verify", json={"token": link}).status_code == 200
     token = client.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -45,7 +62,7 @@ def test_a_dripping_receiver_stalls_no_request_no_email_and_no_sweep(tmp_path: P
         ) as server,
         httpx.Client(base_url=server.base_url, timeout=30) as client,
     ):
-        alice = signed_in(client, "alice@example.com")
+        alice = signed_in(client, smtp, "alice@example.com")
         made = client.post(
             "/api/v1/webhooks", json={"url": drip.url(), "events": ["model.ready"]}, headers=alice
         )
@@ -60,8 +77,8 @@ def test_a_dripping_receiver_stalls_no_request_no_email_and_no_sweep(tmp_path: P
         assert len(drip.accepted) == 3, server.log_tail()
 
         # meanwhile another person signs in (a security email is due at once) and adds pets
+        bob = signed_in(client, smtp, "bob@example.com")
         signed_at = time.monotonic()
-        bob = signed_in(client, "bob@example.com")
         sweeps = {sweeper_last_run(server.data_dir)}
         slowest = 0.0
         for n in range(12):
