@@ -72,8 +72,20 @@ def test_landing_states_the_periods(client: TestClient) -> None:
     assert 'lang="en"' in text and 'name="viewport"' in text
 
 
-def test_sign_up_sets_a_secure_session_cookie_and_sign_out_revokes_it(client: TestClient) -> None:
-    response = post_sign_up(client, "owner@example.com")
+def test_sign_in_after_sign_up_sets_a_secure_session_cookie_and_sign_out_revokes_it(
+    client: TestClient,
+) -> None:
+    assert post_sign_up(client, "owner@example.com").status_code == 200  # neutral: no session yet
+    assert client.cookies.get(SESSION_COOKIE) is None
+    response = client.post(
+        "/signin",
+        data={
+            "email": "owner@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(client.get("/signin").text),
+        },
+        follow_redirects=False,
+    )
     assert response.status_code == 303
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v)
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=1209600" in cookie
