@@ -118,7 +118,9 @@ class SecuritySettings(BaseModel):
     unverified_days: float = Field(default=7.0, gt=1.0, le=30.0)
     cookie_secure: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_request_bytes: int = 128 * 1024 * 1024
+    max_request_bytes: int = 128 * 1024 * 1024  # an upload (multipart, a raw file)
+    # a body parsed whole in memory (JSON, a URL-encoded form): refused with 413 while it streams
+    max_json_bytes: int = Field(default=256 * 1024, ge=1024)
     max_photos_per_pet: int = 30
     min_photo_side: int = 256
     max_photo_pixels: int = 50_000_000
