@@ -31,7 +31,11 @@ def pet_photos(name: str) -> list[Path]:
 
 # What production requires besides the secret key: a trusted base URL, the scraper's token, the KEK.
 TEST_KEK = base64.b64encode(b"k" * 32).decode()
-PRODUCTION_SECURITY = {"metrics_token": "scraper-secret-token", "key_encryption_key": TEST_KEK}
+PRODUCTION_SECURITY = {
+    "metrics_token": "scraper-secret-token-7f3a9c1e5b2d8046",
+    "key_encryption_key": TEST_KEK,
+    "cookie_secure": True,
+}
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
@@ -50,6 +54,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         values.setdefault("base_url", "https://portraits.example")
         security = dict(values["security"])  # type: ignore[call-overload]
         security = {**PRODUCTION_SECURITY, **security}
+        if "security" not in overrides:  # production refuses insecure cookies
+            security["cookie_secure"] = True
         values["security"] = security
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+from collections import Counter
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +31,16 @@ POLICY_RENDER_DAYS = 30
 MAX_SWEEP_INTERVAL_SECONDS = 300.0
 MIN_CURE_DAYS = 1.0
 MAX_HOLD = timedelta(days=365)
+
+
+def estimated_bits(value: str) -> float:
+    """The randomness of a secret, estimated from its characters' frequencies (Shannon entropy times its
+    length): 32 identical characters have none, 64 random hex digits about 256 bits."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    per_char = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return per_char * len(value)
 
 
 class DatabaseSettings(BaseModel):
@@ -350,7 +362,37 @@ class Settings(BaseSettings):
                     "anyone; set PETPORTRAIT__SECURITY__METRICS_TOKEN to a long random value and give it "
                     "to the scraper"
                 )
+            self._refuse_unsafe_in_production()
         return self
+
+    def _refuse_unsafe_in_production(self) -> None:
+        """One clear start-up error for each setting production may not run with."""
+        if urlsplit(self.base_url or "").scheme != "https":
+            raise ValueError(
+                f"base_url={self.base_url!r} is not https: production serves people's data and sign-in "
+                "cookies only over HTTPS; set PETPORTRAIT__BASE_URL to https://..."
+            )
+        if not self.security.cookie_secure:
+            raise ValueError(
+                "security.cookie_secure is false: production sends session cookies over HTTPS only; remove "
+                "PETPORTRAIT__SECURITY__COOKIE_SECURE=false"
+            )
+        for name, value in (
+            ("secret_key", self.security.secret_key),
+            ("metrics_token", self.security.metrics_token or ""),
+        ):
+            if len(value) < 32 or estimated_bits(value) < 96:
+                raise ValueError(
+                    f"security.{name} is too short or too predictable (under 32 characters, or about "
+                    f"{estimated_bits(value):.0f} bits of randomness by its letters); set it to a long "
+                    "random value, e.g. `openssl rand -hex 32`"
+                )
+        if self.webhooks.allow_private_targets:
+            raise ValueError(
+                "webhooks.allow_private_targets is true: in production webhooks may not reach loopback, "
+                "private or metadata addresses (server-side request forgery); remove "
+                "PETPORTRAIT__WEBHOOKS__ALLOW_PRIVATE_TARGETS"
+            )
 
     @property
     def public_base_url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -133,9 +134,9 @@ def test_production_refuses_to_start_without_a_key_encryption_key(
     monkeypatch.chdir(tmp_path)  # no .env of the checkout
     monkeypatch.setenv("PETPORTRAIT__ENVIRONMENT", "production")
     monkeypatch.setenv("PETPORTRAIT__DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("PETPORTRAIT__SECURITY__SECRET_KEY", "s" * 48)
+    monkeypatch.setenv("PETPORTRAIT__SECURITY__SECRET_KEY", secrets.token_hex(32))
     monkeypatch.setenv("PETPORTRAIT__BASE_URL", "https://portraits.example")
-    monkeypatch.setenv("PETPORTRAIT__SECURITY__METRICS_TOKEN", "scraper-secret-token")
+    monkeypatch.setenv("PETPORTRAIT__SECURITY__METRICS_TOKEN", "scraper-secret-token-7f3a9c1e5b2d8046")
     monkeypatch.delenv("PETPORTRAIT__SECURITY__KEY_ENCRYPTION_KEY", raising=False)
     with pytest.raises(ValidationError, match="key_encryption_key is required"):
         Settings()
