@@ -36,6 +36,7 @@ def serve(
     import uvicorn
 
     from petportrait.web.app import create_app
+    from petportrait.web.server import uvicorn_options
 
     settings = cli_settings()
     bind_host, bind_port = host or settings.host, port or settings.port
@@ -45,7 +46,7 @@ def serve(
         logging.getLogger("petportrait.serve").warning(warning)
         typer.echo(f"WARNING: {warning}", err=True)
     application = create_app(settings)
-    uvicorn.run(application, host=bind_host, port=bind_port, log_level="info")
+    uvicorn.run(application, host=bind_host, port=bind_port, log_level="info", **uvicorn_options(settings))
 
 
 def exposure_warning(settings: Settings) -> str | None:

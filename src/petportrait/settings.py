@@ -275,6 +275,16 @@ class EmailSettings(BaseModel):
         return self
 
 
+class ServerSettings(BaseModel):
+    """How `petportrait serve` bounds what clients can hold (a reverse proxy adds more in production)."""
+
+    max_connections: int = Field(default=256, ge=8)  # beyond it new requests get 503
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=120)  # a request's head, from its first byte
+    keep_alive_seconds: float = Field(default=5.0, gt=0, le=120)
+    max_head_bytes: int = Field(default=16 * 1024, ge=4096)
+    backlog: int = Field(default=512, ge=16)
+
+
 class WebhookSettings(BaseModel):
     """Webhooks: where they may go, how long a delivery may take, when a failing endpoint is disabled."""
 
@@ -321,6 +331,7 @@ class Settings(BaseSettings):
     rights: RightsSettings = Field(default_factory=RightsSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @model_validator(mode="after")
