@@ -407,46 +407,63 @@ def _when(value: Any) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def on_verify_requested(session: Session, event: Event) -> None:
-    """The verification link of a sign-up (the only message an unverified account gets)."""
+def _link_message(
+    session: Session,
+    event: Event,
+    *,
+    kind: str,
+    subject: str,
+    what: str,
+    path: str,
+    label: str,
+    otherwise: str,
+) -> None:
+    """A message carrying a single-use link (the event's token, valid until its expires_at)."""
     token, expires = str(event.data["token"]), _when(event.data["expires_at"])
     enqueue(
         session,
         user_id=event.owner_id,
-        kind=VERIFY_KIND,
+        kind=kind,
         category=Category.SECURITY,
         retain_until=expires,
         build=lambda tz: Content(
-            subject="Confirm your email address for petportrait",
+            subject=subject,
             paragraphs=[
-                "Someone created a petportrait account with this address. If it was you, confirm the address "
-                f"with the link below (it works once, until {messages.local_date(expires, tz)}).",
-                "If it was not you, do nothing: the account gets no other email and is deleted after a few "
-                "days.",
+                f"{what} (the link works once, until {messages.local_date(expires, tz)}).",
+                otherwise,
             ],
-            links=[Link("Confirm my address", f"/verify?token={token}")],
+            links=[Link(label, f"{path}?token={token}")],
         ),
     )
 
 
-def on_reset_requested(session: Session, event: Event) -> None:
-    token, expires = str(event.data["token"]), _when(event.data["expires_at"])
-    enqueue(
+def on_verify_requested(session: Session, event: Event) -> None:
+    """The verification link of a sign-up (the only message an unverified account gets)."""
+    _link_message(
         session,
-        user_id=event.owner_id,
+        event,
+        kind=VERIFY_KIND,
+        subject="Confirm your email address for petportrait",
+        what="Someone created a petportrait account with this address. If it was you, confirm the address "
+        "with the link below",
+        path="/verify",
+        label="Confirm my address",
+        otherwise="If it was not you, do nothing: the account gets no other email and is deleted after a "
+        "few days.",
+    )
+
+
+def on_reset_requested(session: Session, event: Event) -> None:
+    _link_message(
+        session,
+        event,
         kind=RESET_KIND,
-        category=Category.SECURITY,
-        retain_until=expires,
-        build=lambda tz: Content(
-            subject="Choose a new petportrait password",
-            paragraphs=[
-                "Someone asked to reset the password of your petportrait account. If it was you, choose a "
-                "new password with the link below (it works once, until "
-                f"{messages.local_date(expires, tz)}); every session and token of the account is signed out.",
-                "If it was not you, do nothing: your password stays as it is.",
-            ],
-            links=[Link("Choose a new password", f"/password-reset/confirm?token={token}")],
-        ),
+        subject="Choose a new petportrait password",
+        what="Someone asked to reset the password of your petportrait account. If it was you, choose a new "
+        "password with the link below; every session and token of the account is then signed out",
+        path="/password-reset/confirm",
+        label="Choose a new password",
+        otherwise="If it was not you, do nothing: your password stays as it is.",
     )
 
 
