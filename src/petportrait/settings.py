@@ -93,6 +93,9 @@ class RetentionSettings(BaseModel):
     render_days: float = POLICY_RENDER_DAYS
     sweep_interval_seconds: float = 60.0
     orphan_grace_seconds: float = 3600.0
+    # whether the person is told (by email) that a legal hold keeps their data, and until when: set it
+    # where the law allows telling them (some orders forbid it)
+    tell_owner_of_holds: bool = False
 
     @model_validator(mode="after")
     def _never_longer_than_policy(self) -> RetentionSettings:

@@ -498,7 +498,30 @@ def on_signup_attempted(session: Session, event: Event) -> None:
     )
 
 
+def on_hold_notice(session: Session, event: Event) -> None:
+    """A legal hold keeps the person's data (sent only where the settings say the law allows telling)."""
+    until = _when(event.data["ends_at"])
+    enqueue(
+        session,
+        user_id=event.owner_id,
+        kind="hold_notice",
+        category=Category.LEGAL,
+        data={"hold_id": event.data.get("hold_id")},
+        retain_until=until,
+        build=lambda tz: Content(
+            subject="Some of your data is kept under a legal hold",
+            paragraphs=[
+                "A legal obligation requires us to keep some of your data beyond its usual period. It is "
+                f"kept, and used for nothing else, until {messages.local_date(until, tz)} at the latest, "
+                "then deleted as the data policy says.",
+            ],
+            links=[Link("Your data", "/me")],
+        ),
+    )
+
+
 SUBSCRIBERS: dict[str, Callable[[Session, Event], None]] = {
+    "hold.notice": on_hold_notice,
     "account.verify_requested": on_verify_requested,
     "account.reset_requested": on_reset_requested,
     "account.signup_attempted": on_signup_attempted,
