@@ -34,8 +34,6 @@ class User(IdMixin, Base):
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     # when the person showed they own the address (a verification or password-reset link); None until then
     email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
-    # when the reminder that an unverified account is about to be deleted was written
-    unverified_reminded_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ApiToken(IdMixin, Base):

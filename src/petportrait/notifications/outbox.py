@@ -25,9 +25,8 @@ ERASED_SUFFIX = "@erased.invalid"
 VERIFY_KIND = "verify_email"
 RESET_KIND = "password_reset"
 SIGNUP_ATTEMPT_KIND = "signup_attempted"
-UNVERIFIED_REMINDER_KIND = "unverified_reminder"
 # what an account whose address is not verified may be sent: nothing that carries text its creator chose
-FOR_UNVERIFIED = frozenset({VERIFY_KIND, RESET_KIND, SIGNUP_ATTEMPT_KIND, UNVERIFIED_REMINDER_KIND})
+FOR_UNVERIFIED = frozenset({VERIFY_KIND, RESET_KIND, SIGNUP_ATTEMPT_KIND})
 
 
 def one_line(subject: str) -> str:

@@ -1,5 +1,5 @@
 """verified addresses and password reset: users.email_verified_at (existing accounts count as verified),
-users.unverified_reminded_at, the email_tokens table (single-use links, stored hashed); addresses
+the email_tokens table (single-use links, stored hashed); addresses
 normalised (NFC, IDNA domain, lower case), reporting the accounts whose addresses collide once normalised
 
 Revision ID: 0520
@@ -28,7 +28,6 @@ log = logging.getLogger("alembic.runtime.migration")
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("email_verified_at", UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column("unverified_reminded_at", UTCDateTime(), nullable=True))
     op.execute("UPDATE users SET email_verified_at = created_at WHERE deleted_at IS NULL")
     op.create_table(
         "email_tokens",
@@ -72,5 +71,4 @@ def downgrade() -> None:
     op.drop_index("ix_email_tokens_user_id", table_name="email_tokens")
     op.drop_table("email_tokens")
     with op.batch_alter_table("users") as batch:
-        batch.drop_column("unverified_reminded_at")
         batch.drop_column("email_verified_at")
