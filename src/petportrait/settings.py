@@ -129,8 +129,6 @@ class SecuritySettings(BaseModel):
     token_days: float = 90.0
     verify_link_hours: float = 48.0  # a sign-up's verification link
     reset_link_minutes: float = 30.0  # a password-reset link
-    # an account whose address is not verified is deleted this many days after sign-up (reminded a day before)
-    unverified_days: float = Field(default=7.0, gt=1.0, le=30.0)
     cookie_secure: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 128 * 1024 * 1024  # an upload (multipart, a raw file)

@@ -35,8 +35,8 @@ TOO_MANY: dict[int | str, dict[str, Any]] = {
 }
 SIGNED_UP = (
     "If this email can be used, its account is ready: sign in with POST /api/v1/auth/token, and follow the "
-    "link we emailed to verify the address (until then it gets no other email, and it is deleted after a few "
-    "days). If the email already had an account, nothing changed; sign in with its password."
+    "link we emailed to verify the address (until then it gets no other email). If the email already had an "
+    "account, nothing changed; sign in with its password."
 )
 
 

@@ -448,8 +448,7 @@ def on_verify_requested(session: Session, event: Event) -> None:
         "with the link below",
         path="/verify",
         label="Confirm my address",
-        otherwise="If it was not you, do nothing: the account gets no other email and is deleted after a "
-        "few days.",
+        otherwise="If it was not you, do nothing: the account gets no other email.",
     )
 
 

@@ -20,8 +20,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MIN_PASSWORD = 10
 SIGNED_UP = (
     "If this address can be used, your account is ready: sign in with your password, and follow the link we "
-    "emailed to confirm the address (until then it gets no other email, and it is deleted after a few days). "
-    "If it already had an account, nothing changed: sign in, or reset the password."
+    "emailed to confirm the address (until then it gets no other email). If it already had an account, "
+    "nothing changed: sign in, or reset the password."
 )
 
 
