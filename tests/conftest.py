@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +39,11 @@ def pet_photos(name: str) -> list[Path]:
 
 # What production requires besides the secret key: a trusted base URL, the scraper's token, the KEK.
 TEST_KEK = base64.b64encode(b"k" * 32).decode()
-PRODUCTION_SECURITY = {"metrics_token": "scraper-secret-token", "key_encryption_key": TEST_KEK}
+PRODUCTION_SECURITY = {
+    "metrics_token": "scraper-secret-token-7f3a9c1e5b2d8046",
+    "key_encryption_key": TEST_KEK,
+    "cookie_secure": True,
+}
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
@@ -57,6 +62,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         values.setdefault("base_url", "https://portraits.example")
         security = dict(values["security"])  # type: ignore[call-overload]
         security = {**PRODUCTION_SECURITY, **security}
+        if "security" not in overrides:  # production refuses insecure cookies
+            security["cookie_secure"] = True
         values["security"] = security
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -152,10 +159,36 @@ def frozen_clock() -> Iterator[Clock]:
     clock.unfreeze()
 
 
+def verification_link(client: TestClient, email: str, kind: str = "verify_email") -> str:
+    """The token of the newest link of this kind emailed to the address (read from the outbox)."""
+    from sqlalchemy import select
+
+    from petportrait.notifications.models import OutboxMessage
+
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.session_factory() as session:
+        body = session.scalars(
+            select(OutboxMessage.text_body)
+            .where(OutboxMessage.to_address == email.strip().lower(), OutboxMessage.kind == kind)
+            .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+            .limit(1)
+        ).first()
+    match = re.search(r"token=(pl_[A-Za-z0-9_-]+)", body or "")
+    assert match is not None, f"no {kind} link was emailed to {email}"
+    return match.group(1)
+
+
+def verify_address(client: TestClient, email: str) -> None:
+    """Follow the verification link emailed to a new account, as its owner would."""
+    answer = client.post("/api/v1/accounts/verify", json={"token": verification_link(client, email)})
+    assert answer.status_code == 200, answer.text
+
+
 def sign_up(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
     """Create an account and return the headers that authenticate as it."""
     response = client.post("/api/v1/accounts", json={"email": email, "password": password})
     assert response.status_code == 202, response.text
+    verify_address(client, email)
     response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}

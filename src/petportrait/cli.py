@@ -49,6 +49,7 @@ def serve(
     import uvicorn
 
     from petportrait.web.app import create_app
+    from petportrait.web.server import uvicorn_options
 
     settings = cli_settings()
     bind_host, bind_port = host or settings.host, port or settings.port
@@ -59,7 +60,7 @@ def serve(
         typer.echo(f"WARNING: {warning}", err=True)
     with refused_start():
         application = create_app(settings)
-    uvicorn.run(application, host=bind_host, port=bind_port, log_level="info")
+    uvicorn.run(application, host=bind_host, port=bind_port, log_level="info", **uvicorn_options(settings))
 
 
 def exposure_warning(settings: Settings) -> str | None:
@@ -152,7 +153,9 @@ def create_user(
     services = start_services(cli_settings(), migrate=True)
     try:
         with session_scope(services.session_factory) as session:
-            user = accounts_service.create_user(session, email=email, password=secret, role=role_value)
+            user = accounts_service.create_user(
+                session, email=email, password=secret, role=role_value, verified=True
+            )
             typer.echo(f"created {user.email} ({user.role}) id={user.id}")
     except ProblemError as exc:
         typer.echo(f"error: {exc.detail}", err=True)

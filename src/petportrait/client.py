@@ -493,15 +493,23 @@ class Client:
         """Every item of a list: pages of `{"items": [...], "next_cursor": ...}`, or a plain list."""
         query = {k: v for k, v in params.items() if v is not None}
         cursor: str | None = None
+        seen: set[str] = set()
         while True:
             page = self._json("GET", path, params={**query, **({"cursor": cursor} if cursor else {})})
             if isinstance(page, list):
                 yield from (parse(item) for item in page)
                 return
             yield from (parse(item) for item in page.get("items", []))
-            cursor = page.get("next_cursor")
+            previous, cursor = cursor, page.get("next_cursor")
             if not cursor:
                 return
+            if cursor == previous or cursor in seen:
+                raise PetportraitError(
+                    "repeated_cursor",
+                    f"The server sent the same page cursor twice for {path}; stopping rather than looping "
+                    "for ever (a server bug: report it).",
+                )
+            seen.add(cursor)
 
     # ---- accounts ------------------------------------------------------------------------------------
 

@@ -44,6 +44,10 @@ RULES = (
     "reports_per_address",
     "uploads_per_account",
     "verify_per_address",
+    "webhook_tests_per_account",
+    "password_resets_per_address",
+    "password_resets_per_account",
+    "verification_links_per_account",
 )
 
 

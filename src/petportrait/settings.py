@@ -10,6 +10,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
+from collections import Counter
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +33,16 @@ POLICY_RENDER_DAYS = 30
 MAX_SWEEP_INTERVAL_SECONDS = 300.0
 MIN_CURE_DAYS = 1.0
 MAX_HOLD = timedelta(days=365)
+
+
+def estimated_bits(value: str) -> float:
+    """The randomness of a secret, estimated from its characters' frequencies (Shannon entropy times its
+    length): 32 identical characters have none, 64 random hex digits about 256 bits."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    per_char = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return per_char * len(value)
 
 
 class DatabaseSettings(BaseModel):
@@ -83,6 +95,9 @@ class RetentionSettings(BaseModel):
     render_days: float = POLICY_RENDER_DAYS
     sweep_interval_seconds: float = 60.0
     orphan_grace_seconds: float = 3600.0
+    # whether the person is told (by email) that a legal hold keeps their data, and until when: set it
+    # where the law allows telling them (some orders forbid it)
+    tell_owner_of_holds: bool = False
 
     @model_validator(mode="after")
     def _never_longer_than_policy(self) -> RetentionSettings:
@@ -114,9 +129,13 @@ class SecuritySettings(BaseModel):
     secret_key: str = PLACEHOLDER_SECRET
     session_days: float = 14.0
     token_days: float = 90.0
+    verify_link_hours: float = 48.0  # a sign-up's verification link
+    reset_link_minutes: float = 30.0  # a password-reset link
     cookie_secure: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_request_bytes: int = 128 * 1024 * 1024
+    max_request_bytes: int = 128 * 1024 * 1024  # an upload (multipart, a raw file)
+    # a body parsed whole in memory (JSON, a URL-encoded form): refused with 413 while it streams
+    max_json_bytes: int = Field(default=256 * 1024, ge=1024)
     max_photos_per_pet: int = 30
     min_photo_side: int = 256
     max_photo_pixels: int = 50_000_000
@@ -198,6 +217,12 @@ class LimitsSettings(BaseModel):
     reports_per_address: str = "10/minute;100/day"
     uploads_per_account: str = "30/minute;300/hour"
     verify_per_address: str = "30/minute;300/hour"
+    webhook_tests_per_account: str = "5/minute;30/hour"
+    # password resets asked from one client address, and for one address typed (neutral: keyed on the input)
+    password_resets_per_address: str = "5/minute;20/hour"
+    password_resets_per_account: str = "3/15 minutes;6/day"
+    # new verification links asked by a signed-in person
+    verification_links_per_account: str = "3/15 minutes;10/day"
 
     @model_validator(mode="after")
     def _parse(self) -> LimitsSettings:
@@ -289,16 +314,34 @@ class EmailSettings(BaseModel):
         return self
 
 
+class ServerSettings(BaseModel):
+    """How `petportrait serve` bounds what clients can hold (a reverse proxy adds more in production)."""
+
+    max_connections: int = Field(default=256, ge=8)  # beyond it new requests get 503
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=120)  # a request's head, from its first byte
+    keep_alive_seconds: float = Field(default=5.0, gt=0, le=120)
+    max_head_bytes: int = Field(default=16 * 1024, ge=4096)
+    backlog: int = Field(default=512, ge=16)
+
+
 class WebhookSettings(BaseModel):
     """Webhooks: where they may go, how long a delivery may take, when a failing endpoint is disabled."""
 
     allow_private_targets: bool = False
     deliver_interval_seconds: float = 2.0
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = 5.0  # for each read or write
+    attempt_deadline_seconds: float = 10.0  # for a whole attempt: connect, headers and body together
+    concurrency: int = Field(default=4, ge=1, le=64)  # the deliverers' own threads
     max_response_bytes: int = 4096
     disable_after_days: float = 5.0
     claim_seconds: float = 60.0
     batch: int = 50
+
+    @model_validator(mode="after")
+    def _claim_outlasts_attempt(self) -> WebhookSettings:
+        if self.claim_seconds <= self.attempt_deadline_seconds:
+            raise ValueError("webhooks.claim_seconds must be longer than webhooks.attempt_deadline_seconds")
+        return self
 
 
 class Settings(BaseSettings):
@@ -327,6 +370,7 @@ class Settings(BaseSettings):
     rights: RightsSettings = Field(default_factory=RightsSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     transparency: TransparencySettings = Field(default_factory=TransparencySettings)
 
@@ -376,7 +420,37 @@ class Settings(BaseSettings):
                     "anyone; set PETPORTRAIT__SECURITY__METRICS_TOKEN to a long random value and give it "
                     "to the scraper"
                 )
+            self._refuse_unsafe_in_production()
         return self
+
+    def _refuse_unsafe_in_production(self) -> None:
+        """One clear start-up error for each setting production may not run with."""
+        if urlsplit(self.base_url or "").scheme != "https":
+            raise ValueError(
+                f"base_url={self.base_url!r} is not https: production serves people's data and sign-in "
+                "cookies only over HTTPS; set PETPORTRAIT__BASE_URL to https://..."
+            )
+        if not self.security.cookie_secure:
+            raise ValueError(
+                "security.cookie_secure is false: production sends session cookies over HTTPS only; remove "
+                "PETPORTRAIT__SECURITY__COOKIE_SECURE=false"
+            )
+        for name, value in (
+            ("secret_key", self.security.secret_key),
+            ("metrics_token", self.security.metrics_token or ""),
+        ):
+            if len(value) < 32 or estimated_bits(value) < 96:
+                raise ValueError(
+                    f"security.{name} is too short or too predictable (under 32 characters, or about "
+                    f"{estimated_bits(value):.0f} bits of randomness by its letters); set it to a long "
+                    "random value, e.g. `openssl rand -hex 32`"
+                )
+        if self.webhooks.allow_private_targets:
+            raise ValueError(
+                "webhooks.allow_private_targets is true: in production webhooks may not reach loopback, "
+                "private or metadata addresses (server-side request forgery); remove "
+                "PETPORTRAIT__WEBHOOKS__ALLOW_PRIVATE_TARGETS"
+            )
 
     @property
     def public_base_url(self) -> str:

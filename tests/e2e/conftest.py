@@ -209,6 +209,8 @@ def sign_up(page: Page, server: Server, email: str) -> None:
     page.get_by_label("Password (at least 10 characters)").fill(PASSWORD)
     page.get_by_label("Password again").fill(PASSWORD)
     page.get_by_role("button", name="Create my account").click()
+    page.get_by_text("Check your email").wait_for()
+    sign_in(page, server, email)
     page.wait_for_url("**/pets")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -75,11 +76,20 @@ def test_a_hold_is_renewed_at_most_a_year_ahead_and_each_renewal_is_audited(
     later = frozen_clock.now()  # type: ignore[attr-defined]
     token = client.post("/api/v1/auth/token", json={"email": "admin@example.com", "password": PASSWORD})
     admin = {"Authorization": f"Bearer {token.json()['access_token']}"}  # the first token has expired
+    same = client.post(renew, json={"ends_at": (later + YEAR).isoformat(), "note": "appeal"}, headers=admin)
+    assert same.status_code == 422 and same.json()["code"] == "hold_renewal_reason_required"
     renewed = client.post(
-        renew, json={"ends_at": (later + YEAR).isoformat(), "note": "appeal"}, headers=admin
+        renew,
+        json={
+            "ends_at": (later + YEAR).isoformat(),
+            "note": "appeal",
+            "reason": "The appeal court asked for it.",
+        },
+        headers=admin,
     )
     assert renewed.status_code == 200, renewed.text
     assert datetime.fromisoformat(renewed.json()["ends_at"]) == later + YEAR
+    assert renewed.json()["held_days"] == 200  # in all, since it was placed
     with services.session_factory() as session:
         query = select(AuditEntry).where(AuditEntry.action.like("hold.%")).order_by(AuditEntry.seq)
         entries = session.scalars(query).all()
@@ -133,9 +143,9 @@ def test_production_refuses_to_start_without_a_key_encryption_key(
     monkeypatch.chdir(tmp_path)  # no .env of the checkout
     monkeypatch.setenv("PETPORTRAIT__ENVIRONMENT", "production")
     monkeypatch.setenv("PETPORTRAIT__DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("PETPORTRAIT__SECURITY__SECRET_KEY", "s" * 48)
+    monkeypatch.setenv("PETPORTRAIT__SECURITY__SECRET_KEY", secrets.token_hex(32))
     monkeypatch.setenv("PETPORTRAIT__BASE_URL", "https://portraits.example")
-    monkeypatch.setenv("PETPORTRAIT__SECURITY__METRICS_TOKEN", "scraper-secret-token")
+    monkeypatch.setenv("PETPORTRAIT__SECURITY__METRICS_TOKEN", "scraper-secret-token-7f3a9c1e5b2d8046")
     monkeypatch.delenv("PETPORTRAIT__SECURITY__KEY_ENCRYPTION_KEY", raising=False)
     with pytest.raises(ValidationError, match="key_encryption_key is required"):
         Settings()
@@ -153,3 +163,29 @@ def test_production_refuses_to_start_without_a_key_encryption_key(
         assert get_settings().security.key_encryption_key
     finally:
         get_settings.cache_clear()
+
+
+def test_the_person_is_told_of_a_hold_only_where_the_settings_allow(
+    client: TestClient, alice: dict[str, str], services: Services, now: datetime
+) -> None:
+    from petportrait.notifications.models import OutboxMessage
+
+    admin = admin_headers(client, services)
+    alice_id = client.get("/api/v1/me", headers=alice).json()["id"]
+
+    def told() -> int:
+        with services.session_factory() as session:
+            rows = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "hold_notice")).all()
+            return len(rows)
+
+    hold = _account_hold(alice_id, (now + 30 * DAY).isoformat())
+    assert client.post("/api/v1/admin/holds", json=hold, headers=admin).status_code == 201
+    assert told() == 0  # the default: the law may forbid telling
+    services.settings.retention.tell_owner_of_holds = True
+    assert client.post("/api/v1/admin/holds", json=hold, headers=admin).status_code == 201
+    assert told() == 1
+    with services.session_factory() as session:
+        body = session.scalars(
+            select(OutboxMessage.text_body).where(OutboxMessage.kind == "hold_notice")
+        ).one()
+    assert "legal obligation" in body and "litigation" not in body  # until when, not why

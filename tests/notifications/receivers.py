@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import select
 import socket
 import threading
 import time
@@ -113,3 +114,69 @@ class HookReceiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass
+class DripReceiver:
+    """A loopback receiver that reads a request, then answers one byte every `every` seconds, for ever: a
+    per-read timeout never fires on it. `closed` holds, per connection, how long the caller stayed."""
+
+    every: float = 4.0
+    accepted: list[float] = field(default_factory=list)
+    closed: list[float] = field(default_factory=list)
+    port: int = 0
+
+    def __enter__(self) -> DripReceiver:
+        self._stop = threading.Event()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self.port = int(self._sock.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        start = time.monotonic()
+        self.accepted.append(start)
+        answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        with conn:
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:  # the whole request: headers, then the body
+                    request += conn.recv(65536) or b"\r\n\r\n"
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(v)
+                        for k, _, v in (x.partition(b":") for x in head.split(b"\r\n"))
+                        if k.strip().lower() == b"content-length"
+                    ),
+                    0,
+                )
+                while len(body) < length:
+                    body += conn.recv(65536) or b"x" * length
+                for byte in answer:
+                    # wait `every` seconds, noticing at once when the caller hangs up
+                    readable, _, _ = select.select([conn], [], [], self.every)
+                    if self._stop.is_set() or (readable and conn.recv(1) == b""):
+                        break
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                pass
+        self.closed.append(time.monotonic() - start)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._sock.close()

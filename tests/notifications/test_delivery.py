@@ -3,13 +3,15 @@ outbox and its retention, preferences, and what staff see."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from standardwebhooks import Webhook
 
 from petportrait.clock import Clock
@@ -32,6 +34,29 @@ def app(services: Services) -> Iterator[TestClient]:
 
 def owner_id(client: TestClient, headers: dict[str, str]) -> str:
     return str(client.get("/api/v1/me", headers=headers).json()["id"])
+
+
+def press_test_button(client: TestClient, headers: dict[str, str], endpoint_id: str) -> dict[str, Any]:
+    """Press the test button (answered at once) and wait for the delivery's outcome."""
+    answer = client.post(f"/api/v1/webhooks/{endpoint_id}/test", headers=headers)
+    assert answer.status_code == 202 and answer.json()["state"] == "pending", answer.text
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listed = client.get(answer.headers["location"], headers=headers).json()["items"]
+        mine = next(d for d in listed if d["id"] == answer.json()["id"])
+        if mine["state"] in ("delivered", "failed"):
+            return dict(mine)
+        time.sleep(0.05)
+    raise AssertionError(f"the test delivery never ended: {mine}")
+
+
+def signed_up(app: TestClient, services: Services, email: str) -> dict[str, str]:
+    """A verified account, without its verification message (these tests count the messages that follow)."""
+    headers = sign_up(app, email)
+    with services.session_factory() as session:
+        session.execute(delete(OutboxMessage).where(OutboxMessage.kind == "verify_email"))
+        session.commit()
+    return headers
 
 
 def fire(services: Services, name: str, owner: str, **data: object) -> None:
@@ -82,7 +107,7 @@ def test_private_targets_are_refused_without_the_setting(services: Services, app
                 "/api/v1/webhooks", json={"url": url, "events": ["render.ready"]}, headers=alice
             )
             assert refused.status_code == 422 and refused.json()["code"] == "webhook_target_forbidden", url
-        tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
+        tested = press_test_button(app, alice, made.json()["id"])
         assert tested["state"] == "failed" and hooks.received == []
 
 
@@ -118,12 +143,12 @@ def test_redirects_are_not_followed_and_the_answer_is_read_only_a_little(
         made = app.post(
             "/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice
         )
-        tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
+        tested = press_test_button(app, alice, made.json()["id"])
         assert tested["last_status"] == 307 and tested["state"] == "failed"
         assert target.received == []
     with HookReceiver() as big:
         made = app.post("/api/v1/webhooks", json={"url": big.url(), "events": ["model.ready"]}, headers=alice)
-        tested = app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice).json()
+        tested = press_test_button(app, alice, made.json()["id"])
         assert tested["state"] == "delivered"  # a 100 KB answer is cut at a few KB, not read
 
 
@@ -149,7 +174,7 @@ def test_file_outbox_writes_eml_and_deletes_it_with_what_it_mentions(
     services: Services, app: TestClient, frozen_clock: Clock, tmp_path: Path
 ) -> None:
     services.settings.email.smtp_url = None
-    alice = sign_up(app, "alice@example.com")
+    alice = signed_up(app, services, "alice@example.com")
     report = notifications.deliver_due(services.session_factory, services.settings, worker_id="w")
     files = list(services.settings.outbox_dir.glob("*.eml"))
     assert len(report.sent) == 1 and len(files) == 1
@@ -167,7 +192,7 @@ def test_a_claim_that_expires_is_resent_with_the_same_message_id_and_failures_re
 ) -> None:
     dead = f"smtp://127.0.0.1:{free_port()}"
     services.settings.email.smtp_url = dead
-    sign_up(app, "alice@example.com")
+    signed_up(app, services, "alice@example.com")
     with services.session_factory() as session:
         row = session.scalars(select(OutboxMessage)).one()
         # a deliverer claimed it and died after sending, before it could commit "sent"
@@ -199,7 +224,7 @@ def test_a_claim_that_expires_is_resent_with_the_same_message_id_and_failures_re
 def test_people_turn_off_job_messages_but_not_legal_or_security_ones(
     services: Services, app: TestClient
 ) -> None:
-    alice = sign_up(app, "alice@example.com")
+    alice = signed_up(app, services, "alice@example.com")
     prefs = app.put(
         "/api/v1/me/email-preferences",
         json={"job_messages": False, "timezone": "Europe/Paris"},
@@ -221,3 +246,14 @@ def test_people_turn_off_job_messages_but_not_legal_or_security_ones(
             ).one()
         )
     assert app.get("/api/v1/staff/outbox", headers=alice).status_code == 404
+
+
+def test_the_test_button_is_rate_limited_per_account(services: Services, app: TestClient) -> None:
+    alice = sign_up(app, "alice@example.com")
+    with HookReceiver() as hooks:
+        made = app.post(
+            "/api/v1/webhooks", json={"url": hooks.url(), "events": ["model.ready"]}, headers=alice
+        )
+        answers = [app.post(f"/api/v1/webhooks/{made.json()['id']}/test", headers=alice) for _ in range(6)]
+        assert [a.status_code for a in answers] == [202] * 5 + [429]
+        assert answers[-1].json()["code"] == "too_many_webhook_tests" and answers[-1].headers["retry-after"]

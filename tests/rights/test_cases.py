@@ -232,3 +232,37 @@ def test_only_trust_and_safety_run_cases(client: TestClient, services: Services)
     assert client.post("/api/v1/staff/cases", json={**body, "policy_clause": "Z9"}, headers=ts).json()[
         "code"
     ] == ("unknown_clause")
+
+
+def test_a_fix_claimed_in_time_stops_automatic_revocation_until_staff_decide(
+    client: TestClient, services: Services, frozen_clock: Clock
+) -> None:
+    person, items, licence_id = _licensed(client, services)
+    ts = staff(client, services, Role.TRUST_SAFETY)
+    case = _case_with_notice(client, ts, licence_id)
+    notice = client.get("/api/v1/me/notices", headers=person).json()["items"][0]
+    replied = client.post(
+        f"/api/v1/me/notices/{notice['id']}/reply",
+        json={"message": "Fixed, here is the proof."},
+        headers=person,
+    )
+    assert replied.status_code == 200  # day 0 of the notice
+    told = client.get("/api/v1/me/notices", headers=person).json()["items"][0]
+    assert told["kind"] == "fix_claimed" and "stays in force" in told["statement"]["consequence"]
+    frozen_clock.advance(20 * DAY)  # past the 14-day deadline, and nobody has looked yet
+    assert client.post("/api/v1/staff/cases/enforce", headers=ts).json() == {"revoked": 0}
+    assert client.get(f"/api/v1/licences/{licence_id}").json()["status"] == "active"
+    assert client.get(f"/api/v1/renders/{items.render_id}/content", headers=person).status_code == 200
+    # staff read the reply and find it is not fixed: only now is the licence revoked, with notice
+    decided = client.post(
+        f"/api/v1/staff/cases/{case['id']}/decide",
+        json={"outcome": "revoke", "reasons": "The portrait is still displayed."},
+        headers=ts,
+    )
+    assert decided.status_code == 200 and decided.json()["state"] == "revoked", decided.text
+    assert client.get(f"/api/v1/licences/{licence_id}").json()["status"] == "revoked"
+    latest = client.get("/api/v1/me/notices", headers=person).json()["items"][0]
+    assert (
+        latest["kind"] == "decision_revoke"
+        and "still breaks the policy" in latest["statement"]["consequence"]
+    )

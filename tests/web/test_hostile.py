@@ -300,7 +300,7 @@ def test_production_sends_hsts_hides_the_docs_and_closes_metrics(services: Servi
     assert client.get("/api/v1/docs").status_code == 404
     assert client.get("/api/v1/openapi.json").status_code == 404
     assert client.get("/metrics").status_code == 401
-    scraper = {"Authorization": "Bearer scraper-secret-token"}
+    scraper = {"Authorization": "Bearer scraper-secret-token-7f3a9c1e5b2d8046"}
     assert client.get("/metrics", headers=scraper).status_code == 200
 
 
@@ -382,3 +382,20 @@ def test_a_development_server_bound_beyond_loopback_warns(tmp_path: Path) -> Non
     assert exposure_warning(make_settings(tmp_path, environment="development", host="127.0.0.1")) is None
     assert exposure_warning(make_settings(tmp_path, environment="development", host="localhost")) is None
     assert exposure_warning(make_settings(tmp_path, environment="development", host="::1")) is None
+
+
+def test_production_refuses_each_unsafe_setting_with_its_own_error(tmp_path: Path) -> None:
+    strong = {**PRODUCTION_SECURITY, "secret_key": secrets.token_hex(32)}
+    for overrides, sentence in (
+        ({"base_url": "http://portraits.example"}, "is not https"),
+        ({"security": {**strong, "cookie_secure": False}}, "cookie_secure is false"),
+        ({"security": {**strong, "metrics_token": "x"}}, "metrics_token is too short"),
+        (
+            {"security": {**PRODUCTION_SECURITY, "secret_key": "a" * 40}},
+            "secret_key is too short or too predictable",
+        ),
+        ({"webhooks": {"allow_private_targets": True}}, "allow_private_targets is true"),
+    ):
+        with pytest.raises(ValidationError, match=sentence):
+            make_settings(tmp_path, environment="production", **overrides)
+    assert make_settings(tmp_path, environment="production").environment == "production"

@@ -49,11 +49,22 @@ def post_sign_up(client: TestClient, email: str, form: Response | None = None) -
     )
 
 
+def post_sign_in(client: TestClient, email: str) -> Response:
+    """Send the sign-in form (fetched now) and return the answer, not following it."""
+    form = client.get("/signin")
+    return client.post(
+        "/signin",
+        data={"email": email, "password": PASSWORD, "csrf_token": csrf_of(form.text)},
+        follow_redirects=False,
+    )
+
+
 def page_sign_up(client: TestClient, email: str) -> str:
-    """Sign up through the pages; returns the CSRF token of the new session."""
+    """Sign up through the pages (a neutral answer), then sign in; returns the session's CSRF token."""
     response = post_sign_up(client, email)
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/pets"
+    assert response.status_code == 200 and "Check your email" in response.text, response.text
+    signed_in = post_sign_in(client, email)
+    assert signed_in.status_code == 303, signed_in.text
     return csrf_of(client.get("/pets").text)
 
 
@@ -66,8 +77,12 @@ def test_landing_states_the_periods(client: TestClient) -> None:
     assert 'lang="en"' in text and 'name="viewport"' in text
 
 
-def test_sign_up_sets_a_secure_session_cookie_and_sign_out_revokes_it(client: TestClient) -> None:
-    response = post_sign_up(client, "owner@example.com")
+def test_sign_in_after_sign_up_sets_a_secure_session_cookie_and_sign_out_revokes_it(
+    client: TestClient,
+) -> None:
+    assert post_sign_up(client, "owner@example.com").status_code == 200  # neutral: no session yet
+    assert client.cookies.get(SESSION_COOKIE) is None
+    response = post_sign_in(client, "owner@example.com")
     assert response.status_code == 303
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v)
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=1209600" in cookie
@@ -262,7 +277,8 @@ def test_the_session_cookie_is_secure_when_the_settings_say_so(
     form = client.get("/signup")
     anon = next(v for k, v in form.headers.multi_items() if k == "set-cookie")
     assert "Secure" in anon and "HttpOnly" in anon
-    response = post_sign_up(client, "owner@example.com", form)
+    post_sign_up(client, "owner@example.com", form)
+    response = post_sign_in(client, "owner@example.com")
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v)
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
 

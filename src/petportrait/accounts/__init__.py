@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from petportrait.registry import Registry
+from petportrait.registry import Registry, Services
+
+
+def sweep_links(services: Services) -> object:
+    """Periodic: delete email links used or expired more than a day ago."""
+    from petportrait.accounts import email_links
+
+    with services.session_factory() as session:
+        count = email_links.sweep(session)
+        session.commit()
+    return count
 
 
 def erased_owners(before: Any = None) -> Any:
@@ -18,10 +28,17 @@ def register(registry: Registry) -> None:
     """What the accounts domain contributes to a deployment."""
     registry.add_domain("accounts")
     registry.set_erased_owners(erased_owners)
+    registry.add_periodic("accounts.email_links", lambda _settings: 3600.0, sweep_links)
     registry.add_table_rule(
         "users",
         "kept while the account exists; on erasure the email, name and password are scrubbed at once and the "
         "row keeps only its id, role and dates",
+        owner="accounts",
+    )
+    registry.add_table_rule(
+        "email_tokens",
+        "single-use links (verification, password reset), stored as SHA-256 only; deleted a day after they "
+        "were used or expired, and with the account",
         owner="accounts",
     )
     registry.add_table_rule(

@@ -32,6 +32,8 @@ class User(IdMixin, Base):
     display_name: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # when the person showed they own the address (a verification or password-reset link); None until then
+    email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ApiToken(IdMixin, Base):
@@ -47,3 +49,21 @@ class ApiToken(IdMixin, Base):
     expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EmailPurpose(StrEnum):
+    VERIFY = "verify"
+    RESET = "reset"
+
+
+class EmailToken(IdMixin, Base):
+    """A single-use link sent by email (verify the address, reset the password); only its SHA-256 is kept."""
+
+    __tablename__ = "email_tokens"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

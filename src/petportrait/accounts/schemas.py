@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from petportrait.text import SingleLine
+
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
 
 
@@ -14,7 +16,7 @@ class AccountCreate(BaseModel):
 
     email: str = Field(pattern=EMAIL_PATTERN, max_length=320)
     password: str = Field(min_length=10, max_length=256)
-    display_name: str | None = Field(default=None, max_length=100)
+    display_name: SingleLine | None = Field(default=None, max_length=100)
 
     @field_validator("email")
     @classmethod
@@ -54,7 +56,7 @@ class TokenRequest(BaseModel):
 
     email: str = Field(max_length=320)
     password: str = Field(max_length=256)
-    name: str = Field(default="api", max_length=100)
+    name: SingleLine = Field(default="api", max_length=100)
 
 
 class TokenOut(BaseModel):
@@ -80,3 +82,31 @@ class UserOut(BaseModel):
     role: str
     display_name: str | None
     created_at: datetime
+    email_verified_at: datetime | None = None
+
+
+class LinkToken(BaseModel):
+    """The secret of a link sent by email (the `token` query parameter of the link)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+
+
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+
+
+class ResetConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=10, max_length=256)
+
+
+class Neutral(BaseModel):
+    """An answer that says nothing about whether an account exists."""
+
+    detail: str

@@ -13,11 +13,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from petportrait.accounts.models import ApiToken, Role, User
+from petportrait.accounts import addresses, email_links
+from petportrait.accounts.models import ApiToken, EmailPurpose, Role, User
 from petportrait.clock import utcnow
-from petportrait.errors import Conflict, Forbidden, NotFound, Unauthorized
+from petportrait.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from petportrait.paging import PageParams, page_query
 from petportrait.registry import emit
+from petportrait.settings import Settings
 
 if TYPE_CHECKING:  # the rate limiter's module loads the web layer, which a worker never does
     from petportrait.ratelimit import RateLimiter
@@ -40,18 +42,27 @@ def hash_token(secret: str) -> str:
 
 
 def create_user(
-    session: Session, *, email: str, password: str, role: Role = Role.USER, display_name: str | None = None
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    role: Role = Role.USER,
+    display_name: str | None = None,
+    verified: bool | None = None,
 ) -> User:
-    """Create an account; an email already in use is a conflict."""
-    email = email.strip().lower()
+    """Create an account; an email already in use (in its normalised form) is a conflict. Staff accounts
+    (made by an administrator) are verified; a person's sign-up is not until they follow the link."""
+    email = addresses.normalise(email)
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("An account with this email already exists.", code="email_taken")
+    now = utcnow()
     user = User(
         email=email,
         password_hash=hash_password(password),
         role=role.value,
         display_name=display_name,
-        created_at=utcnow(),
+        created_at=now,
+        email_verified_at=now if (verified if verified is not None else role != Role.USER) else None,
     )
     session.add(user)
     try:
@@ -62,17 +73,98 @@ def create_user(
     return user
 
 
-def sign_up_quietly(session: Session, *, email: str, password: str, display_name: str | None = None) -> bool:
+def sign_up_quietly(
+    session: Session, *, email: str, password: str, display_name: str | None = None, settings: Settings
+) -> bool:
     """Create an account unless the email has one; the caller answers the same either way.
 
-    The password is hashed in both cases, so the time taken does not tell either.
+    A new account gets the verification link; an address that has an account gets the notice that someone
+    tried to sign up with it. The password is hashed in both cases, so the time taken does not tell either.
     """
     try:
-        create_user(session, email=email, password=password, display_name=display_name)
+        user = create_user(session, email=email, password=password, display_name=display_name)
     except Conflict:
         hash_password(password)
+        existing = session.scalar(select(User).where(User.email == addresses.normalise(email)))
+        if existing is not None and existing.deleted_at is None:
+            emit(session, "account.signup_attempted", owner_id=existing.id)
         return False
+    send_verification(session, user=user, settings=settings)
     return True
+
+
+def send_verification(session: Session, *, user: User, settings: Settings) -> None:
+    """Email the person a new verification link (earlier ones stop working)."""
+    lifetime = timedelta(hours=settings.security.verify_link_hours)
+    secret, link = email_links.issue(session, user=user, purpose=EmailPurpose.VERIFY, lifetime=lifetime)
+    emit(session, "account.verify_requested", owner_id=user.id, token=secret, expires_at=link.expires_at)
+
+
+def resend_verification(session: Session, *, user: User, settings: Settings, limiter: RateLimiter) -> bool:
+    """A signed-in person asks for a new link (rate-limited); False when the address is verified already."""
+    if user.email_verified_at is not None:
+        return False
+    limiter.take(
+        ("verification_links_per_account", user.id),
+        detail="Too many verification links asked for this account.",
+        code="too_many_links",
+    )
+    send_verification(session, user=user, settings=settings)
+    return True
+
+
+def verify_email(session: Session, *, token: str) -> User:
+    """Follow a verification link: the address is verified; InvalidInput (invalid_link) when the link is
+    wrong, used or expired."""
+    user = email_links.consume(session, secret=token, purpose=EmailPurpose.VERIFY)
+    if user is None:
+        raise InvalidInput(
+            "This link is wrong, used already or expired; sign in and ask for a new one.", code="invalid_link"
+        )
+    user.email_verified_at = user.email_verified_at or utcnow()
+    session.flush()
+    return user
+
+
+def request_password_reset(
+    session: Session, *, email: str, settings: Settings, limiter: RateLimiter, address: str
+) -> None:
+    """Email a password-reset link (single use, security.reset_link_minutes) when the address has an
+    account; the caller answers the same either way. Rate-limited per client address and per address typed."""
+    from petportrait.ratelimit import account_key
+
+    limiter.take(
+        ("password_resets_per_address", address),
+        ("password_resets_per_account", account_key(email)),
+        detail="Too many password resets asked from this address or for this email.",
+    )
+    normalised = addresses.normalise_or_none(email)
+    user = (
+        session.scalar(select(User).where(User.email == normalised, User.deleted_at.is_(None)))
+        if normalised
+        else None
+    )
+    if user is None:
+        return
+    lifetime = timedelta(minutes=settings.security.reset_link_minutes)
+    secret, link = email_links.issue(session, user=user, purpose=EmailPurpose.RESET, lifetime=lifetime)
+    emit(session, "account.reset_requested", owner_id=user.id, token=secret, expires_at=link.expires_at)
+
+
+def reset_password(session: Session, *, token: str, new_password: str) -> User:
+    """Set a new password from a reset link: every session and token of the account is signed out, and the
+    address counts as verified (the link reached it)."""
+    user = email_links.consume(session, secret=token, purpose=EmailPurpose.RESET)
+    if user is None:
+        raise InvalidInput(
+            "This link is wrong, used already or expired; ask for a new one.", code="invalid_link"
+        )
+    user.password_hash = hash_password(new_password)
+    user.email_verified_at = user.email_verified_at or utcnow()
+    count = revoke_all_tokens(session, user_id=user.id)
+    emit(session, "password.changed", owner_id=user.id, tokens_revoked=count)
+    session.flush()
+    return user
 
 
 def signin_checks(email: str, address: str) -> tuple[tuple[str, str], ...]:
@@ -93,7 +185,7 @@ def authenticate(session: Session, *, email: str, password: str, limiter: RateLi
     The attempt is taken before the (slow) password check, atomically in the limiter's store, so
     concurrent guesses cannot exceed the limit; a refused attempt is never checked.
     """
-    email = email.strip().lower()
+    email = addresses.normalise_or_none(email) or email.strip().lower()
     limiter.take(
         *signin_checks(email, address),
         detail="Too many sign-in attempts for this account or from this address.",

@@ -11,8 +11,12 @@ from petportrait.accounts import service
 from petportrait.accounts.deps import CurrentUser, PrincipalDep
 from petportrait.accounts.schemas import (
     AccountCreate,
+    LinkToken,
+    Neutral,
     PasswordChange,
     PasswordChanged,
+    ResetConfirm,
+    ResetRequest,
     SignUpOut,
     TokenInfo,
     TokenOut,
@@ -30,8 +34,9 @@ TOO_MANY: dict[int | str, dict[str, Any]] = {
     429: {"description": "Too many attempts: wait for Retry-After seconds"}
 }
 SIGNED_UP = (
-    "If this email can be used, its account is ready: sign in with POST /api/v1/auth/token. If the email "
-    "already had an account, nothing changed; sign in with its password."
+    "If this email can be used, its account is ready: sign in with POST /api/v1/auth/token, and follow the "
+    "link we emailed to verify the address (until then it gets no other email). If the email already had an "
+    "account, nothing changed; sign in with its password."
 )
 
 
@@ -42,12 +47,20 @@ def user_out(user: object) -> UserOut:
 @router.post(
     "/accounts", status_code=status.HTTP_202_ACCEPTED, response_model=SignUpOut, responses={**TOO_MANY}
 )
-def sign_up(body: AccountCreate, request: Request, session: SessionDep, limiter: LimiterDep) -> SignUpOut:
+def sign_up(
+    body: AccountCreate, request: Request, session: SessionDep, settings: SettingsDep, limiter: LimiterDep
+) -> SignUpOut:
     """Create an account (role `user`). The answer is the same whether or not the email had one."""
     limiter.take(
         ("signups_per_address", client_address(request)), detail="Too many sign-ups from this address."
     )
-    service.sign_up_quietly(session, email=body.email, password=body.password, display_name=body.display_name)
+    service.sign_up_quietly(
+        session,
+        email=body.email,
+        password=body.password,
+        display_name=body.display_name,
+        settings=settings,
+    )
     return SignUpOut(email=body.email, detail=SIGNED_UP)
 
 
@@ -112,3 +125,47 @@ def revoke(token_id: str, user: CurrentUser, session: SessionDep) -> Response:
     if not service.revoke_token(session, user=user, token_id=token_id):
         raise NotFound("No such token.")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+RESET_ASKED = (
+    "If this email has an account, a link to choose a new password is on its way; it works once, for "
+    "30 minutes."
+)
+
+
+@router.post("/accounts/verify", response_model=UserOut, responses={422: {"description": "Bad link"}})
+def verify(body: LinkToken, session: SessionDep) -> UserOut:
+    """Follow the verification link of a sign-up (single use): the address is verified."""
+    return user_out(service.verify_email(session, token=body.token))
+
+
+@router.post("/me/verification", status_code=status.HTTP_202_ACCEPTED, response_model=Neutral)
+def resend(user: CurrentUser, session: SessionDep, settings: SettingsDep, limiter: LimiterDep) -> Neutral:
+    """Email a new verification link (earlier ones stop working); rate-limited."""
+    sent = service.resend_verification(session, user=user, settings=settings, limiter=limiter)
+    return Neutral(detail="A new link is on its way." if sent else "This address is verified already.")
+
+
+@router.post(
+    "/auth/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Neutral,
+    responses={**TOO_MANY},
+)
+def ask_reset(
+    body: ResetRequest, request: Request, session: SessionDep, settings: SettingsDep, limiter: LimiterDep
+) -> Neutral:
+    """Email a password-reset link; the same answer whether or not the email has an account."""
+    service.request_password_reset(
+        session, email=body.email, settings=settings, limiter=limiter, address=client_address(request)
+    )
+    return Neutral(detail=RESET_ASKED)
+
+
+@router.post(
+    "/auth/password-reset/confirm", response_model=Neutral, responses={422: {"description": "Bad link"}}
+)
+def confirm_reset(body: ResetConfirm, session: SessionDep) -> Neutral:
+    """Choose a new password with the link's token: every session and token of the account is signed out."""
+    service.reset_password(session, token=body.token, new_password=body.new_password)
+    return Neutral(detail="Password changed; every session and token was signed out. Sign in again.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from petportrait.text import Paragraphs
+
 
 class ItemRef(BaseModel):
     kind: str = Field(pattern="^(photo|render|model)$")
@@ -13,7 +15,7 @@ class ItemRef(BaseModel):
 class MarketingRequestCreate(BaseModel):
     items: list[ItemRef] = Field(min_length=1, max_length=50)
     channels: list[str] = Field(min_length=1, max_length=4)
-    purpose: str = Field(min_length=1, max_length=2000)
+    purpose: Paragraphs = Field(min_length=1, max_length=2000)
     notice_version: str = Field(min_length=1, max_length=32)
 
 
@@ -22,6 +24,6 @@ class GrantBody(BaseModel):
 
 
 class SupportCaseCreate(BaseModel):
-    subject: str = Field(min_length=1, max_length=2000)
+    subject: Paragraphs = Field(min_length=1, max_length=2000)
     items: list[ItemRef] = Field(min_length=1, max_length=50)
     days: float = Field(default=7, gt=0, le=7)

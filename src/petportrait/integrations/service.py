@@ -5,7 +5,11 @@ A delivery's id is its `webhook-id`, the same on every attempt, so a receiver de
 Against server-side request forgery: https only in production; at every attempt the host is resolved and
 every address checked (no loopback, private, link-local, shared, multicast, reserved or metadata address)
 unless webhooks.allow_private_targets; the request then goes to the checked address (the name is kept for
-Host and TLS), redirects are not followed, the timeout is short and at most a few KB of the answer are read.
+Host and TLS), redirects are not followed, an attempt has a total deadline and at most a few KB of the
+answer are read.
+
+Receivers are called from a small thread pool of the deliverers' own, never while a database transaction is
+open: a slow receiver holds one pool thread for at most the deadline, and nothing else waits for it.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ import base64
 import ipaddress
 import json
 import logging
+import os
 import secrets
 import socket
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import httpx
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,9 +41,12 @@ from petportrait.db import new_id
 from petportrait.errors import InvalidInput, NotFound
 from petportrait.integrations.models import DeliveryState, WebhookDelivery, WebhookEndpoint, secret_key_name
 from petportrait.paging import PageParams, page_query
-from petportrait.registry import Event, emit
+from petportrait.registry import Event, Services, emit
 from petportrait.retention.keys import destroy_keys, open_sealed, seal_with_new_key, settings_keks
 from petportrait.settings import Settings
+
+if TYPE_CHECKING:  # a worker loads no web layer (ratelimit imports FastAPI)
+    from petportrait.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +65,7 @@ _IN_CHUNK = 500
 # after the first try: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (27.6 hours in all), then failed
 RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
 REASONS = {"account_deleted": "erased", "erased": "erased"}
+TEST_WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:test"
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
 
@@ -329,6 +341,23 @@ def create_test(session: Session, *, owner_id: str, endpoint_id: str) -> Webhook
     return delivery
 
 
+def request_test(
+    session: Session, services: Services, *, owner_id: str, endpoint_id: str, limiter: RateLimiter
+) -> WebhookDelivery:
+    """The test button: a rate-limited `webhook.test` delivery, committed and handed to the deliverers'
+    pool; returns at once (the receiver is called after this answer, outside this transaction)."""
+    get_endpoint(session, owner_id=owner_id, endpoint_id=endpoint_id)
+    limiter.take(
+        ("webhook_tests_per_account", owner_id),
+        detail="Too many test events for this account.",
+        code="too_many_webhook_tests",
+    )
+    delivery = create_test(session, owner_id=owner_id, endpoint_id=endpoint_id)
+    session.commit()
+    deliver_soon(services.session_factory, services.settings, delivery.id, worker_id=TEST_WORKER_ID)
+    return delivery
+
+
 # ---- where a delivery may go -----------------------------------------------------------------------------
 
 
@@ -379,22 +408,30 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
-def send(
-    delivery: WebhookDelivery, endpoint: WebhookEndpoint, *, secret: str | None, settings: Settings
-) -> Attempt:
-    """One signed POST to the checked address of the endpoint; reads at most max_response_bytes."""
+@dataclass(frozen=True)
+class Outgoing:
+    """What one attempt sends, read from the database before the call so that no session is open during it."""
+
+    delivery_id: str
+    url: str
+    secret: str
+    payload: dict[str, Any]
+
+
+def send(outgoing: Outgoing, *, settings: Settings) -> Attempt:
+    """One signed POST to the checked address of the endpoint, within webhooks.attempt_deadline_seconds in all
+    (connect, headers and body together: a receiver that drips bytes is cut off at the deadline); reads at
+    most max_response_bytes of the answer."""
     cfg = settings.webhooks
-    if secret is None:
-        return Attempt(None, "refused: the endpoint's secret was destroyed")
     try:
-        host, port, addresses = resolve_target(endpoint.url, settings=settings)
+        host, port, addresses = resolve_target(outgoing.url, settings=settings)
     except TargetRefused as exc:
         return Attempt(None, f"refused: {exc}")
-    parts = urlsplit(endpoint.url)
+    parts = urlsplit(outgoing.url)
     address = addresses[0]
     netloc_ip = f"[{address}]" if ":" in address else address
     target = urlunsplit((parts.scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
-    payload = dict(delivery.payload)
+    payload = dict(outgoing.payload)
     base = settings.public_base_url
     data = dict(payload.get("data") or {})
     if isinstance(data.get("links"), dict):
@@ -402,30 +439,39 @@ def send(
     payload["data"] = data
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     now = datetime.now(UTC)  # the wall clock: receivers check the timestamp against theirs
-    signature = Webhook(secret).sign(delivery.id, now, body)
+    signature = Webhook(outgoing.secret).sign(outgoing.delivery_id, now, body)
     host_header = host if parts.port is None else f"{host}:{parts.port}"
     headers = {
         "content-type": "application/json",
         "user-agent": "petportrait-webhooks",
         "host": host_header,
-        "webhook-id": delivery.id,
+        "webhook-id": outgoing.delivery_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signature,
     }
     extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+
+    async def post() -> int:
+        with anyio.fail_after(cfg.attempt_deadline_seconds):
+            async with (
+                httpx.AsyncClient(
+                    follow_redirects=False, timeout=cfg.timeout_seconds, trust_env=False
+                ) as client,
+                client.stream(
+                    "POST", target, content=body.encode(), headers=headers, extensions=extensions
+                ) as response,
+            ):
+                read = 0
+                async for chunk in response.aiter_bytes():
+                    read += len(chunk)
+                    if read >= cfg.max_response_bytes:
+                        break
+                return response.status_code
+
     try:
-        with (
-            httpx.Client(follow_redirects=False, timeout=cfg.timeout_seconds, trust_env=False) as client,
-            client.stream(
-                "POST", target, content=body.encode(), headers=headers, extensions=extensions
-            ) as response,
-        ):
-            read = 0
-            for chunk in response.iter_bytes():
-                read += len(chunk)
-                if read >= cfg.max_response_bytes:
-                    break
-            status = response.status_code
+        status = anyio.run(post)
+    except TimeoutError:
+        return Attempt(None, f"the receiver did not answer within {cfg.attempt_deadline_seconds:g} s in all")
     except httpx.HTTPError as exc:
         return Attempt(None, f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= status < 300:
@@ -510,24 +556,113 @@ def record(
     session.flush()
 
 
-def attempt_now(session: Session, delivery: WebhookDelivery, *, settings: Settings) -> Attempt:
-    """Try a delivery in this session (the test button); the caller commits."""
-    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-    assert endpoint is not None
-    delivery.attempts += 1
-    secret = endpoint_secret(session, endpoint, settings=settings)
-    result = send(delivery, endpoint, secret=secret, settings=settings)
-    record(session, delivery, endpoint, result, settings=settings, report=DeliveryReport())
-    return result
+def _claim(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    delivery_id: str,
+    *,
+    worker_id: str,
+    now: datetime,
+) -> Outgoing | None:
+    """Claim a due delivery and read what to send, in a short transaction of its own; None when another
+    deliverer has it, it is not due, or its endpoint is gone or disabled (then it is marked failed)."""
+    ttl = timedelta(seconds=settings.webhooks.claim_seconds)
+    with session_factory() as session:
+        claimed = session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, _due_clause(now))
+            .values(
+                state=DeliveryState.SENDING.value,
+                claimed_by=worker_id,
+                claimed_until=now + ttl,
+                attempts=WebhookDelivery.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return None
+        delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
+        if delivery is None or endpoint is None:
+            return None
+        if endpoint.disabled_at is not None:
+            delivery.state = DeliveryState.FAILED.value
+            delivery.last_error = "the endpoint is disabled"
+            session.commit()
+            return None
+        secret = endpoint_secret(session, endpoint, settings=settings)
+        if secret is None:  # its data key was destroyed (the endpoint is going): nothing can be signed
+            delivery.state = DeliveryState.FAILED.value
+            delivery.last_error = "the endpoint's signing secret is destroyed"
+            session.commit()
+            return None
+        outgoing = Outgoing(delivery.id, endpoint.url, secret, dict(delivery.payload))
+        session.rollback()  # end the read transaction before the call
+        return outgoing
+
+
+def deliver_one(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    delivery_id: str,
+    *,
+    worker_id: str,
+    now: datetime | None = None,
+    report: DeliveryReport | None = None,
+) -> DeliveryReport:
+    """Claim one delivery, call the receiver with no database transaction open, then record the outcome."""
+    report = report if report is not None else DeliveryReport()
+    outgoing = _claim(session_factory, settings, delivery_id, worker_id=worker_id, now=now or utcnow())
+    if outgoing is None:
+        return report
+    result = send(outgoing, settings=settings)
+    with session_factory() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
+        if delivery is None or endpoint is None or delivery.claimed_by != worker_id:
+            return report  # deleted meanwhile, or the claim expired and another deliverer took it
+        record(session, delivery, endpoint, result, settings=settings, report=report)
+        session.commit()
+    return report
+
+
+_pool_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(settings: Settings) -> ThreadPoolExecutor:
+    """The deliverers' own small thread pool (webhooks.concurrency threads): receivers wait here, never in a
+    periodic thread or a request."""
+    size = settings.webhooks.concurrency
+    with _pool_lock:
+        pool = _pools.get(size)
+        if pool is None:
+            pool = _pools[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="webhooks")
+        return pool
+
+
+def deliver_soon(
+    session_factory: sessionmaker[Session], settings: Settings, delivery_id: str, *, worker_id: str
+) -> None:
+    """Hand one delivery to the pool and return at once (the test button); its outcome is recorded on it."""
+
+    def run() -> None:
+        try:
+            deliver_one(session_factory, settings, delivery_id, worker_id=worker_id)
+        except Exception:
+            log.exception("webhook delivery %s failed", delivery_id)
+
+    _pool(settings).submit(run)
 
 
 def deliver_due(
     session_factory: sessionmaker[Session], settings: Settings, *, worker_id: str, now: datetime | None = None
 ) -> DeliveryReport:
-    """Claim, send and record the deliveries that are due."""
+    """Claim, send and record the deliveries that are due, webhooks.concurrency at a time; each attempt ends
+    within webhooks.attempt_deadline_seconds."""
     report = DeliveryReport()
     now = now or utcnow()
-    ttl = timedelta(seconds=settings.webhooks.claim_seconds)
     with session_factory() as session:
         ids = list(
             session.scalars(
@@ -537,36 +672,16 @@ def deliver_due(
                 .limit(settings.webhooks.batch)
             )
         )
-    for delivery_id in ids:
-        with session_factory() as session:
-            claimed = session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == delivery_id, _due_clause(now))
-                .values(
-                    state=DeliveryState.SENDING.value,
-                    claimed_by=worker_id,
-                    claimed_until=now + ttl,
-                    attempts=WebhookDelivery.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
-            if not claimed.rowcount:  # type: ignore[attr-defined]
-                continue
-            delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
-            if delivery is None or endpoint is None:
-                continue
-            if endpoint.disabled_at is not None:
-                delivery.state = DeliveryState.FAILED.value
-                delivery.last_error = "the endpoint is disabled"
-                session.commit()
-                continue
-            secret = endpoint_secret(session, endpoint, settings=settings)
-            session.commit()  # the read transaction ends before the request goes out
-            result = send(delivery, endpoint, secret=secret, settings=settings)
-            record(session, delivery, endpoint, result, settings=settings, report=report)
-            session.commit()
+    pool = _pool(settings)
+    futures = [
+        pool.submit(deliver_one, session_factory, settings, i, worker_id=worker_id, now=now, report=report)
+        for i in ids
+    ]
+    for future in futures:
+        try:
+            future.result()
+        except Exception:
+            log.exception("a webhook delivery failed")
     if report.delivered or report.retried or report.failed:
         log.info(
             "webhooks: delivered %d, retrying %d, failed %d, endpoints disabled %d",

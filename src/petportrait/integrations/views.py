@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from petportrait.accounts.deps import CurrentUser
-from petportrait.http import PageQuery, SessionDep, SettingsDep
+from petportrait.http import PageQuery, ServicesDep, SessionDep, SettingsDep
 from petportrait.integrations import service
 from petportrait.integrations.models import WebhookDelivery, WebhookEndpoint
 from petportrait.integrations.schemas import DeliveryOut, EndpointCreate, EndpointCreated, EndpointOut
 from petportrait.paging import Page
+from petportrait.ratelimit import LimiterDep
 
 router = APIRouter(tags=["webhooks"])
 
@@ -66,11 +67,21 @@ def delete(endpoint_id: str, user: CurrentUser, session: SessionDep) -> Response
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/webhooks/{endpoint_id}/test", response_model=DeliveryOut)
-def test(endpoint_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> DeliveryOut:
-    """Send a signed `webhook.test` event now and answer how it went."""
-    delivery = service.create_test(session, owner_id=user.id, endpoint_id=endpoint_id)
-    service.attempt_now(session, delivery, settings=settings)
+@router.post("/webhooks/{endpoint_id}/test", status_code=status.HTTP_202_ACCEPTED, response_model=DeliveryOut)
+def test(
+    endpoint_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    limiter: LimiterDep,
+    response: Response,
+) -> DeliveryOut:
+    """Send a signed `webhook.test` event: answers at once with the delivery, whose outcome shows in the
+    endpoint's deliveries (the Location header) within a few seconds."""
+    delivery = service.request_test(
+        session, services, owner_id=user.id, endpoint_id=endpoint_id, limiter=limiter
+    )
+    response.headers["Location"] = f"/api/v1/webhooks/{endpoint_id}/deliveries"
     return delivery_out(delivery)
 
 

@@ -6,7 +6,9 @@ PETPORTRAIT__QUEUE__EMBEDDED_CONSUMER=false.
 
 Periodic tasks (the reaper, and what domains registered: the retention sweeper, trust & safety deadlines)
 run only in the consumer that holds the `periodic` lease in the database, so exactly one consumer of a
-deployment runs them at a time. Jobs run through the handler their kind registered; this module knows no
+deployment runs them at a time. Each task has a thread and a schedule of its own and runs once as soon as
+the lease is held: a slow task (a delivery batch, a long sweep) delays no other, and one thread renews the
+lease whatever the tasks do. Jobs run through the handler their kind registered; this module knows no
 domain.
 
 Why not huey's own consumer: its SIGTERM stops at once (ours lets the current job finish, a second one hands
@@ -47,12 +49,16 @@ PERIODIC_LEASE = "periodic"
 
 @dataclass
 class PeriodicTask:
-    """A function run every `interval` seconds by the lease holder."""
+    """A function run every `interval` seconds by the lease holder, in a thread of its own; first at once."""
 
     name: str
     interval: float
     run: Callable[[], object]
-    last_run: float = field(default=0.0)
+    last_run: float | None = field(default=None)
+
+    def due(self, now: float) -> bool:
+        """Never run yet (so it runs at start-up, whatever the machine's uptime), or its interval passed."""
+        return self.last_run is None or now - self.last_run >= self.interval
 
 
 class Consumer:
@@ -89,6 +95,7 @@ class Consumer:
         for name, interval, run in periodic_tasks:
             self.add_periodic(name, interval, run)
         self._stop = threading.Event()
+        self._holding = threading.Event()
         self._threads: list[threading.Thread] = []
         self.busy = threading.Event()
         self.jobs_done = 0
@@ -116,6 +123,12 @@ class Consumer:
         if self.periodic_enabled:
             self._threads.append(
                 threading.Thread(target=self._periodic_loop, name="consumer-periodic", daemon=True)
+            )
+            self._threads.extend(
+                threading.Thread(
+                    target=self._task_loop, args=(task,), name=f"periodic-{task.name}", daemon=True
+                )
+                for task in self.periodic_tasks
             )
         self.skew.check(self.session_factory)
         for thread in self._threads:
@@ -190,6 +203,7 @@ class Consumer:
         jobs_service.send(self.session_factory, self.queue, released)
 
     def _periodic_loop(self) -> None:
+        """Take and renew the periodic lease; the task threads run only while it is held."""
         ttl = timedelta(seconds=min(10.0, max(2.0, self.settings.queue.stale_after_seconds)))
         skew_checked = time.monotonic()
         delay = 0.25
@@ -205,21 +219,31 @@ class Consumer:
             except Exception as exc:
                 if not self._db_backoff.down:
                     self.database_up_since = float("inf")
+                self._holding.clear()
                 delay = max(delay, self._db_backoff.failed(exc))
                 continue
             if self._db_backoff.down:
                 self.database_up_since = time.monotonic()
             self._db_backoff.succeeded()
-            try:
-                if not holder:
-                    continue
-                now = time.monotonic()
-                for task in self.periodic_tasks:
-                    if now - task.last_run >= task.interval:
-                        task.last_run = now
-                        self._run_periodic(task)
-            except Exception:
-                log.exception("periodic loop error")
+            if holder:
+                self._holding.set()
+            else:
+                self._holding.clear()
+        self._holding.clear()
+
+    def _task_loop(self, task: PeriodicTask) -> None:
+        """Run one periodic task on its own schedule while this consumer holds the lease."""
+        while not self._stop.is_set():
+            if not self._holding.wait(0.25):
+                continue
+            now = time.monotonic()
+            if not task.due(now):
+                self._stop.wait(min(0.25, task.interval - (now - (task.last_run or now))))
+                continue
+            first, task.last_run = task.last_run is None, now
+            self._run_periodic(task)
+            if first:
+                log.info("periodic task %s: first run done (%.2f s)", task.name, time.monotonic() - now)
 
     def _run_periodic(self, task: PeriodicTask) -> None:
         """Run one periodic task; a dependency that is away is said once (and once when it is back)."""

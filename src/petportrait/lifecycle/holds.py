@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, InvalidInput, NotFound
-from petportrait.registry import registry_of
+from petportrait.registry import emit, registry_of, settings_of
 from petportrait.retention import audit
 from petportrait.retention.holds import HOLD_TEXT, active_at_clause, held_clause, is_active, list_holds
 from petportrait.retention.models import HoldScope, LegalHold, Tombstone
@@ -91,6 +91,7 @@ def place_hold(
             "ends_at": ends_at.isoformat(),
         },
     )
+    tell_owner(session, hold)
     return hold
 
 
@@ -124,9 +125,17 @@ def _valid_end(ends_at: datetime | None, *, now: datetime) -> datetime:
 
 
 def renew_hold(
-    session: Session, *, hold_id: str, ends_at: datetime | None, actor_id: str | None, note: str = ""
+    session: Session,
+    *,
+    hold_id: str,
+    ends_at: datetime | None,
+    actor_id: str | None,
+    note: str = "",
+    reason: str = "",
 ) -> LegalHold:
-    """Move the end of a hold in force to `ends_at` (at most a year from now); audited with both ends."""
+    """Move the end of a hold in force to `ends_at` (at most a year from now), for a new reason (a hold
+    does not renew itself on its first ground); audited with both ends; the person is told when the
+    settings say the law allows it."""
     hold = session.get(LegalHold, hold_id)
     if hold is None:
         raise NotFound("No such legal hold.", code="hold_not_found")
@@ -134,9 +143,16 @@ def renew_hold(
     if not is_active(hold, now):
         raise Conflict("This legal hold has already ended; place a new one.", code="hold_ended")
     ends_at = _valid_end(ends_at, now=now)
+    reason = reason.strip()
+    if not reason or reason == hold.reason:
+        raise InvalidInput(
+            "Each renewal of a legal hold needs a new reason: why the data must still be kept now.",
+            code="hold_renewal_reason_required",
+        )
     previous = hold.ends_at
     hold.ends_at = ends_at
     session.flush()
+    tell_owner(session, hold)
     audit.record(
         session,
         action="hold.renewed",
@@ -150,9 +166,23 @@ def renew_hold(
             "previous_ends_at": previous.isoformat(),
             "ends_at": ends_at.isoformat(),
             "note": _text(session, note, hold),
+            "reason": _text(session, reason, hold),
         },
     )
     return hold
+
+
+def held_days(hold: LegalHold, now: datetime | None = None) -> float:
+    """How long the hold has held (or held) its data in all, renewals included, in days."""
+    end = min(now or utcnow(), hold.released_at or hold.ends_at, hold.ends_at)
+    return max(0.0, (end - hold.placed_at).total_seconds() / 86400)
+
+
+def tell_owner(session: Session, hold: LegalHold) -> None:
+    """Tell the person their data is kept under a hold (until when; not why), where the settings say the
+    law allows it (retention.tell_owner_of_holds)."""
+    if settings_of(session).retention.tell_owner_of_holds:
+        emit(session, "hold.notice", owner_id=hold.owner_id, hold_id=hold.id, ends_at=hold.ends_at)
 
 
 def release_hold(session: Session, *, hold_id: str, actor_id: str | None, note: str = "") -> LegalHold:

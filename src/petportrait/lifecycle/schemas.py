@@ -64,6 +64,9 @@ class HoldRenew(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ends_at: datetime | None = Field(default=None, description="the new end; at most one year from now")
+    reason: str = Field(
+        default="", max_length=2000, description="why the data must still be kept: a new reason"
+    )
     note: str = Field(default="", max_length=2000)
 
 
@@ -86,5 +89,8 @@ class HoldOut(BaseModel):
     placed_at: datetime
     ends_at: datetime
     released_at: datetime | None
+    held_days: float = Field(
+        default=0.0, description="how long it has held the data in all, renewals included"
+    )
     released_by: str | None
     active: bool

@@ -152,11 +152,13 @@ def export_my_data(
 
 
 def hold_out(hold: LegalHold) -> HoldOut:
-    return HoldOut.model_validate({**_hold_fields(hold), "active": holds.is_active(hold)})
+    return HoldOut.model_validate(
+        {**_hold_fields(hold), "active": holds.is_active(hold), "held_days": holds.held_days(hold)}
+    )
 
 
 def _hold_fields(hold: LegalHold) -> dict[str, object]:
-    return {name: getattr(hold, name) for name in HoldOut.model_fields if name != "active"}
+    return {name: getattr(hold, name) for name in HoldOut.model_fields if name not in ("active", "held_days")}
 
 
 @admin_router.post("/holds", status_code=status.HTTP_201_CREATED, response_model=HoldOut)
@@ -187,7 +189,9 @@ def list_holds(admin: AdminUser, session: SessionDep, page: PageQuery, active: b
 @admin_router.post("/holds/{hold_id}/renew", response_model=HoldOut)
 def renew_hold(hold_id: str, body: HoldRenew, admin: AdminUser, session: SessionDep) -> HoldOut:
     """Move the end of a hold in force, at most a year from now (audited, with the previous end)."""
-    hold = holds.renew_hold(session, hold_id=hold_id, ends_at=body.ends_at, actor_id=admin.id, note=body.note)
+    hold = holds.renew_hold(
+        session, hold_id=hold_id, ends_at=body.ends_at, actor_id=admin.id, note=body.note, reason=body.reason
+    )
     return hold_out(hold)
 
 

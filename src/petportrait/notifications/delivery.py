@@ -112,15 +112,26 @@ def deliver_due(
                 row = session.get(OutboxMessage, row_id, populate_existing=True)
                 if row is None:
                     continue
-                message = mail.build(
-                    message_id=row.message_id,
-                    sender=cfg.from_address,
-                    to=row.to_address,
-                    subject=row.subject,
-                    text=row.text_body.replace(messages.BASE_URL_MARK, base),
-                    html=row.html_body.replace(messages.BASE_URL_MARK, base),
-                    date=row.created_at,
-                )
+                try:  # building is inside the failure handling: a message that cannot be built fails alone
+                    message = mail.build(
+                        message_id=row.message_id,
+                        sender=cfg.from_address,
+                        to=row.to_address,
+                        subject=row.subject,
+                        text=row.text_body.replace(messages.BASE_URL_MARK, base),
+                        html=row.html_body.replace(messages.BASE_URL_MARK, base),
+                        date=row.created_at,
+                    )
+                except Exception as exc:  # no later attempt can build it: failed now, listed for staff
+                    _failed(
+                        session,
+                        row,
+                        worker_id=worker_id,
+                        error=f"the message cannot be built: {type(exc).__name__}: {exc}",
+                        max_attempts=row.attempts,
+                        report=report,
+                    )
+                    continue
                 try:
                     path = transport.send(message, outbox_id=row.id)
                 except Exception as exc:

@@ -26,12 +26,24 @@ from petportrait.notifications.models import Category, OutboxMessage, OutboxStat
 from petportrait.notifications.preferences import preferences, wants
 from petportrait.registry import settings_of
 from petportrait.retention import lineage
+from petportrait.text import forbidden_character
 
 STORE = "outbox_messages"
 """This store's name in the data inventory and in lineage links."""
 
 DEFAULT_RETENTION = timedelta(days=30)
 ERASED_SUFFIX = "@erased.invalid"
+VERIFY_KIND = "verify_email"
+RESET_KIND = "password_reset"
+SIGNUP_ATTEMPT_KIND = "signup_attempted"
+# what an account whose address is not verified may be sent: nothing that carries text its creator chose
+FOR_UNVERIFIED = frozenset({VERIFY_KIND, RESET_KIND, SIGNUP_ATTEMPT_KIND})
+
+
+def one_line(subject: str) -> str:
+    """A subject with every control or separator character (kept in names written before they were
+    refused) replaced by a space: a header cannot carry them."""
+    return "".join(" " if forbidden_character(char) else char for char in subject)
 
 
 def recipient(session: Session, user_id: str | None) -> User | None:
@@ -66,6 +78,8 @@ def enqueue(
         user = recipient(session, user_id)
         if user is None:
             return None
+        if user.email_verified_at is None and kind not in FOR_UNVERIFIED:
+            return None  # until the address is verified, only the verification message goes to it
         to_address = user.email
     if user_id is not None and not wants(session, user_id, category.value):
         return None
@@ -73,6 +87,7 @@ def enqueue(
     content = build(tz)
     content.footer = content.footer or messages.footer(category.value)
     text, html = messages.render(content)
+    content.subject = one_line(content.subject)
     row_id = new_id()
     row = OutboxMessage(
         id=row_id,
@@ -114,7 +129,7 @@ def refold(
     tz = preferences(session, user_id=row.user_id).timezone if row.user_id else "UTC"
     content = build(tz)
     content.footer = content.footer or messages.footer(row.category)
-    row.subject = content.subject
+    row.subject = one_line(content.subject)
     row.text_body, row.html_body = messages.render(content)
     row.next_attempt_at = due
     row.retain_until = max(row.retain_until, retain)

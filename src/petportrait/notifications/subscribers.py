@@ -13,8 +13,16 @@ from petportrait.accounts.models import ApiToken
 from petportrait.clock import utcnow
 from petportrait.notifications import messages
 from petportrait.notifications.messages import Content, Link
-from petportrait.notifications.models import Category
-from petportrait.notifications.outbox import enqueue, erase_messages, pending_group, refold
+from petportrait.notifications.models import Category, OutboxMessage
+from petportrait.notifications.outbox import (
+    RESET_KIND,
+    SIGNUP_ATTEMPT_KIND,
+    VERIFY_KIND,
+    enqueue,
+    erase_messages,
+    pending_group,
+    refold,
+)
 from petportrait.registry import Event
 
 RENDER_FOLD_FALLBACK = timedelta(minutes=10)
@@ -392,7 +400,127 @@ def on_webhook_disabled(session: Session, event: Event) -> None:
     )
 
 
+def _when(value: Any) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _link_message(
+    session: Session,
+    event: Event,
+    *,
+    kind: str,
+    subject: str,
+    what: str,
+    path: str,
+    label: str,
+    otherwise: str,
+) -> None:
+    """A message carrying a single-use link (the event's token, valid until its expires_at)."""
+    token, expires = str(event.data["token"]), _when(event.data["expires_at"])
+    enqueue(
+        session,
+        user_id=event.owner_id,
+        kind=kind,
+        category=Category.SECURITY,
+        retain_until=expires,
+        build=lambda tz: Content(
+            subject=subject,
+            paragraphs=[
+                f"{what} (the link works once, until {messages.local_date(expires, tz)}).",
+                otherwise,
+            ],
+            links=[Link(label, f"{path}?token={token}")],
+        ),
+    )
+
+
+def on_verify_requested(session: Session, event: Event) -> None:
+    """The verification link of a sign-up (the only message an unverified account gets)."""
+    _link_message(
+        session,
+        event,
+        kind=VERIFY_KIND,
+        subject="Confirm your email address for petportrait",
+        what="Someone created a petportrait account with this address. If it was you, confirm the address "
+        "with the link below",
+        path="/verify",
+        label="Confirm my address",
+        otherwise="If it was not you, do nothing: the account gets no other email.",
+    )
+
+
+def on_reset_requested(session: Session, event: Event) -> None:
+    _link_message(
+        session,
+        event,
+        kind=RESET_KIND,
+        subject="Choose a new petportrait password",
+        what="Someone asked to reset the password of your petportrait account. If it was you, choose a new "
+        "password with the link below; every session and token of the account is then signed out",
+        path="/password-reset/confirm",
+        label="Choose a new password",
+        otherwise="If it was not you, do nothing: your password stays as it is.",
+    )
+
+
+def on_signup_attempted(session: Session, event: Event) -> None:
+    """The notice promised to an address that has an account: someone tried to sign up with it (once a
+    day at most)."""
+    now = utcnow()
+    recent = session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.user_id == event.owner_id,
+            OutboxMessage.kind == SIGNUP_ATTEMPT_KIND,
+            OutboxMessage.created_at > now - timedelta(days=1),
+        )
+    )
+    if recent is not None:
+        return
+    enqueue(
+        session,
+        user_id=event.owner_id,
+        kind=SIGNUP_ATTEMPT_KIND,
+        category=Category.SECURITY,
+        retain_until=now + timedelta(days=7),
+        build=lambda tz: Content(
+            subject="Someone tried to sign up with your address",
+            paragraphs=[
+                f"On {messages.local_date(now, tz)} someone tried to create a petportrait account with this "
+                "address, which has one already. Nothing changed.",
+                "If it was you, sign in, or reset your password if you forgot it.",
+            ],
+            links=[Link("Reset your password", "/password-reset")],
+        ),
+    )
+
+
+def on_hold_notice(session: Session, event: Event) -> None:
+    """A legal hold keeps the person's data (sent only where the settings say the law allows telling)."""
+    until = _when(event.data["ends_at"])
+    enqueue(
+        session,
+        user_id=event.owner_id,
+        kind="hold_notice",
+        category=Category.LEGAL,
+        data={"hold_id": event.data.get("hold_id")},
+        retain_until=until,
+        build=lambda tz: Content(
+            subject="Some of your data is kept under a legal hold",
+            paragraphs=[
+                "A legal obligation requires us to keep some of your data beyond its usual period. It is "
+                f"kept, and used for nothing else, until {messages.local_date(until, tz)} at the latest, "
+                "then deleted as the data policy says.",
+            ],
+            links=[Link("Your data", "/me")],
+        ),
+    )
+
+
 SUBSCRIBERS: dict[str, Callable[[Session, Event], None]] = {
+    "hold.notice": on_hold_notice,
+    "account.verify_requested": on_verify_requested,
+    "account.reset_requested": on_reset_requested,
+    "account.signup_attempted": on_signup_attempted,
     "model.ready": on_model_ready,
     "model.failed": on_model_failed,
     "render.ready": on_render_ready,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from petportrait.pets.models import Species
+from petportrait.text import forbidden_character
 
 
 class PetCreate(BaseModel):
@@ -20,8 +21,10 @@ class PetCreate(BaseModel):
     @classmethod
     def _clean_name(cls, value: str) -> str:
         value = value.strip()
-        if not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("name must be non-empty printable text")
+        if not value or forbidden_character(value) is not None:
+            raise ValueError(
+                "name must be non-empty plain text on one line (no control or separator characters)"
+            )
         return value
 
 

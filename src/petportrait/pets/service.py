@@ -29,6 +29,7 @@ from petportrait.registry import emit, registry_of, settings_of
 from petportrait.retention import blobkeys, holds, policy, tombstones
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
+from petportrait.text import clean_line
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class UploadLimits:
 
 def create_pet(session: Session, *, owner_id: str, name: str, species: Species, settings: Settings) -> Pet:
     """Create a pet for its owner, within the account's quota of pets (429 beyond)."""
+    name = clean_line(name, field="name")
     limit = settings.quotas.pets_per_account
     owned = session.scalar(select(func.count()).select_from(Pet).where(Pet.owner_id == owner_id)) or 0
     if owned >= limit:

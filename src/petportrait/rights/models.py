@@ -73,6 +73,7 @@ class ContentReport(IdMixin, Base):
 class CaseState(StrEnum):
     OPEN = "open"  # opened, no notice yet
     NOTICE_SENT = "notice_sent"  # the cure period runs
+    FIX_CLAIMED = "fix_claimed"  # the person replied in the cure period: only staff, having read it, decide
     CURED = "cured"  # fixed in time: rights stay
     DISMISSED = "dismissed"  # no violation: rights stay
     REVOKED = "revoked"  # not cured in time, or clearly illegal or abusive

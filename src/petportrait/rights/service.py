@@ -499,7 +499,7 @@ def enforce_due(session: Session, *, now: datetime | None = None) -> int:
 def mark_cured(session: Session, *, case: SafetyCase, staff_id: str, note: str) -> SafetyCase:
     """The person fixed it in time: the case ends and the rights stay."""
     settle_due(session, subject_id=case.subject_id)
-    if case.state != CaseState.NOTICE_SENT.value:
+    if case.state not in (CaseState.NOTICE_SENT.value, CaseState.FIX_CLAIMED.value):
         raise Conflict(
             f"Only a case in its cure period can be cured; this one is {case.state}.", code="case_not_curable"
         )
@@ -572,8 +572,12 @@ def decide(session: Session, *, case: SafetyCase, staff_id: str, outcome: str, r
             raise Conflict(
                 "Send a notice with a statement of reasons and a cure period first.", code="notice_required"
             )
-        raise Conflict(f"This case is {case.state}.", code="case_decided")
-    if outcome in ("uphold",):
+        if case.state != CaseState.FIX_CLAIMED.value:
+            raise Conflict(f"This case is {case.state}.", code="case_decided")
+        # the person claimed a fix in time and staff read it and found it is not fixed
+        _revoke(session, case, now=now)
+        consequence = "Your reply was read and the portrait still breaks the policy: your licence is revoked."
+    elif outcome in ("uphold",):
         if case.state != CaseState.APPEALED.value:
             raise Conflict("Only an appealed case can be upheld.", code="not_appealed")
         if licence is not None and licence.status == LicenceStatus.REVOKED.value:
@@ -639,13 +643,40 @@ def timeline(session: Session, *, case_id: str) -> list[CaseEvent]:
 
 
 def reply(session: Session, *, owner_id: str, notice_id: str, message: str) -> CaseEvent:
-    """The person tells trust & safety what they did or why the notice is wrong."""
+    """The person tells trust & safety what they did or why the notice is wrong. A reply inside the cure
+    period claims a fix: the deadline no longer revokes anything, and only a staff decision taken after
+    reading the reply can; the person is told so."""
     notice = get_notice(session, owner_id=owner_id, notice_id=notice_id)
     case = session.get(SafetyCase, notice.case_id)
     assert case is not None
-    return _event(
-        session, case, kind="owner_replied", actor="you", actor_id=owner_id, body={"message": message}
+    claimed = case.state == CaseState.NOTICE_SENT.value
+    event = _event(
+        session,
+        case,
+        kind="owner_replied",
+        actor="you",
+        actor_id=owner_id,
+        body={"message": message, "fix_claimed": claimed},
     )
+    if claimed:
+        case.state = CaseState.FIX_CLAIMED.value
+        statement = _statement(
+            case,
+            consequence="You told us you fixed it in time: your licence stays in force until someone in "
+            "trust & safety has read your reply and decided.",
+            deadline=None,
+            how_to_fix="Nothing more unless we write to you again.",
+        )
+        received = _notice(session, case, kind="fix_claimed", statement=statement)
+        emit(
+            session,
+            "notice.decided",
+            owner_id=case.owner_id,
+            case_id=case.id,
+            decision="fix_claimed",
+            notice_id=received.id,
+        )
+    return event
 
 
 def appeal(session: Session, *, owner_id: str, notice_id: str, statement: str) -> SafetyCase:

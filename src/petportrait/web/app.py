@@ -93,7 +93,11 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(Idempotency)  # inside BodySizeLimit: bodies are bounded before they are read
     # Outermost last: security headers on every answer (refusals too), then the Host check, then the size.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.security.max_request_bytes,
+        max_parsed_bytes=settings.security.max_json_bytes,
+    )
     app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(
         SecurityHeaders, settings=settings, docs_paths=frozenset({DOCS_URL, f"{DOCS_URL}/oauth2-redirect"})

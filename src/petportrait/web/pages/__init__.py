@@ -11,10 +11,21 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 def page_routers() -> list[APIRouter]:
     """Every page router, in the order they are mounted."""
-    from petportrait.web.pages import auth, data, pets, portraits, rights, settings, staff, support
+    from petportrait.web.pages import (
+        account_links,
+        auth,
+        data,
+        pets,
+        portraits,
+        rights,
+        settings,
+        staff,
+        support,
+    )
 
     routers = [
         auth.router,
+        account_links.router,
         pets.router,
         portraits.router,
         data.router,

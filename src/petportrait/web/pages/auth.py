@@ -11,13 +11,18 @@ from fastapi import APIRouter, Form, Response
 from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import Role, User
 from petportrait.accounts.schemas import EMAIL_PATTERN
-from petportrait.errors import Conflict, TooManyRequests, Unauthorized
+from petportrait.errors import InvalidInput, TooManyRequests, Unauthorized
 from petportrait.ratelimit import client_address, limiter_of
 from petportrait.web.deps import SESSION_COOKIE
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MIN_PASSWORD = 10
+SIGNED_UP = (
+    "If this address can be used, your account is ready: sign in with your password, and follow the link we "
+    "emailed to confirm the address (until then it gets no other email). If it already had an account, "
+    "nothing changed: sign in, or reset the password."
+)
 
 
 def _safe_next(value: str | None) -> str:
@@ -60,8 +65,9 @@ def signup(
     password: Annotated[str, Form(max_length=256)] = "",
     password_again: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
-    """Create an account and sign in."""
-    email = email.strip().lower()
+    """Create an account; the answer is the same page whether or not the address had one (the person
+    then signs in; a new account is confirmed by the link emailed to it)."""
+    email = email.strip()
     errors: dict[str, str] = {}
     if not re.match(EMAIL_PATTERN, email):
         errors["email"] = "Enter an email address, like name@example.com."
@@ -75,12 +81,21 @@ def signup(
             detail="Too many sign-ups from this address.",
         )
         try:
-            user = accounts_service.create_user(page.session, email=email, password=password)
-        except Conflict:
-            errors["email"] = "An account with this email already exists. Sign in instead."
+            accounts_service.sign_up_quietly(
+                page.session, email=email, password=password, settings=page.settings
+            )
+        except InvalidInput as exc:
+            errors["email"] = exc.detail
         else:
-            start_session(page, user)
-            return page.redirect("/pets")
+            return page.render(
+                "account_link.html",
+                title="Check your email",
+                error=None,
+                form=None,
+                token="",
+                email="",
+                message=SIGNED_UP,
+            )
     return page.render("signup.html", status=422, title="Create an account", email=email, errors=errors)
 
 

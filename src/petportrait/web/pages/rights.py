@@ -35,6 +35,7 @@ NOTICE_KINDS = {
 CASE_STATES = {
     "open": "open",
     "notice_sent": "waiting for your fix",
+    "fix_claimed": "you replied: trust & safety reads it before anything changes",
     "cured": "fixed, closed",
     "dismissed": "dismissed, closed",
     "revoked": "licence revoked",

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Response
 from petportrait.errors import InvalidInput, ProblemError
 from petportrait.integrations import service as webhooks
 from petportrait.notifications import service as notifications
+from petportrait.ratelimit import limiter_of
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -84,8 +85,13 @@ def add_webhook(
 @router.post("/settings/webhooks/{endpoint_id}/test")
 def test_webhook(endpoint_id: str, page: FormPage) -> Response:
     """Send a signed test event now."""
-    delivery = webhooks.create_test(page.session, owner_id=page.user.id, endpoint_id=endpoint_id)
-    webhooks.attempt_now(page.session, delivery, settings=page.settings)
+    webhooks.request_test(
+        page.session,
+        page.services,
+        owner_id=page.user.id,
+        endpoint_id=endpoint_id,
+        limiter=limiter_of(page.request),
+    )
     return page.redirect("/settings?tested=1")
 
 

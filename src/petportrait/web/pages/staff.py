@@ -37,6 +37,7 @@ AUDIT_LIMIT = 200
 STAFF_CASE_STATES = {
     "open": "open, no notice sent yet",
     "notice_sent": "notice sent, cure period running",
+    "fix_claimed": "fix claimed in time: read the reply and decide",
     "cured": "fixed in time, closed",
     "dismissed": "dismissed, closed",
     "revoked": "licence revoked",
