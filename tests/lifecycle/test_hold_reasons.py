@@ -27,7 +27,7 @@ def _hold(client: TestClient, admin: dict[str, str], user_id: str, now: datetime
     hold: dict[str, str] = response.json()
     renewed = client.post(
         f"/api/v1/admin/holds/{hold['id']}/renew",
-        json={"ends_at": (now + 20 * DAY).isoformat(), "note": NOTE},
+        json={"ends_at": (now + 20 * DAY).isoformat(), "note": NOTE, "reason": f"Renewal: {REASON}"},
         headers=admin,
     )
     assert renewed.status_code == 200, renewed.text
