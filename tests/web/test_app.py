@@ -31,3 +31,28 @@ def test_unknown_path_and_method_are_problem_json(client: TestClient) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     wrong = client.put("/api/v1/pets")
     assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+
+
+def test_a_browser_gets_an_error_page_and_an_api_client_problem_json(client: TestClient) -> None:
+    page = client.get("/no-such-page", headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<html lang="en">' in page.text and "<title>Page not found · petportrait</title>" in page.text
+    assert 'class="site-header"' in page.text  # the site's layout, with its menu
+    assert "Vary" in page.headers and "Accept" in page.headers["Vary"]
+    for accept in ("application/json", "*/*", "", "text/html;q=0.5, application/json"):
+        headers = {"Accept": accept} if accept else {}
+        answer = client.get("/no-such-page", headers=headers)
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json", accept
+        assert answer.json()["code"] == "not_found"
+
+
+def test_an_api_error_reads_as_a_page_in_a_browser(client: TestClient) -> None:
+    page = client.get("/api/v1/pets", headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 401 and "<h1>Please sign in</h1>" in page.text
+    licence = client.get("/licences/nope", headers={"Accept": BROWSER_ACCEPT})
+    assert licence.status_code == 404 and "<h1>Page not found</h1>" in licence.text

@@ -204,7 +204,6 @@ def upload_photos(
                         "duplicate_photo",
                         "This file is byte for byte the same as a photo already uploaded (or sent twice).",
                     )
-                seen_raw.add(raw_sha)
                 clean = sanitize_photo(
                     incoming.data,
                     filename=incoming.filename,
@@ -221,6 +220,7 @@ def upload_photos(
                             "duplicate_photo",
                             "This photo is the same as, or nearly the same as, one already uploaded.",
                         )
+                seen_raw.add(raw_sha)  # only a file that is stored makes a later copy a duplicate
             except PhotoRejected as rejected:
                 outcome.code = rejected.code
                 outcome.detail = rejected.detail
