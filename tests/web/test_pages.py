@@ -110,6 +110,23 @@ def test_sign_in_with_a_wrong_password_reads_as_a_sentence(client: TestClient) -
     assert client.cookies.get(SESSION_COOKIE)
 
 
+def test_sign_in_warns_before_the_pause_and_offers_a_reset(client: TestClient) -> None:
+    sign_up(client, "owner@example.com")
+    token = csrf_of(client.get("/signin").text)
+    said = []
+    for _ in range(6):
+        answer = client.post(
+            "/signin", data={"email": "owner@example.com", "password": "not it", "csrf_token": token}
+        )
+        said.append((answer.status_code, answer.text))
+    assert all('href="/password-reset"' in text for _, text in said)
+    assert "more tries" not in said[0][1]  # no warning while there are many tries left
+    assert "You have 2 more tries before sign-in pauses" in said[2][1]
+    assert "You have 1 more try before sign-in pauses" in said[3][1]
+    assert "Another wrong password pauses sign-in" in said[4][1]
+    assert said[5][0] == 429 and "reset your password</a> meanwhile" in said[5][1]
+
+
 def test_sign_in_refuses_to_send_people_to_another_site(client: TestClient) -> None:
     sign_up(client, "owner@example.com")
     form = client.get("/signin")
