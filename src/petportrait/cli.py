@@ -36,6 +36,8 @@ def serve(
     import uvicorn
 
     from petportrait.web.app import create_app
+    from petportrait.web.pages import examples
+    from petportrait.web.pages.common import preview_in_use
 
     settings = cli_settings()
     bind_host, bind_port = host or settings.host, port or settings.port
@@ -45,6 +47,10 @@ def serve(
         logging.getLogger("petportrait.serve").warning(warning)
         typer.echo(f"WARNING: {warning}", err=True)
     application = create_app(settings)
+    if preview_in_use(settings):  # the styles' examples are made now, not when someone first looks
+        examples.ensure_started(settings)
+    shown = "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host
+    typer.echo(f"petportrait: open http://{shown}:{bind_port} in a browser (Ctrl+C stops it).", err=True)
     uvicorn.run(application, host=bind_host, port=bind_port, log_level="info")
 
 

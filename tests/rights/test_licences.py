@@ -141,7 +141,11 @@ def test_the_public_licence_page_and_api_show_pseudonym_hash_and_status(
     assert "example.com" not in text and items.owner_id not in text
     page = client.get(f"/licences/{licence_id}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert body["holder"] in page.text and body["content_sha256"] in page.text and "This licence is active" in page.text
+    assert (
+        body["holder"] in page.text
+        and body["content_sha256"] in page.text
+        and "This licence is active" in page.text
+    )
     assert "example.com" not in page.text
     assert client.get("/api/v1/licences/" + "0" * 32).json()["code"] == "licence_not_found"
     assert client.get("/licences/" + "0" * 32).status_code == 404
@@ -242,4 +246,6 @@ def test_anyone_can_report_a_portrait_from_its_licence_page(client: TestClient, 
         reports = list(session.scalars(select(ContentReport)))
         assert [(r.licence_id, r.reason) for r in reports] == [(licence_id, "hate")]
     terms = visitor.get("/terms")
-    assert terms.status_code == 200 and "(14 days unless" in terms.text and "Your photos are yours" in terms.text
+    assert (
+        terms.status_code == 200 and "(14 days unless" in terms.text and "Your photos are yours" in terms.text
+    )

@@ -54,6 +54,7 @@ CLAUSES: tuple[Clause, ...] = (
     ),
 )
 
+
 def cure_text(cure_days: float) -> str:
     """How cure and appeal work, with the cure period this server is configured with."""
     days = f"{cure_days:g} day" + ("" if f"{cure_days:g}" == "1" else "s")

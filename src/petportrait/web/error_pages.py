@@ -105,5 +105,6 @@ def _plain_page(title: str, detail: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{escape(title)} · petportrait</title><link rel="stylesheet" href="/static/app.css"></head>'
         f'<body><main id="main" class="wrap"><h1>{escape(title)}</h1>'
-        f'<p class="alert error" role="alert">{escape(detail)}</p><p><a href="/">Home</a></p></main></body></html>'
+        f'<p class="alert error" role="alert">{escape(detail)}</p>'
+        '<p><a href="/">Home</a></p></main></body></html>'
     )

@@ -32,7 +32,7 @@ _STATUS_CODES = {
 
 
 def problem_response(problem: ProblemError, request: Request) -> Response:
-    """A problem+json response for the error (a page in the site's layout for a browser that asks for HTML)."""
+    """A problem+json response for the error (a page in the layout for a browser that asks for HTML)."""
     if prefers_html(request):
         return error_page_response(request, problem)
     return JSONResponse(
