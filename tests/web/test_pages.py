@@ -10,9 +10,16 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from PIL import Image
 
+from petportrait.clock import utcnow
+from petportrait.db import session_scope
+from petportrait.jobs.models import Job
+from petportrait.pets.models import Pet
+from petportrait.portraits.models import Render
 from petportrait.web.app import Services
 from petportrait.web.deps import SESSION_COOKIE
 from tests.conftest import PASSWORD, pet_photos, sign_up
+from tests.lifecycle.helpers import add_render
+from tests.rights.helpers import add_items, user_id
 
 
 @pytest.fixture(autouse=True)
@@ -352,3 +359,37 @@ def test_a_person_opens_and_closes_a_support_case_from_the_support_page(client: 
     assert closed.status_code == 200 and "support can no longer look at its items" in closed.text
     assert "closed " in closed.text and "Close the case now" not in closed.text
     assert client.get("/api/v1/me/support-cases").json()["items"][0]["open"] is False
+
+
+def test_portraits_are_grouped_by_pet_and_style_and_each_painting_one_shows_its_steps(
+    client: TestClient, services: Services
+) -> None:
+    page_sign_up(client, "owner@example.com")
+    items = add_items(services, user_id(services, "owner@example.com"))
+    with session_scope(services.session_factory) as session:
+        pet = session.get(Pet, items.pet_id)
+        assert pet is not None
+        painting = add_render(session, services.blobs, pet, at=utcnow(), model_id=items.model_id)
+        painting.state, painting.style, painting.storage_key = "rendering", "oil_painting", None
+        session.add(
+            Job(
+                id=painting.job_id,
+                kind="render",
+                owner_id=pet.owner_id,
+                target_id=painting.id,
+                state="running",
+                progress_step=3,
+                progress_total=8,
+                created_at=utcnow(),
+            )
+        )
+        ready = session.get(Render, items.render_id)
+        assert ready is not None
+        ready.is_preview = True
+        pet_name = pet.name
+    html = client.get("/portraits").text
+    assert f'<h2 id="group-{items.pet_id}">{pet_name}</h2>' in html
+    assert html.count('class="h4 style-heading"') == 2  # watercolour and oil painting
+    assert "Painting: step 3 of 8" in html and 'max="8" value="3"' in html
+    assert "they are test patterns, not pictures of your pet" in html  # a preview portrait is said plainly
+    assert "data-viewer-item" in html and '<dialog id="viewer"' in html
