@@ -45,6 +45,7 @@ def test_a_browser_gets_an_error_page_and_an_api_client_problem_json(client: Tes
     assert page.headers["content-type"].startswith("text/html")
     assert '<html lang="en">' in page.text and "<title>Page not found · petportrait</title>" in page.text
     assert 'class="site-header"' in page.text  # the site's layout, with its menu
+    assert "There is nothing at this address." in page.text and "Not Found" not in page.text
     assert "Vary" in page.headers and "Accept" in page.headers["Vary"]
     for accept in ("application/json", "*/*", "", "text/html;q=0.5, application/json"):
         headers = {"Accept": accept} if accept else {}

@@ -10,6 +10,7 @@ in), a plain page without the person's menu is sent instead.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -42,6 +43,9 @@ PAGE_TEXTS: dict[int, tuple[str, str]] = {
         "Nothing you sent was kept half-way. Please try again in a moment.",
     ),
 }
+
+
+_PHRASES = {status.phrase.lower() for status in HTTPStatus}
 
 
 def _quality(part: str) -> tuple[str, float]:
@@ -86,6 +90,8 @@ def error_page_response(request: Request, problem: ProblemError) -> HTMLResponse
     title, sentence = page_texts(problem.status)
     # A sentence that a service wrote for people (the 4xx problems) is more precise than the general one.
     detail = problem.detail if 400 <= problem.status < 500 and problem.status != 405 else sentence
+    if detail.strip().lower() in _PHRASES:  # the bare status phrase of a routing miss ("Not Found")
+        detail = sentence
     try:
         response = error_page(request, status=problem.status, title=title, detail=detail)
     except Exception:  # the database is down: still a page, without the person's menu

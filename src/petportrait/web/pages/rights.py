@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
@@ -257,8 +258,8 @@ def terms_page(page: PageDep) -> Response:
         clauses=policy.CLAUSES,
         cure=policy.cure_text(page.settings.rights.cure_days),
         terms=policy.LICENCE_TERMS,
-        policy_version=policy.POLICY_VERSION,
-        terms_version=policy.LICENCE_TERMS_VERSION,
+        policy_date=date.fromisoformat(policy.POLICY_VERSION),
+        terms_date=date.fromisoformat(policy.LICENCE_TERMS_VERSION),
     )
 
 
