@@ -10,6 +10,17 @@ from playwright.sync_api import BrowserContext, Page, expect
 from tests.e2e.conftest import PASSWORD, PHONE, Server, address, journey_state, sign_up
 
 
+def test_style_examples_are_made_from_start_up_not_on_first_view(page: Page, server: Server) -> None:
+    """No page that starts the examples is visited here: serve started making them when it started."""
+    folder = server.data_dir / "style-examples"
+    for _ in range(240):
+        if folder.is_dir():
+            break
+        page.wait_for_timeout(500)
+    assert folder.is_dir(), "serve did not start making the style examples"
+    assert "could not make the style examples" not in server.log_tail()
+
+
 def test_error_pages_read_as_pages_in_a_browser(page: Page, server: Server) -> None:
     missing = page.goto(server.url("/no-such-page"))
     assert missing is not None and missing.status == 404
