@@ -157,9 +157,7 @@ def test_owner_journey(page: Page, server: Server, browser: Browser) -> None:
     # The public page of that licence, as anyone checking it sees it, and a report from a visitor.
     visitor = browser.new_context(viewport=DESKTOP)
     public = visitor.new_page()
-    public.goto(
-        server.url(page.get_by_role("link", name=re.compile("^/licences/")).get_attribute("href") or "")
-    )
+    public.goto(server.url(page.locator('a[href^="/licences/"]').get_attribute("href") or ""))
     expect(public.get_by_role("heading", name="Portrait licence")).to_be_visible()
     expect(public.get_by_text("This licence is active.")).to_be_visible()
     expect(public.get_by_text("a written notice and 14 days to fix a problem first")).to_be_visible()
