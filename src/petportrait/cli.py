@@ -49,6 +49,8 @@ def serve(
     import uvicorn
 
     from petportrait.web.app import create_app
+    from petportrait.web.pages import examples
+    from petportrait.web.pages.common import preview_in_use
     from petportrait.web.server import uvicorn_options
 
     settings = cli_settings()
@@ -60,6 +62,10 @@ def serve(
         typer.echo(f"WARNING: {warning}", err=True)
     with refused_start():
         application = create_app(settings)
+    if preview_in_use(settings):  # the styles' examples are made now, not when someone first looks
+        examples.ensure_started(settings)
+    shown = "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host
+    typer.echo(f"petportrait: open http://{shown}:{bind_port} in a browser (Ctrl+C stops it).", err=True)
     uvicorn.run(application, host=bind_host, port=bind_port, log_level="info", **uvicorn_options(settings))
 
 

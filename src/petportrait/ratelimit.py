@@ -116,6 +116,16 @@ class RateLimiter:
                 wait = max(wait, stats.reset_time - now)
         return max(1, math.ceil(wait))
 
+    def remaining(self, rule: str, key: str) -> int:
+        """Attempts left before the rule refuses this key (the tightest of its windows)."""
+        try:
+            return min(
+                self.strategy.get_window_stats(item, self.namespace, rule, key).remaining
+                for item in self.rules[rule]
+            )
+        except StorageError:
+            return 0
+
     def reset(self, rule: str, key: str) -> None:
         """Forget the attempts of one key (an owner who signed in from this address)."""
         for item in self.rules[rule]:

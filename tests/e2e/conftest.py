@@ -203,6 +203,33 @@ def shoot(page: Page, name: str, *, phone: bool = False) -> Path:
     return path
 
 
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def axe_violations(page: Page) -> list[str]:
+    """The WCAG A/AA violations axe-core finds on the page as it is now, one line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}})
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+    ]
+
+
+def journey_state(page: Page, name: str) -> None:
+    """One state of a journey: axe-core finds no violation at a desktop's size nor at a phone's, and both
+    are saved as screenshots (`name.png`, `name-phone.png`)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size or DESKTOP
+    for viewport, suffix in ((DESKTOP, ""), (PHONE, "-phone")):
+        page.set_viewport_size(viewport)
+        problems = axe_violations(page)
+        assert not problems, f"{name}{suffix} at {page.url}: " + "\n".join(problems)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}{suffix}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
 def sign_up(page: Page, server: Server, email: str) -> None:
     page.goto(server.url("/signup"))
     page.get_by_label("Email address").fill(email)

@@ -3,6 +3,7 @@ reaches a receiver on loopback and verifies), seen in the deliveries, and delete
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,7 +56,7 @@ def test_settings_page_preferences_and_a_webhook_endpoint(
     page.goto(server.url("/settings"))
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
 
-    page.get_by_label("Your time zone (dates in messages are written in it)").fill("Europe/Paris")
+    page.get_by_label("Your time zone (dates in messages are written in it)").select_option("Europe/Paris")
     page.get_by_label("Reminders 3 days before portraits and photos are deleted").uncheck()
     page.get_by_role("button", name="Save email preferences").click()
     expect(page.get_by_role("status")).to_contain_text("Your email preferences are saved.")
@@ -64,7 +65,14 @@ def test_settings_page_preferences_and_a_webhook_endpoint(
     )
     expect(page.get_by_label("Reminders 3 days before portraits and photos are deleted")).not_to_be_checked()
 
-    page.get_by_label("Your time zone (dates in messages are written in it)").fill("Mars/Olympus_Mons")
+    # A zone the list does not hold (an old form, a hand-made request) is refused next to the field.
+    page.evaluate(
+        "() => { const o = document.createElement('option'); o.text = 'Mars/Olympus_Mons'; "
+        "document.querySelector('#timezone').add(o); }"
+    )
+    page.get_by_label("Your time zone (dates in messages are written in it)").select_option(
+        "Mars/Olympus_Mons"
+    )
     page.get_by_role("button", name="Save email preferences").click()
     expect(page.locator("#settings-error")).to_be_visible()
 
@@ -95,5 +103,6 @@ def test_settings_page_preferences_and_a_webhook_endpoint(
     expect(page.locator("tbody")).to_contain_text("204")
     shoot(page, "21-settings-webhook-delivered")
 
-    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name=re.compile("^Delete")).click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(page.get_by_text("You have no webhook endpoints.")).to_be_visible()

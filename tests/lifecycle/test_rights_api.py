@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import io
@@ -262,7 +263,17 @@ def test_export_contains_exactly_what_the_person_holds(
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     names = set(archive.namelist())
     kept_file = f"photos/{pet_id}/{kept['id']}.jpg"
-    assert {n for n in names if not n.endswith(".json")} == {kept_file, f"renders/{render_id}.png"}
+    images = {kept_file, f"renders/{render_id}.png"}
+    assert {n for n in names if not n.endswith(".json")} == images | {"index.html", "index.csv"}
+    # the readable index names each photo and portrait with its pet, its file and its dates
+    rows = list(csv.DictReader(io.StringIO(archive.read("index.csv").decode("utf-8-sig"))))
+    assert [(r["kind"], r["pet"], r["file"]) for r in rows if r["file"]] == [
+        ("photo", "Mittens", kept_file),
+        ("portrait", "Mittens", f"renders/{render_id}.png"),
+    ]
+    assert all(r["made"] and r["deleted_on"] for r in rows) and [r["kind"] for r in rows].count("model") == 1
+    page = archive.read("index.html").decode()
+    assert f'<img src="{kept_file}"' in page and "Mittens" in page and '<html lang="en">' in page
     assert archive.read(kept_file) == client.get(kept["content_url"], headers=alice).content
     assert archive.read(f"renders/{render_id}.png") == services.blobs.get_bytes(render_key) == PNG
 

@@ -64,6 +64,20 @@ def test_byte_identical_copies_are_refused_before_decoding(
     assert len(decodes) == 1
 
 
+def test_copies_of_a_refused_file_are_told_its_own_reason_without_decoding_again(
+    client: TestClient, alice: dict[str, str], decodes: list[int]
+) -> None:
+    pet_id = _pet(client, alice)
+    small = io.BytesIO()
+    Image.new("RGB", (200, 150), (180, 120, 90)).save(small, format="JPEG")
+    response = _post(
+        client, alice, pet_id, [("tiny.jpg", small.getvalue()), ("tiny-again.jpg", small.getvalue())]
+    )
+    codes = [r["code"] for r in response.json()["results"]]
+    assert codes == ["image_too_small", "image_too_small"]  # not "you already uploaded this photo"
+    assert len(decodes) <= 1
+
+
 def test_a_request_decodes_at_most_its_pixel_budget(
     client: TestClient, services: Services, alice: dict[str, str], decodes: list[int]
 ) -> None:

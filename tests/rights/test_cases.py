@@ -58,6 +58,15 @@ def test_the_content_policy_is_served_with_its_version(client: TestClient) -> No
     assert body["version"] == policy.POLICY_VERSION
     assert [c["id"] for c in body["clauses"]][:3] == ["C1", "C2", "C3"]
     assert "14 days" in body["cure_and_appeal"] and body["licence_terms"]["version"]
+    assert "will not assert its copyright" in body["licence_terms"]["no_assertion"]
+
+
+def test_the_texts_state_the_configured_cure_period(services: Services) -> None:
+    settings = services.settings.model_copy(
+        update={"rights": services.settings.rights.model_copy(update={"cure_days": 21.0})}
+    )
+    text = str(policy.as_document(settings)["cure_and_appeal"])
+    assert "(21 days unless" in text and "14 days" not in text
 
 
 def test_prompts_with_refused_terms_or_refused_by_a_classifier_are_not_rendered(
@@ -153,7 +162,7 @@ def test_uncured_by_day_15_revokes_the_licence_and_refuses_downloads(
     assert refused.status_code == 451 and refused.json()["code"] == "licence_revoked"
     public = client.get(f"/api/v1/licences/{licence_id}").json()
     assert public["status"] == "revoked" and public["revoked_by_case"]["id"] == case["id"]
-    assert "Revoked" in client.get(f"/licences/{licence_id}").text
+    assert "This licence was revoked" in client.get(f"/licences/{licence_id}").text
     late = client.post(f"/api/v1/staff/cases/{case['id']}/cured", json={}, headers=ts)
     assert late.status_code == 409 and late.json()["code"] == "case_not_curable"
     notices = client.get("/api/v1/me/notices", headers=person).json()["items"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from petportrait.db import session_scope
 from petportrait.portraits.models import PetModel, Render
 from petportrait.rights import provenance
 from petportrait.rights import service as rights_service
-from petportrait.rights.models import Generation, Licence
+from petportrait.rights.models import ContentReport, Generation, Licence
 from petportrait.web.app import Services, create_app
 from tests.conftest import PASSWORD, make_settings, sign_up
 from tests.rights.helpers import add_items, audit_entries, png_bytes, user_id
@@ -140,7 +141,11 @@ def test_the_public_licence_page_and_api_show_pseudonym_hash_and_status(
     assert "example.com" not in text and items.owner_id not in text
     page = client.get(f"/licences/{licence_id}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert body["holder"] in page.text and body["content_sha256"] in page.text and "Active" in page.text
+    assert (
+        body["holder"] in page.text
+        and body["content_sha256"] in page.text
+        and "This licence is active" in page.text
+    )
     assert "example.com" not in page.text
     assert client.get("/api/v1/licences/" + "0" * 32).json()["code"] == "licence_not_found"
     assert client.get("/licences/" + "0" * 32).status_code == 404
@@ -217,3 +222,30 @@ def test_a_development_certificate_is_made_once_and_production_refuses_to_start_
     )
     material = provenance.signing_material(configured)
     assert not material.development and material.anchors_pem == ca
+
+
+def test_anyone_can_report_a_portrait_from_its_licence_page(client: TestClient, services: Services) -> None:
+    person = sign_up(client, "owner@example.com")
+    items = add_items(services, user_id(services, "owner@example.com"))
+    _download(client, person, items.render_id)
+    licence_id = client.get("/api/v1/me/licences", headers=person).json()["items"][0]["id"]
+    visitor = TestClient(client.app)  # no account, a cookie jar of its own
+    page = visitor.get(f"/licences/{licence_id}")
+    assert "will not assert its copyright" in page.text and "14 days to fix" in page.text
+    assert "POST /api/v1/reports" not in page.text
+    token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text)
+    assert token is not None
+    unchosen = visitor.post(f"/licences/{licence_id}/report", data={"csrf_token": token.group(1)})
+    assert unchosen.status_code == 422 and "Choose what is wrong with it." in unchosen.text
+    sent = visitor.post(
+        f"/licences/{licence_id}/report",
+        data={"csrf_token": token.group(1), "reason": "hate", "details": "a symbol in the corner"},
+    )
+    assert sent.status_code == 200 and "your report is received" in sent.text
+    with session_scope(services.session_factory) as session:
+        reports = list(session.scalars(select(ContentReport)))
+        assert [(r.licence_id, r.reason) for r in reports] == [(licence_id, "hate")]
+    terms = visitor.get("/terms")
+    assert (
+        terms.status_code == 200 and "(14 days unless" in terms.text and "Your photos are yours" in terms.text
+    )

@@ -10,9 +10,16 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from PIL import Image
 
+from petportrait.clock import utcnow
+from petportrait.db import session_scope
+from petportrait.jobs.models import Job
+from petportrait.pets.models import Pet
+from petportrait.portraits.models import Render
 from petportrait.web.app import Services
 from petportrait.web.deps import SESSION_COOKIE
 from tests.conftest import PASSWORD, pet_photos, sign_up
+from tests.lifecycle.helpers import add_render
+from tests.rights.helpers import add_items, user_id
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +130,23 @@ def test_sign_in_with_a_wrong_password_reads_as_a_sentence(client: TestClient) -
     )
     assert right.status_code == 303 and right.headers["location"] == "/me"
     assert client.cookies.get(SESSION_COOKIE)
+
+
+def test_sign_in_warns_before_the_pause_and_offers_a_reset(client: TestClient) -> None:
+    sign_up(client, "owner@example.com")
+    token = csrf_of(client.get("/signin").text)
+    said = []
+    for _ in range(6):
+        answer = client.post(
+            "/signin", data={"email": "owner@example.com", "password": "not it", "csrf_token": token}
+        )
+        said.append((answer.status_code, answer.text))
+    assert all('href="/password-reset"' in text for _, text in said)
+    assert "more tries" not in said[0][1]  # no warning while there are many tries left
+    assert "You have 2 more tries before sign-in pauses" in said[2][1]
+    assert "You have 1 more try before sign-in pauses" in said[3][1]
+    assert "Another wrong password pauses sign-in" in said[4][1]
+    assert said[5][0] == 429 and "reset your password</a> meanwhile" in said[5][1]
 
 
 def test_sign_in_refuses_to_send_people_to_another_site(client: TestClient) -> None:
@@ -351,3 +375,37 @@ def test_a_person_opens_and_closes_a_support_case_from_the_support_page(client: 
     assert closed.status_code == 200 and "support can no longer look at its items" in closed.text
     assert "closed " in closed.text and "Close the case now" not in closed.text
     assert client.get("/api/v1/me/support-cases").json()["items"][0]["open"] is False
+
+
+def test_portraits_are_grouped_by_pet_and_style_and_each_painting_one_shows_its_steps(
+    client: TestClient, services: Services
+) -> None:
+    page_sign_up(client, "owner@example.com")
+    items = add_items(services, user_id(services, "owner@example.com"))
+    with session_scope(services.session_factory) as session:
+        pet = session.get(Pet, items.pet_id)
+        assert pet is not None
+        painting = add_render(session, services.blobs, pet, at=utcnow(), model_id=items.model_id)
+        painting.state, painting.style, painting.storage_key = "rendering", "oil_painting", None
+        session.add(
+            Job(
+                id=painting.job_id,
+                kind="render",
+                owner_id=pet.owner_id,
+                target_id=painting.id,
+                state="running",
+                progress_step=3,
+                progress_total=8,
+                created_at=utcnow(),
+            )
+        )
+        ready = session.get(Render, items.render_id)
+        assert ready is not None
+        ready.is_preview = True
+        pet_name = pet.name
+    html = client.get("/portraits").text
+    assert f'<h2 id="group-{items.pet_id}">{pet_name}</h2>' in html
+    assert html.count('class="h4 style-heading"') == 2  # watercolour and oil painting
+    assert "Painting: step 3 of 8" in html and 'max="8" value="3"' in html
+    assert "they are test patterns, not pictures of your pet" in html  # a preview portrait is said plainly
+    assert "data-viewer-item" in html and '<dialog id="viewer"' in html

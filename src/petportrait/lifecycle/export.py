@@ -2,6 +2,7 @@
 
 Layout of the archive:
     manifest.json              format, when, the account, counts, and every file with its SHA-256
+    index.html  index.csv      a readable index: each photo, model and portrait with its pet, file and dates
     account.json  pets.json  photos.json  models.json  renders.json  jobs.json
     deletion_receipts.json     the person's tombstones
     access_log.json            audit entries about the person's data (reads with their purpose, deletions)
@@ -33,6 +34,7 @@ from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
 from petportrait.errors import NotFound
 from petportrait.jobs.models import Job
+from petportrait.lifecycle.export_index import index_csv, index_html, index_rows
 from petportrait.pets import service as pets_service
 from petportrait.registry import registry_of
 from petportrait.retention import audit, policy
@@ -253,6 +255,14 @@ def build_export(
             files.append(
                 {"path": f"{name}.json", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
             )
+        rows = index_rows(sections)  # the readable index: index.html and index.csv
+        readable = {
+            "index.html": index_html(rows, account_email=user.email, exported_at=now.isoformat()),
+            "index.csv": index_csv(rows),
+        }
+        for path, body in readable.items():
+            archive.writestr(path, body)
+            files.append({"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
         summary.counts = {name: len(data) for name, data in sections.items() if isinstance(data, list)}
         manifest = {
             "format": FORMAT,

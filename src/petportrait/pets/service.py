@@ -177,12 +177,14 @@ def upload_photos(
     # Byte-identical files are refused by the hash of their raw bytes, before any decoding: against the
     # pet's photos (as uploaded, or as stored) and against earlier files of this request.
     seen_raw = {p.source_sha256 for p in existing if p.source_sha256} | {p.sha256 for p in existing}
+    refused_raw: dict[str, PhotoRejected] = {}  # files of this request refused for their content
     budget = DecodeBudget(limits.request_pixels)  # pixels this request may still decode, all files together
     room = limits.max_photos - len(existing)
     outcomes: list[FileOutcome] = []
     written: list[str] = []
     try:
         for incoming in files:
+            raw_sha = ""
             shown = incoming.filename or ""
             outcome = FileOutcome(filename=shown)
             outcomes.append(outcome)
@@ -199,12 +201,13 @@ def upload_photos(
                         f"The file is larger than the limit of {limits.max_bytes:,} bytes.",
                     )
                 raw_sha = hashlib.sha256(incoming.data).hexdigest()
+                if raw_sha in refused_raw:  # a copy of a file refused earlier in this request: same reason
+                    raise refused_raw[raw_sha]
                 if raw_sha in seen_raw:
                     raise PhotoRejected(
                         "duplicate_photo",
                         "This file is byte for byte the same as a photo already uploaded (or sent twice).",
                     )
-                seen_raw.add(raw_sha)
                 clean = sanitize_photo(
                     incoming.data,
                     filename=incoming.filename,
@@ -221,7 +224,10 @@ def upload_photos(
                             "duplicate_photo",
                             "This photo is the same as, or nearly the same as, one already uploaded.",
                         )
+                seen_raw.add(raw_sha)  # only a file that is stored makes a later copy a duplicate
             except PhotoRejected as rejected:
+                if raw_sha:
+                    refused_raw[raw_sha] = rejected
                 outcome.code = rejected.code
                 outcome.detail = rejected.detail
                 continue

@@ -54,20 +54,30 @@ CLAUSES: tuple[Clause, ...] = (
     ),
 )
 
-CURE_TEXT = (
-    "Before a portrait's licence is lost for breaking a clause, you get a written notice with the facts, "
-    "the clause, the consequence, a deadline (14 days unless the notice says otherwise) and how to fix it. "
-    "Your rights stay in force until the deadline; fixed in time, they stay. Only content that is "
-    "clearly illegal or abusive loses its licence at once, with notice. You may appeal any decision."
-)
 
-LICENCE_TERMS_VERSION = "2026-11-30"
+def cure_text(cure_days: float) -> str:
+    """How cure and appeal work, with the cure period this server is configured with."""
+    days = f"{cure_days:g} day" + ("" if f"{cure_days:g}" == "1" else "s")
+    return (
+        "Before a portrait's licence is lost for breaking a clause, you get a written notice with the facts, "
+        f"the clause, the consequence, a deadline ({days} unless the notice says otherwise) and how to fix "
+        "it. Your rights stay in force until the deadline; fixed in time, they stay. Only content that is "
+        "clearly illegal or abusive loses its licence at once, with notice. You may appeal any decision."
+    )
+
+
+LICENCE_TERMS_VERSION = "2026-12-06"
 LICENCE_TERMS = {
     "grant": (
         "petportrait owns this generated image and grants its holder the exclusive right to reproduce and "
         "display it."
     ),
     "no_resale": "petportrait will not sell, license or transfer this image to anyone else.",
+    "no_assertion": (
+        "petportrait will not assert its copyright in this image against the holder, nor against the people "
+        "the holder shows or gives it to."
+    ),
+    "your_photos": "The holder keeps full ownership of the photos they uploaded; petportrait claims none.",
     "similar_images": (
         "Similar images may be made by others from similar photos; this licence covers this image, not the "
         "look of a pet or a style."
@@ -82,12 +92,13 @@ def clause(clause_id: str) -> Clause | None:
     return next((c for c in CLAUSES if c.id == clause_id), None)
 
 
-def as_document() -> dict[str, object]:
-    """The content policy as JSON-ready data."""
+def as_document(settings: Settings) -> dict[str, object]:
+    """The content policy as JSON-ready data (the cure period as configured)."""
     return {
         "version": POLICY_VERSION,
         "clauses": [{"id": c.id, "title": c.title, "text": c.text} for c in CLAUSES],
-        "cure_and_appeal": CURE_TEXT,
+        "cure_and_appeal": cure_text(settings.rights.cure_days),
+        "cure_days": settings.rights.cure_days,
         "licence_terms": {"version": LICENCE_TERMS_VERSION, **LICENCE_TERMS},
     }
 

@@ -3,14 +3,13 @@ the person's notices, trust & safety cases, and staff item views (scoped and aud
 
 from __future__ import annotations
 
-import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from petportrait.accounts.deps import CurrentUser, require_role
@@ -49,7 +48,6 @@ async def _signing_ready(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(tags=["rights"], lifespan=_signing_ready)
-page_router = APIRouter(tags=["rights"])
 
 
 def base_url(request: Request, settings: Settings) -> str:
@@ -68,40 +66,6 @@ def licence_api(
     """Anyone may verify a licence: holder's pseudonymous id, content hash, status (and the revoking case)."""
     licence = service.get_licence(session, licence_id=licence_id)
     return service.public_view(session, licence, base_url=base_url(request, settings))
-
-
-@page_router.get("/licences/{licence_id}", response_class=HTMLResponse, include_in_schema=False)
-def licence_page(
-    licence_id: str, request: Request, session: SessionDep, settings: SettingsDep
-) -> HTMLResponse:
-    """The public verification page of a licence."""
-    licence = service.get_licence(session, licence_id=licence_id)
-    view = service.public_view(session, licence, base_url=base_url(request, settings))
-    e = html.escape
-    revoked = view["revoked_by_case"]
-    status_line = (
-        f"<strong>Revoked</strong> on {e(view['revoked_at'] or '')} by case {e(revoked['id'])} "
-        f"(content policy clause {e(revoked['policy_clause'])})"
-        if revoked
-        else "<strong>Active</strong>"
-    )
-    terms = "".join(f"<li>{e(str(v))}</li>" for k, v in view["terms"].items() if k != "version")
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Licence {e(licence.id)} · petportrait</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main>
-<h1>Portrait licence</h1>
-<dl>
-<dt>Licence</dt><dd><code>{e(licence.id)}</code></dd>
-<dt>Status</dt><dd class="status-{e(view["status"])}">{status_line}</dd>
-<dt>Holder (pseudonymous)</dt><dd><code>{e(view["holder"])}</code></dd>
-<dt>Content hash (SHA-256)</dt><dd><code>{e(view["content_sha256"])}</code></dd>
-<dt>Granted</dt><dd>{e(view["granted_at"])}</dd>
-</dl>
-<h2>Terms ({e(view["terms"]["version"])})</h2><ul>{terms}</ul>
-<p>Something wrong with this image? Report it: <code>POST /api/v1/reports</code> with this licence id.</p>
-</main></body></html>"""
-    return HTMLResponse(body)
 
 
 @router.post(
@@ -154,9 +118,9 @@ async def verify_file(request: Request, settings: SettingsDep, limiter: LimiterD
 
 
 @router.get("/content-policy")
-def content_policy() -> dict[str, Any]:
+def content_policy(settings: SettingsDep) -> dict[str, Any]:
     """The content policy, its version, how cure and appeal work, and the licence terms."""
-    return policy.as_document()
+    return policy.as_document(settings)
 
 
 @router.post(

@@ -28,7 +28,6 @@ from petportrait.pets.views import router as pets_router
 from petportrait.portraits.views import router as portraits_router
 from petportrait.ratelimit import RateLimiter
 from petportrait.registry import Services
-from petportrait.rights.views import page_router as rights_page_router
 from petportrait.rights.views import router as rights_router
 from petportrait.services import build_consumer, build_services
 from petportrait.settings import Settings, get_settings
@@ -118,7 +117,6 @@ def create_app(
     api.include_router(transparency_me_router)
     app.include_router(api)
     app.include_router(lifecycle_metrics_router)
-    app.include_router(rights_page_router)
     app.include_router(transparency_well_known_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for page_router in page_routers():

@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from petportrait.errors import ProblemError
 from petportrait.outages import Dependency, unavailable
+from petportrait.web.error_pages import error_page_response, prefers_html
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -66,8 +67,10 @@ def outage_problem(dependency: Dependency) -> ProblemError:
     )
 
 
-def problem_response(problem: ProblemError, request: Request) -> JSONResponse:
-    """A problem+json response for the error."""
+def problem_response(problem: ProblemError, request: Request) -> Response:
+    """A problem+json response for the error (a page in the layout for a browser that asks for HTML)."""
+    if prefers_html(request):
+        return error_page_response(request, problem)
     return JSONResponse(
         problem.to_problem(instance=request.url.path),
         status_code=problem.status,
@@ -103,15 +106,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Register the handlers on the app."""
 
     @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    async def _problem(request: Request, exc: ProblemError) -> Response:
         return problem_response(exc, request)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return problem_response(_validation_problem(exc), request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "Error"))
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             code, title = "malformed_body", "Malformed body"
@@ -121,7 +124,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(problem, request)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         dependency = unavailable(exc)
         if dependency is not None:
             log.warning(

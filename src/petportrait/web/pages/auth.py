@@ -12,7 +12,7 @@ from petportrait.accounts import service as accounts_service
 from petportrait.accounts.models import Role, User
 from petportrait.accounts.schemas import EMAIL_PATTERN
 from petportrait.errors import InvalidInput, TooManyRequests, Unauthorized
-from petportrait.ratelimit import client_address, limiter_of
+from petportrait.ratelimit import account_key, client_address, limiter_of
 from petportrait.web.deps import SESSION_COOKIE
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 
@@ -23,6 +23,8 @@ SIGNED_UP = (
     "emailed to confirm the address (until then it gets no other email). If it already had an account, "
     "nothing changed: sign in, or reset the password."
 )
+
+WARN_TRIES = 2  # a failed sign-in says how many tries are left once this few remain
 
 
 def _safe_next(value: str | None) -> str:
@@ -126,12 +128,18 @@ def signin(
         )
     except (Unauthorized, TooManyRequests) as exc:
         status = 429 if isinstance(exc, TooManyRequests) else 401
+        left = None
+        if status == 401:  # warn before the pause, while the person can still choose to reset instead
+            key = f"{account_key(email)}|{client_address(page.request)}"
+            left = limiter_of(page.request).remaining("signin_per_account_and_address", key)
         response = page.render(
             "signin.html",
             status=status,
             title="Sign in",
             email=email,
             error=exc.detail,
+            tries_left=left if left is not None and left <= WARN_TRIES else None,
+            paused=status == 429,
             next=_safe_next(next) if next else "",
         )
         if "Retry-After" in exc.headers:

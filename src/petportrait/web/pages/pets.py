@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from petportrait.errors import InvalidInput, TooManyRequests
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
+from petportrait.notifications import service as notifications_service
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet, Photo, Species
 from petportrait.pets.views import read_incoming
@@ -103,6 +104,7 @@ def _pet_context(page: Page, pet: Pet) -> dict[str, Any]:
         "max_photos": page.settings.security.max_photos_per_pet,
         "min_side": page.settings.security.min_photo_side,
         "species_labels": SPECIES_LABELS,
+        "email_when_done": notifications_service.preferences(page.session, user_id=pet.owner_id).job_messages,
     }
 
 
@@ -176,9 +178,10 @@ def pet_page(pet_id: str, page: PageDep) -> Response:
 
 @router.get("/pets/{pet_id}/training")
 def training_fragment(pet_id: str, page: PageDep) -> Response:
-    """The training panel alone (htmx refreshes it when a training ends)."""
+    """The training panel (htmx asks for it when a training ends), with the photos and upload controls that
+    training kept disabled, swapped in beside it."""
     pet = pets_service.get_pet(page.session, owner_id=page.user.id, pet_id=pet_id)
-    return page.render("_training.html", **_pet_context(page, pet))
+    return page.render("_training.html", oob=True, **_pet_context(page, pet))
 
 
 @router.post("/pets/{pet_id}/photos")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from petportrait.errors import Conflict, NotFound, ProblemError
 from petportrait.jobs import service as jobs_service
+from petportrait.jobs.models import Job
 from petportrait.ml.styles import list_styles
 from petportrait.pets import service as pets_service
 from petportrait.pets.models import Pet
@@ -205,6 +207,25 @@ def render(
     return page.redirect("/portraits?retraining=1" if retraining else "/portraits")
 
 
+def gallery_groups(
+    renders: list[Render], *, pets: dict[str, Pet], titles: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The portraits grouped by pet (in the order of the pets), then by style (newest group first)."""
+    by_pet: dict[str, dict[str, list[Render]]] = {}
+    for render in renders:
+        label = titles.get(render.style or "", "Own description") if render.style else "Own description"
+        by_pet.setdefault(render.pet_id, {}).setdefault(label, []).append(render)
+    order = [pet_id for pet_id in pets if pet_id in by_pet] + [p for p in by_pet if p not in pets]
+    return [
+        {
+            "key": pet_id,
+            "pet": pets.get(pet_id),
+            "styles": [{"label": label, "renders": items} for label, items in by_pet[pet_id].items()],
+        }
+        for pet_id in order
+    ]
+
+
 def _gallery_context(page: Page) -> dict[str, Any]:
     user = page.user
     renders = portraits_service.list_renders(page.session, owner_id=user.id, settings=page.settings)
@@ -216,8 +237,16 @@ def _gallery_context(page: Page) -> dict[str, Any]:
             photos = pets_service.list_photos(page.session, owner_id=user.id, pet_id=pet.id)
             expired.append({"pet": pet, "training": training, "photos": photos})
     titles = {s.name: s.title for s in list_styles()}
+    jobs: dict[str, Job] = {}  # each portrait being painted, with its job's steps
+    for r in renders:
+        if r.state == RenderState.RENDERING.value and r.job_id:
+            with contextlib.suppress(NotFound):
+                jobs[r.id] = jobs_service.get_job_for_owner(page.session, owner_id=user.id, job_id=r.job_id)
     return {
         "renders": renders,
+        "groups": gallery_groups(renders, pets=pets, titles=titles),
+        "jobs": jobs,
+        "any_preview": any(r.is_preview for r in renders),
         "pets": pets,
         "titles": titles,
         "pending": any(r.state in PENDING for r in renders),

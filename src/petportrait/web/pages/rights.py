@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
@@ -14,6 +15,7 @@ from petportrait.errors import InvalidInput
 from petportrait.pets.models import Photo
 from petportrait.portraits import service as portraits_service
 from petportrait.portraits.models import Render
+from petportrait.ratelimit import client_address, limiter_of
 from petportrait.rights import downloads, policy
 from petportrait.rights import service as rights_service
 from petportrait.rights.models import SafetyCase
@@ -223,7 +225,7 @@ def licence_page(render_id: str, page: PageDep) -> Response:
     render = portraits_service.get_render(
         page.session, owner_id=page.user.id, render_id=render_id, settings=page.settings
     )
-    view = None
+    view = licence = None
     if render.state == "ready" and render.storage_key:
         with contextlib.suppress(downloads.LicenceRevoked):  # a revoked licence is shown as revoked
             downloads.ensure_licence(page.session, render=render, settings=page.settings)
@@ -235,5 +237,89 @@ def licence_page(render_id: str, page: PageDep) -> Response:
         title="Licence",
         render=render,
         view=view,
+        licence=licence,
         terms=policy.LICENCE_TERMS,
+        cure_days=page.settings.rights.cure_days,
     )
+
+
+# -- public: the terms, a licence as anyone checking it sees it, and a report about it ---------------------
+
+REPORT_REASON_LABELS = {
+    "sexual": "Sexual content",
+    "gore": "Gore or cruelty",
+    "hate": "Hate",
+    "deception": "Presented as a real photograph, or its record was tampered with",
+    "rights": "It infringes someone's rights or harasses someone",
+    "illegal": "It is clearly illegal or abusive",
+    "other": "Something else",
+}
+
+
+@router.get("/terms")
+def terms_page(page: PageDep) -> Response:
+    """The content policy and the licence terms, with the cure period this server keeps."""
+    return page.render(
+        "terms.html",
+        title="Content policy and licence terms",
+        clauses=policy.CLAUSES,
+        cure=policy.cure_text(page.settings.rights.cure_days),
+        terms=policy.LICENCE_TERMS,
+        policy_date=date.fromisoformat(policy.POLICY_VERSION),
+        terms_date=date.fromisoformat(policy.LICENCE_TERMS_VERSION),
+    )
+
+
+def _public_licence(page: Page, licence_id: str, **extra: Any) -> Response:
+    licence = rights_service.get_licence(page.session, licence_id=licence_id)
+    view = rights_service.public_view(page.session, licence, base_url=page.settings.public_base_url)
+    case = view["revoked_by_case"]
+    return page.render(
+        "licence_public.html",
+        status=extra.pop("status", 200),
+        title="Portrait licence",
+        licence=licence,
+        view=view,
+        clause=policy.clause(case["policy_clause"]) if case else None,
+        terms=policy.LICENCE_TERMS,
+        reasons=REPORT_REASON_LABELS,
+        cure_days=page.settings.rights.cure_days,
+        form=extra.pop("form", {"reason": "", "details": "", "contact": ""}),
+        errors=extra.pop("errors", {}),
+        **extra,
+    )
+
+
+@router.get("/licences/{licence_id}")
+def public_licence_page(licence_id: str, page: PageDep, reported: str | None = None) -> Response:
+    """A licence as anyone checking it sees it, in plain words, with a form to report the portrait."""
+    return _public_licence(page, licence_id, reported=bool(reported))
+
+
+@router.post("/licences/{licence_id}/report")
+def report_licence(
+    licence_id: str,
+    page: FormPage,
+    reason: Annotated[str, Form(max_length=64)] = "",
+    details: Annotated[str, Form(max_length=5000)] = "",
+    contact: Annotated[str, Form(max_length=320)] = "",
+) -> Response:
+    """Anyone may report a portrait from its licence page; trust & safety reviews it."""
+    form = {"reason": reason, "details": details, "contact": contact}
+    if reason not in REPORT_REASON_LABELS:
+        return _public_licence(
+            page, licence_id, status=422, form=form, errors={"reason": "Choose what is wrong with it."}
+        )
+    limiter_of(page.request).take(
+        ("reports_per_address", client_address(page.request)), detail="Too many reports from this address."
+    )
+    rights_service.file_report(
+        page.session,
+        licence_id=licence_id,
+        url=None,
+        reason=reason,
+        details=details.strip(),
+        contact=contact.strip() or None,
+        reporter_id=page.principal.user.id if page.principal is not None else None,
+    )
+    return page.redirect(f"/licences/{licence_id}?reported=1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
@@ -13,6 +14,24 @@ from petportrait.ratelimit import limiter_of
 from petportrait.web.pages.common import FormPage, Page, PageDep, PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+EVENT_LABELS = {
+    "model.ready": "A pet's model is ready",
+    "model.failed": "A pet's model could not be trained",
+    "render.ready": "A portrait is ready",
+    "render.failed": "A portrait could not be made",
+    "item.deleted": "A photo, model or portrait was deleted",
+    "consent.requested": "We ask to use an image in marketing",
+    "notice.sent": "A content-policy notice was sent to you",
+    "webhook.test": "Test event",
+}
+DELIVERY_STATES = {
+    "pending": "waiting to be sent",
+    "sending": "being sent",
+    "delivered": "delivered",
+    "failed": "failed, not retried",
+}
+TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
 
 
 def _context(page: Page, **extra: Any) -> dict[str, Any]:
@@ -29,8 +48,13 @@ def _context(page: Page, **extra: Any) -> dict[str, Any]:
             for e in endpoints
         ],
         "events": webhooks.EVENTS,
+        "event_labels": EVENT_LABELS,
+        "delivery_states": DELIVERY_STATES,
+        "time_zones": TIME_ZONES,
         "secret": None,
         "form_error": None,
+        "hook_errors": {},
+        "hook_form": {"url": "", "events": list(webhooks.EVENTS)},
         **extra,
     }
 
@@ -76,8 +100,18 @@ def add_webhook(
             page.session, owner_id=page.user.id, url=url, events=events or [], settings=page.settings
         )
     except ProblemError as exc:
+        field = "events" if exc.code == "invalid_webhook_events" else "url"
+        if field == "events" and not events:
+            detail = "Choose at least one event to be told about."
+        elif field == "events":
+            detail = "Choose among the events listed."
+        else:
+            detail = exc.detail
         return page.render(
-            "settings.html", status=422, title="Settings", **_context(page, form_error=exc.detail)
+            "settings.html",
+            status=422,
+            title="Settings",
+            **_context(page, hook_errors={field: detail}, hook_form={"url": url, "events": events or []}),
         )
     return page.render("settings.html", title="Settings", **_context(page, secret=created.secret))
 
