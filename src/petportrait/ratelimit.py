@@ -120,7 +120,7 @@ class RateLimiter:
         """Attempts left before the rule refuses this key (the tightest of its windows)."""
         try:
             return min(
-                self.strategy.get_window_stats(item, self.namespace, rule, key).remaining
+                self.strategy.get_window_stats(item, self.namespace, rule, self.stored_key(key)).remaining
                 for item in self.rules[rule]
             )
         except StorageError:
