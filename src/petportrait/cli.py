@@ -38,6 +38,7 @@ def serve(
     from petportrait.web.app import create_app
 
     settings = cli_settings()
+    observe(settings, service="petportrait-api")
     bind_host, bind_port = host or settings.host, port or settings.port
     settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
     warning = exposure_warning(settings)
@@ -45,7 +46,17 @@ def serve(
         logging.getLogger("petportrait.serve").warning(warning)
         typer.echo(f"WARNING: {warning}", err=True)
     application = create_app(settings)
-    uvicorn.run(application, host=bind_host, port=bind_port, log_level="info")
+    # logging is ours (observe): uvicorn's loggers go through it, and its access line is ours too
+    uvicorn.run(application, host=bind_host, port=bind_port, log_config=None, access_log=False)
+
+
+def observe(settings: Settings, *, service: str) -> None:
+    """Logs in the configured format (with request and job ids); traces when OTEL_EXPORTER_OTLP_* is set."""
+    from petportrait.telemetry import configure_logging, configure_tracing
+
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    if configure_tracing(service_name=service):
+        logging.getLogger("petportrait.telemetry").info("exporting traces over OTLP")
 
 
 def exposure_warning(settings: Settings) -> str | None:
@@ -74,12 +85,11 @@ def worker(
     ] = True,
 ) -> None:
     """Run a job consumer, one job at a time (one per GPU); SIGTERM finishes the job, twice hands it back."""
-    import logging
-
     from petportrait.services import build_consumer, build_services
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = build_services(cli_settings())
+    settings = cli_settings()
+    observe(settings, service="petportrait-worker")
+    services = build_services(settings)
     consumer = build_consumer(services, periodic=periodic)
     consumer.run_forever()
     services.engine.dispose()

@@ -29,6 +29,7 @@ from petportrait.retention import policy
 from petportrait.retention.keys import encrypted_store
 from petportrait.settings import Settings
 from petportrait.storage import create_blob_store
+from petportrait.telemetry import instrument_engine
 
 # The order in which domains register: lower domains first, the lifecycle aggregate last.
 DOMAINS = (
@@ -62,6 +63,7 @@ def build_services(
     registry = registry or build_registry()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url, echo=settings.database.echo)
+    instrument_engine(engine)
     if migrate is None:
         migrate = engine.dialect.name == "sqlite"
     if migrate:

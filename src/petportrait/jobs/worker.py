@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.clock import utcnow
@@ -39,9 +40,31 @@ from petportrait.jobs.models import Job, JobState
 from petportrait.jobs.runner import JobHandler
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
+from petportrait.telemetry import periodic_span
 
 log = logging.getLogger(__name__)
 PERIODIC_LEASE = "periodic"
+
+# Kept by the process that holds the periodic lease (served at /metrics by lifecycle.metrics).
+PERIODIC_REGISTRY = CollectorRegistry()
+PERIODIC_LAST_SUCCESS = Gauge(
+    "petportrait_periodic_last_success_timestamp_seconds",
+    "When each periodic task last ended without an error, in this process.",
+    ["task"],
+    registry=PERIODIC_REGISTRY,
+)
+PERIODIC_INTERVAL = Gauge(
+    "petportrait_periodic_interval_seconds",
+    "Each periodic task's interval.",
+    ["task"],
+    registry=PERIODIC_REGISTRY,
+)
+PERIODIC_FAILURES = Counter(
+    "petportrait_periodic_failures",
+    "Runs of each periodic task that raised.",
+    ["task"],
+    registry=PERIODIC_REGISTRY,
+)
 
 
 @dataclass
@@ -189,9 +212,13 @@ class Consumer:
                 for task in self.periodic_tasks:
                     if now - task.last_run >= task.interval:
                         task.last_run = now
+                        PERIODIC_INTERVAL.labels(task=task.name).set(task.interval)
                         try:
-                            task.run()
+                            with periodic_span(task.name):
+                                task.run()
+                            PERIODIC_LAST_SUCCESS.labels(task=task.name).set(time.time())
                         except Exception:
+                            PERIODIC_FAILURES.labels(task=task.name).inc()
                             log.exception("periodic task %s failed", task.name)
             except Exception:
                 log.exception("periodic loop error")

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.accounts.models import ApiToken, User
@@ -955,3 +955,11 @@ def export_section(session: Session, user_id: str) -> list[dict[str, Any]]:
         }
         for r in session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == user_id))
     ]
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    """How many outbox messages are in each state (for the metrics; `failed` means retries ran out)."""
+    rows = session.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)).all()
+    counts = {state.value: 0 for state in OutboxState}
+    counts.update({state: int(count) for state, count in rows})
+    return counts
