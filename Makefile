@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck install clean bench browser lock
+.PHONY: run test lint typecheck install clean bench browser lock promtool image
 
 TORCH := torch==2.13.0
 
@@ -40,10 +40,21 @@ $(BROWSER_STAMP): $(STAMP)
 
 browser: $(BROWSER_STAMP)
 
+# The alert rules' tests run Debian's promtool (package prometheus); tests/ops fails without it.
+PROMTOOL_STAMP := $(VENV)/.promtool
+$(PROMTOOL_STAMP): $(STAMP)
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; fi; \
+	fi
+	touch $(PROMTOOL_STAMP)
+
+promtool: $(PROMTOOL_STAMP)
+
 run: $(STAMP)
 	$(BIN)/petportrait serve
 
-test: $(STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(BROWSER_STAMP) $(PROMTOOL_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports

@@ -120,8 +120,11 @@ def test_one_trace_and_request_id_from_the_upload_request_through_the_training_j
         parent = by_id[parent.span_id].parent
     assert request_span in chain
     assert (job_span.attributes or {})["petportrait.job.id"] == job_id
-    statements = [s for s in spans if s.context.trace_id == trace_id and s.parent
-                  and s.parent.span_id == job_span.context.span_id]
+    statements = [
+        s
+        for s in spans
+        if s.context.trace_id == trace_id and s.parent and s.parent.span_id == job_span.context.span_id
+    ]
     assert statements, "the job's database statements are spans of its trace"
 
     records = [json.loads(line) for line in lines.getvalue().splitlines() if line.strip()]
