@@ -7,6 +7,7 @@ test fails rather than skips, so CI cannot pass without running the rules' own t
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "petportrait.json"
 WRITTEN_BY_THE_CHECK_SCRIPT = {
     "petportrait_retention_check_ok",
     "petportrait_retention_check_last_run_timestamp_seconds",
@@ -45,15 +47,20 @@ def test_promtool_checks_the_rules_and_their_unit_tests_pass() -> None:
     assert "SUCCESS" in test.stdout
 
 
-def test_every_series_the_rules_read_is_served_at_metrics(client: TestClient) -> None:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    names = {
-        name
-        for group in groups
-        for rule in group["rules"]
-        for name in re.findall(r"\bpetportrait_[a-z_]+\b", rule["expr"])
+def _series(expr: str) -> set[str]:
+    return {
+        re.sub(r"_(bucket|count|sum)$", "", name) for name in re.findall(r"\bpetportrait_[a-z_]+\b", expr)
     }
-    assert names, "the rules read petportrait's series"
+
+
+def test_every_series_the_rules_and_the_dashboard_read_is_served_at_metrics(client: TestClient) -> None:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    names = {name for group in groups for rule in group["rules"] for name in _series(rule["expr"])}
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    names |= {
+        name for panel in panels for target in panel.get("targets", []) for name in _series(target["expr"])
+    }
+    assert len(names) > 10, "the rules and the dashboard read petportrait's series"
     client.get("/api/v1/no-such-route")  # one answered request, so that the request counter has a sample
     exposed = client.get("/metrics").text
     served = set(re.findall(r"^# TYPE (\S+) ", exposed, flags=re.MULTILINE))
