@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck install clean bench browser lock promtool image
+.PHONY: run test lint typecheck install clean bench browser lock promtool image debian-base wheels
 
 TORCH := torch==2.13.0
 
@@ -67,3 +67,40 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# --- the OCI image (Containerfile) -----------------------------------------------------------------------
+# `make image` builds petportrait:latest with podman, else docker. When the base image cannot be pulled (no
+# registry reachable), a base is built from Debian's packages with mmdebstrap and imported. When .wheels/
+# holds wheels (`make wheels`, from this machine's package index and pip settings), the build installs from
+# them alone; otherwise pip inside the build uses the public indexes.
+IMAGE ?= petportrait:latest
+ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+BASE ?= docker.io/library/python:3.11-slim-bookworm
+DEBIAN_BASE ?= localhost/petportrait-base:bookworm
+DEBIAN_SUITE ?= bookworm
+BUILD_FLAGS ?=
+
+image:
+	@test -n "$(ENGINE)" || { echo "neither podman nor docker found"; exit 1; }
+	mkdir -p .wheels
+	@base="$(BASE)"; \
+	if ! $(ENGINE) image inspect "$$base" >/dev/null 2>&1 && ! timeout 120 $(ENGINE) pull -q "$$base" >/dev/null 2>&1; then \
+	  echo "cannot pull $$base: using a base built from Debian's packages ($(DEBIAN_BASE))"; \
+	  $(MAKE) --no-print-directory debian-base; base="$(DEBIAN_BASE)"; \
+	fi; \
+	echo "$(ENGINE) build --build-arg BASE=$$base -t $(IMAGE) ."; \
+	$(ENGINE) build $(BUILD_FLAGS) --build-arg BASE="$$base" -f Containerfile -t $(IMAGE) .
+
+debian-base:
+	@test -n "$(ENGINE)" || { echo "neither podman nor docker found"; exit 1; }
+	@if ! $(ENGINE) image inspect $(DEBIAN_BASE) >/dev/null 2>&1; then \
+	  command -v mmdebstrap >/dev/null || { echo "mmdebstrap not found: apt-get install mmdebstrap"; exit 1; }; \
+	  mmdebstrap --quiet --variant=apt --include=python3,python3-venv,ca-certificates,libgomp1 \
+	    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+	    --dpkgopt='path-exclude=/usr/share/locale/*' $(DEBIAN_SUITE) - \
+	  | $(ENGINE) import --change 'CMD ["python3"]' - $(DEBIAN_BASE); \
+	fi
+
+wheels: $(STAMP)
+	$(BIN)/python -m pip wheel -q -w .wheels -c constraints.txt "$(TORCH)" ".[postgres,s3]" setuptools wheel
+	rm -f .wheels/petportrait-*.whl

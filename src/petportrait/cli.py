@@ -283,7 +283,16 @@ def portrait(
 
 
 def main() -> None:
-    """Entry point of the `petportrait` command."""
+    """Entry point of the `petportrait` command (secrets from PETPORTRAIT__..._FILE files first)."""
+    import os
+
+    from petportrait.settings import read_secret_files
+
+    try:
+        read_secret_files(os.environ)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
     app()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import MutableMapping
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -413,3 +414,29 @@ def decode_kek(value: str) -> bytes:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+SECRET_FILE_SUFFIX = "_FILE"
+
+
+def read_secret_files(environ: MutableMapping[str, str]) -> list[str]:
+    """For each PETPORTRAIT__..._FILE variable, set the variable it names from that file's content.
+
+    Secrets (secret key, key-encryption key, metrics token, database URL with its password) come from files
+    mounted by the container runtime (compose `secrets:`, Kubernetes), never from the compose file itself:
+    `PETPORTRAIT__SECURITY__SECRET_KEY_FILE=/run/secrets/secret_key`. A variable set directly wins. Returns
+    the names set; a file that cannot be read stops start-up with its variable's name.
+    """
+    names = []
+    for name in sorted(environ):
+        if not (name.startswith("PETPORTRAIT__") and name.endswith(SECRET_FILE_SUFFIX)):
+            continue
+        target = name.removesuffix(SECRET_FILE_SUFFIX)
+        if environ.get(target):
+            continue
+        try:
+            environ[target] = Path(environ[name]).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read {environ[name]!r} ({exc.strerror})") from exc
+        names.append(target)
+    return names
