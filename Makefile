@@ -102,5 +102,7 @@ debian-base:
 	fi
 
 wheels: $(STAMP)
-	$(BIN)/python -m pip wheel -q -w .wheels -c constraints.txt "$(TORCH)" ".[postgres,s3]" setuptools wheel
+	# async-timeout: redis needs it below Python 3.11.3 (Debian bookworm's python3), whatever this machine runs
+	$(BIN)/python -m pip wheel -q -w .wheels -c constraints.txt "$(TORCH)" ".[postgres,s3]" setuptools wheel \
+	  "async-timeout>=4.0.3"
 	rm -f .wheels/petportrait-*.whl
