@@ -98,12 +98,9 @@ def test_one_trace_and_request_id_from_the_upload_request_through_the_training_j
             headers=headers,
         )
         assert rendered.status_code == 202, rendered.text
-        render_job = rendered.json()["job"]["id"] if "job" in rendered.json() else None
         other = client.get("/api/v1/me", headers=headers)
         assert other.headers["x-request-id"] != REQUEST_ID  # a new id for each request without one
-    if render_job:
-        assert services.queue.dequeue(timeout=5) == render_job
-        assert runner.run_job(consumer.ctx, render_job) == "succeeded"
+    # (the render job itself is not run: it would double the test's time for no new path)
 
     spans = exporter.get_finished_spans()
     request_span = next(
@@ -134,6 +131,8 @@ def test_one_trace_and_request_id_from_the_upload_request_through_the_training_j
     assert job_lines and all(r["request_id"] == REQUEST_ID for r in job_lines)
     assert all(r["trace_id"] == format(trace_id, "032x") for r in job_lines)
 
+    who = ("client.address", "http.client_ip", "net.peer.ip", "user_agent.original", "http.user_agent")
+    assert not [(s.name, k) for s in spans for k in who if k in (s.attributes or {})]
     secrets_of_the_person = [EMAIL, EMAIL.split("@")[0], PET_NAME, PROMPT, *(p.name for p in photos)]
     texts = [lines.getvalue()] + [v for s in spans for v in _attribute_values(s)]
     for text in texts:
