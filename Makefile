@@ -78,7 +78,8 @@ ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null
 BASE ?= docker.io/library/python:3.11-slim-bookworm
 DEBIAN_BASE ?= localhost/petportrait-base:bookworm
 DEBIAN_SUITE ?= bookworm
-BUILD_FLAGS ?=
+# podman's default OCI format has no HEALTHCHECK: build in docker's format so that the health check stays
+BUILD_FLAGS ?= $(if $(findstring podman,$(notdir $(ENGINE))),--format docker)
 
 image:
 	@test -n "$(ENGINE)" || { echo "neither podman nor docker found"; exit 1; }

@@ -27,6 +27,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from sqlalchemy import create_engine, text
 
+from petportrait.rights.provenance import make_development_chain
 from tests.conftest import PASSWORD, pet_photos
 from tests.jobs.test_queue_contract import REDIS_URL, redis_available
 
@@ -158,6 +159,8 @@ def deployment(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "metrics_token": secrets.token_urlsafe(24),
         "database_url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
     }
+    chain, key, _ca = make_development_chain()
+    values.update({"signing_cert": chain.decode(), "signing_key": key.decode()})
     for name, value in values.items():
         (secrets_dir / name).write_text(value)
         (secrets_dir / name).chmod(0o444)  # the container's user is not the file's owner
@@ -174,6 +177,8 @@ def deployment(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "PETPORTRAIT__SECURITY__KEY_ENCRYPTION_KEY_FILE": "/run/secrets/kek",
         "PETPORTRAIT__SECURITY__METRICS_TOKEN_FILE": "/run/secrets/metrics_token",
         "PETPORTRAIT__DATABASE__URL_FILE": "/run/secrets/database_url",
+        "PETPORTRAIT__RIGHTS__SIGNING_CERT": "/run/secrets/signing_cert",
+        "PETPORTRAIT__RIGHTS__SIGNING_KEY": "/run/secrets/signing_key",
         "PETPORTRAIT__QUEUE__URL": REDIS_URL,
         "PETPORTRAIT__QUEUE__NAME": f"container-{uuid.uuid4().hex[:8]}",
         "PETPORTRAIT__QUEUE__EMBEDDED_CONSUMER": "false",
