@@ -37,6 +37,7 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 pytestmark = [
     pytest.mark.container,
+    pytest.mark.timeout(3600),  # a cold image build alone takes 6 to 15 minutes on 2 busy cores
     pytest.mark.skipif(
         os.environ.get("PETPORTRAIT_CONTAINER_TESTS") != "1",
         reason="opt-in: PETPORTRAIT_CONTAINER_TESTS=1 (builds the image with podman)",
