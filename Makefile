@@ -96,7 +96,7 @@ debian-base:
 	@test -n "$(ENGINE)" || { echo "neither podman nor docker found"; exit 1; }
 	@if ! $(ENGINE) image inspect $(DEBIAN_BASE) >/dev/null 2>&1; then \
 	  command -v mmdebstrap >/dev/null || { echo "mmdebstrap not found: apt-get install mmdebstrap"; exit 1; }; \
-	  mmdebstrap --quiet --variant=apt --include=python3,python3-venv,ca-certificates,libgomp1 \
+	  mmdebstrap --quiet --variant=apt --include=python3,python3-venv,ca-certificates,libgomp1,tzdata \
 	    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
 	    --dpkgopt='path-exclude=/usr/share/locale/*' $(DEBIAN_SUITE) - \
 	  | $(ENGINE) import --change 'CMD ["python3"]' - $(DEBIAN_BASE); \

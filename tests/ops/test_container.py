@@ -248,9 +248,9 @@ def test_the_image_serves_trains_and_renders_as_non_root_on_a_read_only_root(dep
     client = httpx.Client(base_url=base, timeout=60)
     email = f"container-{uuid.uuid4().hex[:6]}@example.com"
     assert client.post("/api/v1/accounts", json={"email": email, "password": PASSWORD}).status_code == 202
-    token = client.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD}).json()[
-        "access_token"
-    ]
+    signed_in = client.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD})
+    assert signed_in.status_code == 200, podman("logs", api).stderr[-3000:]
+    token = signed_in.json()["access_token"]
     client.headers["Authorization"] = f"Bearer {token}"
     pet = client.post("/api/v1/pets", json={"name": "Rex", "species": "dog"}).json()
     photos = pet_photos("dog")[:4]
