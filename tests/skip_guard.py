@@ -14,6 +14,12 @@ ALLOWED_SKIPS: dict[str, re.Pattern[str]] = {
     "cuda-machine": re.compile(r"this machine has CUDA"),
     # tests/pets/test_imaging.py: a Pillow built without an encoder cannot make the hostile file at all
     "pillow-encoder": re.compile(r"this Pillow cannot write (JPEG2000|AVIF)"),
+    # tests that need a PostgreSQL server of their own: they run in CI's PostgreSQL leg
+    "postgres-leg": re.compile(r"needs PostgreSQL|the skew needs PostgreSQL|autovacuum is PostgreSQL's"),
+    # tests of a database at an old revision, made fresh on SQLite: they run in the SQLite leg
+    "sqlite-leg": re.compile(r"at an old revision is made (fresh )?on SQLite"),
+    # tests/ops/test_container.py builds an OCI image (minutes): run on purpose with PETPORTRAIT_CONTAINER_TESTS=1
+    "container-opt-in": re.compile(r"PETPORTRAIT_CONTAINER_TESTS"),
 }
 
 _SKIPS: list[tuple[str, str]] = []

@@ -54,6 +54,7 @@ def serve(
     from petportrait.web.server import uvicorn_options
 
     settings = cli_settings()
+    observe(settings, service="petportrait-api")
     bind_host, bind_port = host or settings.host, port or settings.port
     settings = settings.model_copy(update={"host": bind_host, "port": bind_port})
     warning = exposure_warning(settings)
@@ -66,7 +67,23 @@ def serve(
         examples.ensure_started(settings)
     shown = "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host
     typer.echo(f"petportrait: open http://{shown}:{bind_port} in a browser (Ctrl+C stops it).", err=True)
-    uvicorn.run(application, host=bind_host, port=bind_port, log_level="info", **uvicorn_options(settings))
+    # logging is ours (observe): uvicorn's loggers go through it, and its access line is ours too
+    uvicorn.run(
+        application,
+        host=bind_host,
+        port=bind_port,
+        log_config=None,
+        access_log=False,
+        **uvicorn_options(settings),
+    )
+
+def observe(settings: Settings, *, service: str) -> None:
+    """Logs in the configured format (with request and job ids); traces when OTEL_EXPORTER_OTLP_* is set."""
+    from petportrait.telemetry import configure_logging, configure_tracing
+
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    if configure_tracing(service_name=service):
+        logging.getLogger("petportrait.telemetry").info("exporting traces over OTLP")
 
 
 def exposure_warning(settings: Settings) -> str | None:
@@ -95,12 +112,11 @@ def worker(
     ] = True,
 ) -> None:
     """Run a job consumer, one job at a time (one per GPU); SIGTERM finishes the job, twice hands it back."""
-    import logging
-
     from petportrait.services import build_consumer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = start_services(cli_settings())
+    settings = cli_settings()
+    observe(settings, service="petportrait-worker")
+    services = start_services(settings)
     consumer = build_consumer(services, periodic=periodic)
     consumer.run_forever()
     services.engine.dispose()
@@ -301,7 +317,16 @@ def portrait(
 
 
 def main() -> None:
-    """Entry point of the `petportrait` command."""
+    """Entry point of the `petportrait` command (secrets from PETPORTRAIT__..._FILE files first)."""
+    import os
+
+    from petportrait.settings import read_secret_files
+
+    try:
+        read_secret_files(os.environ)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
     app()
 
 

@@ -36,6 +36,7 @@ from petportrait.retention.kek import verify_kek
 from petportrait.retention.keys import encrypted_store, load_kek, load_previous_kek
 from petportrait.settings import Settings
 from petportrait.storage import create_blob_store
+from petportrait.telemetry import instrument_engine
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def build_services(
     registry = registry or build_registry()
     private_dir(settings.data_dir)
     engine = make_engine(settings.database_url, echo=settings.database.echo)
+    instrument_engine(engine)
     if migrate is None:
         migrate = engine.dialect.name == "sqlite"
     if migrate:

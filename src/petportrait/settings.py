@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import math
 from collections import Counter
+from collections.abc import MutableMapping
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -359,6 +360,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     base_url: str | None = None
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, with request and job ids
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -540,3 +543,29 @@ def get_settings() -> Settings:
 def decode_signing_seed(value: str) -> bytes:
     """The 32-byte Ed25519 seed of a base64 transparency signing key; ValueError with a sentence if not."""
     return _base64_32(value, "transparency.signing_key", "an Ed25519 seed")
+
+
+SECRET_FILE_SUFFIX = "_FILE"
+
+
+def read_secret_files(environ: MutableMapping[str, str]) -> list[str]:
+    """For each PETPORTRAIT__..._FILE variable, set the variable it names from that file's content.
+
+    Secrets (secret key, key-encryption key, metrics token, database URL with its password) come from files
+    mounted by the container runtime (compose `secrets:`, Kubernetes), never from the compose file itself:
+    `PETPORTRAIT__SECURITY__SECRET_KEY_FILE=/run/secrets/secret_key`. A variable set directly wins. Returns
+    the names set; a file that cannot be read stops start-up with its variable's name.
+    """
+    names = []
+    for name in sorted(environ):
+        if not (name.startswith("PETPORTRAIT__") and name.endswith(SECRET_FILE_SUFFIX)):
+            continue
+        target = name.removesuffix(SECRET_FILE_SUFFIX)
+        if environ.get(target):
+            continue
+        try:
+            environ[target] = Path(environ[name]).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read {environ[name]!r} ({exc.strerror})") from exc
+        names.append(target)
+    return names

@@ -30,7 +30,7 @@ LIBFAKETIME = next(
 @pytest.fixture
 def stack(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if LIBFAKETIME is None:
-        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+        pytest.fail("libfaketime is not installed (make test installs Debian's faketime)")
     if not redis_available():
         pytest.fail("Redis is not running on 127.0.0.1:6379")
     built = make_stack(

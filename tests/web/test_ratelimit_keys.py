@@ -26,7 +26,7 @@ def _redis():  # type: ignore[no-untyped-def]
     try:
         client.ping()
     except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        pytest.fail("no Redis on 127.0.0.1:6379 (.ci/run starts it)")
     return client
 
 

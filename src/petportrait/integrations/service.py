@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
@@ -732,3 +732,13 @@ def export_section(session: Session, user_id: str) -> list[dict[str, Any]]:
         }
         for e in list_endpoints(session, owner_id=user_id)
     ]
+
+
+def endpoint_counts(session: Session) -> dict[str, int]:
+    """How many webhook endpoints are active, failing (still retried) and disabled (for the metrics)."""
+    disabled = WebhookEndpoint.disabled_at.is_not(None)
+    failing = WebhookEndpoint.failing_since.is_not(None) & WebhookEndpoint.disabled_at.is_(None)
+    total = int(session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0)
+    off = int(session.scalar(select(func.count()).select_from(WebhookEndpoint).where(disabled)) or 0)
+    bad = int(session.scalar(select(func.count()).select_from(WebhookEndpoint).where(failing)) or 0)
+    return {"active": total - off - bad, "failing": bad, "disabled": off}

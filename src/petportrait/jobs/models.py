@@ -47,6 +47,8 @@ class Job(IdMixin, Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     waits_for: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the request that queued it: its request id and W3C traceparent (ids only), for logs and traces
+    origin: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime]
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

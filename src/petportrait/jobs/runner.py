@@ -23,6 +23,7 @@ from petportrait.jobs.models import Job, JobState
 from petportrait.outages import Backoff, unavailable
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
+from petportrait.telemetry import job_span
 
 log = logging.getLogger(__name__)
 
@@ -184,42 +185,51 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
         job = jobs_service.claim(session, job_id=job_id, worker_id=ctx.worker_id)
         if job is None:
             return None
-        beat = Beat(total=0, step=0)
-        heartbeat = Heartbeat(
-            ctx.session_factory,
-            job=job,
-            worker_id=ctx.worker_id,
-            interval=ctx.settings.queue.heartbeat_seconds,
-            beat=beat,
-            shutdown=ctx.shutdown,
-            hand_back=ctx.hand_back,
+        with job_span(job.kind, job_id=job.id, attempt=job.attempt, origin=job.origin):
+            log.info("job %s (%s) attempt %s started", job.id, job.kind, job.attempt)
+            state = _run_claimed(ctx, session, job)
+            log.info("job %s (%s) attempt %s ended %s", job.id, job.kind, job.attempt, state or "elsewhere")
+            return state
+
+
+def _run_claimed(ctx: WorkerContext, session: Session, job: Job) -> str | None:
+    """Run a claimed job under its heartbeat; its end state (None if it was lost)."""
+    beat = Beat(total=0, step=0)
+    heartbeat = Heartbeat(
+        ctx.session_factory,
+        job=job,
+        worker_id=ctx.worker_id,
+        interval=ctx.settings.queue.heartbeat_seconds,
+        beat=beat,
+        shutdown=ctx.shutdown,
+        hand_back=ctx.hand_back,
+    )
+    try:
+        handler = handler_for(ctx, job.kind)
+        with heartbeat:
+            handler.run(ctx, session, job, beat)
+        return JobState.SUCCEEDED.value
+    except JobStopped as stop:
+        return _stopped(ctx, session, job, stop.reason)
+    except JobFailed as failure:
+        return _end(ctx, session, job, JobState.FAILED, failure.code, failure.message)
+    except jobs_service.CancelRequested:
+        return _stopped(ctx, session, job, "cancelled")
+    except jobs_service.LostJob:
+        return _stopped(ctx, session, job, "lost")
+    except Exception as exc:
+        if unavailable(exc) is not None:
+            return _ride_out(ctx, session, job, exc)
+        log.exception("job %s failed unexpectedly", job.id)
+        return _end(
+            ctx,
+            session,
+            job,
+            JobState.FAILED,
+            "job_error",
+            "Something went wrong on our side while running this job; nothing was kept half-way. "
+            "Try again.",
         )
-        try:
-            handler = handler_for(ctx, job.kind)
-            with heartbeat:
-                handler.run(ctx, session, job, beat)
-            return JobState.SUCCEEDED.value
-        except JobStopped as stop:
-            return _stopped(ctx, session, job, stop.reason)
-        except JobFailed as failure:
-            return _end(ctx, session, job, JobState.FAILED, failure.code, failure.message)
-        except jobs_service.CancelRequested:
-            return _stopped(ctx, session, job, "cancelled")
-        except jobs_service.LostJob:
-            return _stopped(ctx, session, job, "lost")
-        except Exception as exc:
-            if unavailable(exc) is not None:
-                return _ride_out(ctx, session, job, exc)
-            log.exception("job %s failed unexpectedly", job.id)
-            return _end(
-                ctx,
-                session,
-                job,
-                JobState.FAILED,
-                "job_error",
-                "Something went wrong on our side while running this job; nothing was kept half-way. "
-                "Try again.",
-            )
 
 
 def _end(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.clock import utcnow
@@ -21,6 +21,7 @@ from petportrait.errors import Conflict, NotFound
 from petportrait.jobs.base import JobQueue
 from petportrait.jobs.dbclock import coordination_now
 from petportrait.jobs.models import FINAL_STATES, Job, JobState
+from petportrait.telemetry import job_origin
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def create_job(
         max_attempts=max_attempts,
         payload=payload or {},
         waits_for=waits_for,
+        origin=job_origin(),
         created_at=coordination_now(session),
     )
     session.add(job)
@@ -394,3 +396,14 @@ def requeue_stale(session: Session, *, job: Job, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def oldest_queued_seconds(session: Session, *, now: datetime) -> dict[str, float]:
+    """Per kind with queued jobs: seconds the oldest claimable queued job has waited since it was sent."""
+    waited = func.min(func.coalesce(Job.enqueued_at, Job.created_at))
+    rows = session.execute(
+        select(Job.kind, waited)
+        .where(Job.state == JobState.QUEUED.value, Job.waits_for.is_(None))
+        .group_by(Job.kind)
+    ).all()
+    return {kind: max(0.0, (now - since).total_seconds()) for kind, since in rows if since is not None}

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.orm import Session, sessionmaker
 
 from petportrait.db import new_id
@@ -42,9 +43,31 @@ from petportrait.jobs.runner import JobHandler
 from petportrait.outages import Backoff, unavailable
 from petportrait.settings import Settings
 from petportrait.storage.base import BlobStore
+from petportrait.telemetry import periodic_span
 
 log = logging.getLogger(__name__)
 PERIODIC_LEASE = "periodic"
+
+# Kept by the process that holds the periodic lease (served at /metrics by lifecycle.metrics).
+PERIODIC_REGISTRY = CollectorRegistry()
+PERIODIC_LAST_SUCCESS = Gauge(
+    "petportrait_periodic_last_success_timestamp_seconds",
+    "When each periodic task last ended without an error, in this process.",
+    ["task"],
+    registry=PERIODIC_REGISTRY,
+)
+PERIODIC_INTERVAL = Gauge(
+    "petportrait_periodic_interval_seconds",
+    "Each periodic task's interval.",
+    ["task"],
+    registry=PERIODIC_REGISTRY,
+)
+PERIODIC_FAILURES = Counter(
+    "petportrait_periodic_failures",
+    "Runs of each periodic task that raised.",
+    ["task"],
+    registry=PERIODIC_REGISTRY,
+)
 
 
 @dataclass
@@ -248,14 +271,18 @@ class Consumer:
     def _run_periodic(self, task: PeriodicTask) -> None:
         """Run one periodic task; a dependency that is away is said once (and once when it is back)."""
         backoff = self._task_backoff.setdefault(task.name, Backoff(f"periodic task {task.name}", logger=log))
+        PERIODIC_INTERVAL.labels(task=task.name).set(task.interval)
         try:
-            task.run()
+            with periodic_span(task.name):
+                task.run()
         except Exception as exc:
+            PERIODIC_FAILURES.labels(task=task.name).inc()
             if unavailable(exc) is None:
                 log.exception("periodic task %s failed", task.name)
             else:
                 backoff.failed(exc)
             return
+        PERIODIC_LAST_SUCCESS.labels(task=task.name).set(time.time())
         backoff.succeeded()
 
     def _release_lease(self) -> None:

@@ -8,8 +8,13 @@ Read from the database on each scrape (so every replica tells the same story):
 - petportrait_legal_holds_active;
 - petportrait_sweep_last_duration_seconds, petportrait_sweep_last_run_timestamp_seconds,
   petportrait_sweep_last_purged_items: the newest recorded sweep, by whichever process ran it.
+- petportrait_jobs_oldest_queued_seconds{kind}: how long the oldest claimable queued job has waited;
+- petportrait_outbox_messages{state}: email outbox messages by state (failed: retries ran out);
+- petportrait_webhook_endpoints{state}: active, failing and disabled webhook endpoints.
 Kept by this process: petportrait_sweep_duration_seconds (histogram) and
-petportrait_sweep_purged_items_total{kind} for the sweeps it ran.
+petportrait_sweep_purged_items_total{kind} for the sweeps it ran; petportrait_http_requests_total{method,
+route,code} and petportrait_http_request_duration_seconds{route} for the requests it answered; and the
+periodic tasks' last success, interval and failures (`jobs.worker.PERIODIC_REGISTRY`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from sqlalchemy.orm import Session
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import utcnow
+from petportrait.integrations import service as integrations_service
+from petportrait.jobs import service as jobs_service
+from petportrait.jobs.worker import PERIODIC_REGISTRY
+from petportrait.notifications import service as notifications_service
 from petportrait.registry import registry_of
 from petportrait.retention import holds, policy
 from petportrait.retention.models import LegalHold, SweepRun, Tombstone
@@ -46,6 +55,26 @@ SWEEP_PURGED = Counter(
     ["kind"],
     registry=PROCESS_REGISTRY,
 )
+
+HTTP_REQUESTS = Counter(
+    "petportrait_http_requests",
+    "Requests this process answered, by method, route template and status code.",
+    ["method", "route", "code"],
+    registry=PROCESS_REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "petportrait_http_request_duration_seconds",
+    "How long this process took to answer, by route template.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=PROCESS_REGISTRY,
+)
+
+
+def observe_request(*, method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request (called by the web layer's request middleware)."""
+    HTTP_REQUESTS.labels(method=method, route=route, code=str(status)).inc()
+    HTTP_DURATION.labels(route=route).observe(seconds)
 
 
 def observe_sweep(report: Any) -> None:
@@ -159,10 +188,30 @@ class _StateCollector(Collector):
         yield duration
         yield when
         yield purged
+        waiting = GaugeMetricFamily(
+            "petportrait_jobs_oldest_queued_seconds",
+            "Seconds the oldest claimable queued job of each kind has waited (absent when none).",
+            labels=["kind"],
+        )
+        for kind, age in jobs_service.oldest_queued_seconds(self.session, now=self.now).items():
+            waiting.add_metric([kind], age)
+        yield waiting
+        outbox = GaugeMetricFamily(
+            "petportrait_outbox_messages", "Email outbox messages by state.", labels=["state"]
+        )
+        for state, count in notifications_service.outbox_counts(self.session).items():
+            outbox.add_metric([state], count)
+        yield outbox
+        endpoints = GaugeMetricFamily(
+            "petportrait_webhook_endpoints", "Webhook endpoints by state.", labels=["state"]
+        )
+        for state, count in integrations_service.endpoint_counts(self.session).items():
+            endpoints.add_metric([state], count)
+        yield endpoints
 
 
 def render(session: Session, *, settings: Settings, now: datetime | None = None) -> bytes:
     """The exposition text: the lifecycle state from the database and this process's sweep metrics."""
     registry = CollectorRegistry()
     registry.register(_StateCollector(session, now or utcnow(), settings))
-    return generate_latest(registry) + generate_latest(PROCESS_REGISTRY)
+    return generate_latest(registry) + generate_latest(PROCESS_REGISTRY) + generate_latest(PERIODIC_REGISTRY)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from petportrait.accounts.models import User
@@ -236,3 +236,11 @@ def residues(session: Session, settings: Any) -> list[tuple[str, str]]:
         if local and local in (error or "").lower():
             out.append(("mail_address_in_error", f"message {row_id} keeps the recipient's address"))
     return out
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    """How many outbox messages are in each state (for the metrics; `failed` means retries ran out)."""
+    rows = session.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)).all()
+    counts = {state.value: 0 for state in OutboxState}
+    counts.update({state: int(count) for state, count in rows})
+    return counts

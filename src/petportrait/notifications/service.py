@@ -16,7 +16,7 @@ from petportrait.notifications.delivery import (
     problems,
     retry,
 )
-from petportrait.notifications.outbox import enqueue, export_section, sweep
+from petportrait.notifications.outbox import enqueue, export_section, outbox_counts, sweep
 from petportrait.notifications.preferences import preferences, set_preferences
 from petportrait.notifications.reminders import ReminderReport, send_reminders
 from petportrait.notifications.subscribers import SUBSCRIBERS, on_token_created
@@ -31,6 +31,7 @@ __all__ = [
     "enqueue",
     "export_section",
     "on_token_created",
+    "outbox_counts",
     "preferences",
     "problems",
     "retry",

@@ -31,12 +31,14 @@ from petportrait.registry import Services
 from petportrait.rights.views import router as rights_router
 from petportrait.services import build_consumer, build_services
 from petportrait.settings import Settings, get_settings
+from petportrait.telemetry import instrument_app
 from petportrait.web.deps import ServicesDep
 from petportrait.web.idempotency import Idempotency
 from petportrait.web.jobs import router as jobs_router
 from petportrait.web.limits import BodySizeLimit
 from petportrait.web.pages import STATIC_DIR, page_routers
 from petportrait.web.problems import install_problem_handlers
+from petportrait.web.requestlog import RequestContext
 from petportrait.web.security import SecurityHeaders, TrustedHosts
 from petportrait.web.transparency import me_router as transparency_me_router
 from petportrait.web.transparency import router as transparency_router
@@ -101,6 +103,8 @@ def create_app(
     app.add_middleware(
         SecurityHeaders, settings=settings, docs_paths=frozenset({DOCS_URL, f"{DOCS_URL}/oauth2-redirect"})
     )
+    app.add_middleware(RequestContext)  # outermost: a request id and an access line for every answer
+    instrument_app(app)  # traces, only when OTLP export is configured
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(accounts_router)
