@@ -18,7 +18,7 @@ ALLOWED_SKIPS: dict[str, re.Pattern[str]] = {
     "postgres-leg": re.compile(r"needs PostgreSQL|the skew needs PostgreSQL|autovacuum is PostgreSQL's"),
     # tests of a database at an old revision, made fresh on SQLite: they run in the SQLite leg
     "sqlite-leg": re.compile(r"at an old revision is made (fresh )?on SQLite"),
-    # tests/ops/test_container.py builds an OCI image (minutes): run on purpose with PETPORTRAIT_CONTAINER_TESTS=1
+    # tests/ops/test_container.py builds an OCI image (minutes): PETPORTRAIT_CONTAINER_TESTS=1 runs it
     "container-opt-in": re.compile(r"PETPORTRAIT_CONTAINER_TESTS"),
 }
 
