@@ -9,6 +9,7 @@ domain gave a table, or a job kind has no handler.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +31,7 @@ from petportrait.jobs.huey_queue import create_queue
 from petportrait.jobs.worker import Consumer
 from petportrait.lifecycle import vacuum
 from petportrait.portraits.models import JobKind
-from petportrait.registry import Registry, Services
+from petportrait.registry import PromptScreen, Registry, Services
 from petportrait.retention import policy
 from petportrait.retention.kek import verify_kek
 from petportrait.retention.keys import encrypted_store, load_kek, load_previous_kek
@@ -55,11 +56,14 @@ DOMAINS = (
 )
 
 
-def build_registry() -> Registry:
-    """A registry with every domain's contribution, validated against the retention policy and frozen."""
+def build_registry(*, screens: Mapping[str, PromptScreen] | None = None) -> Registry:
+    """A registry with every domain's contribution, validated against the retention policy and frozen;
+    `screens` adds prompt screens of the deployment's own (a content classifier, say)."""
     registry = Registry(item_kinds=policy.item_kinds())
     for domain in DOMAINS:
         domain.register(registry)
+    for name, screen in (screens or {}).items():
+        registry.add_prompt_screen(name, screen)
     registry.validate(job_kinds=tuple(kind.value for kind in JobKind))
     registry.freeze()
     return registry

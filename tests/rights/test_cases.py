@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,8 @@ from petportrait.accounts.models import Role
 from petportrait.clock import Clock
 from petportrait.retention.receipt_check import check_receipt
 from petportrait.rights import policy
-from petportrait.web.app import Services
+from petportrait.services import build_registry
+from petportrait.web.app import Services, create_app
 from tests.conftest import sign_up
 from tests.rights.helpers import add_items, audit_entries, staff, user_id
 
@@ -79,13 +81,14 @@ def test_prompts_with_refused_terms_or_refused_by_a_classifier_are_not_rendered(
         refused = client.post(url, json={"prompt": prompt}, headers=person)
         assert refused.status_code == 422, prompt
         assert refused.json()["code"] == "prompt_refused" and refused.json()["policy_version"]
-    policy.register_classifier("test", lambda text: "asks for a logo" if "logo" in text else None)
-    try:
-        assert client.post(url, json={"prompt": "{pet} with a brand logo"}, headers=person).json()[
-            "code"
-        ] == ("prompt_refused")
-    finally:
-        policy.unregister_classifier("test")
+    screen = policy.classifier_screen("logos", lambda text: "asks for a logo" if "logo" in text else None)
+    screened = dataclasses.replace(services, registry=build_registry(screens={"logos": screen}))
+    with TestClient(create_app(services=screened), raise_server_exceptions=False) as other:
+        refused = other.post(url, json={"prompt": "{pet} with a brand logo"}, headers=person)
+        assert refused.status_code == 422 and refused.json()["classifier"] == "logos", refused.text
+        assert other.post(url, json={"prompt": "{pet} in a garden"}, headers=person).status_code == 202
+    # the deployment without that screen renders the same prompt
+    assert client.post(url, json={"prompt": "{pet} with a brand logo"}, headers=person).status_code == 202
     # words that merely contain a refused term pass the screen (e.g. "nudge")
     policy.screen_prompt("{pet} gives a gentle nudge", services.settings)
 

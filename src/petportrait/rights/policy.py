@@ -1,7 +1,7 @@
 """The content policy (versioned text with numbered clauses), the licence terms, and prompt screening.
 
 Prompt screening refuses a prompt that contains a configured refused term (whole words, case and
-accents folded) and then asks every registered classifier (`register_classifier`), which may refuse too.
+accents folded); a classifier is another prompt screen in the registry (`classifier_screen`), asked after it.
 """
 
 from __future__ import annotations
@@ -111,17 +111,24 @@ class PromptRefused(ProblemError):
 
 # A classifier returns None to pass a prompt, or the reason it refuses it.
 Classifier = Callable[[str], str | None]
-_CLASSIFIERS: dict[str, Classifier] = {}
 
 
-def register_classifier(name: str, fn: Classifier) -> None:
-    """Ask `fn` about every prompt after the refused terms (registering a name again replaces it)."""
-    _CLASSIFIERS[name] = fn
+def classifier_screen(name: str, classify: Classifier) -> Callable[[str, Settings], None]:
+    """A prompt screen (for `registry.add_prompt_screen`, e.g. through `build_registry(screens=...)`) that
+    refuses a prompt the classifier refuses, naming the classifier."""
 
+    def screen(prompt: str, settings: Settings) -> None:
+        _ = settings
+        reason = classify(prompt) if prompt else None
+        if reason:
+            raise PromptRefused(
+                f"This prompt was refused: {reason}",
+                policy_version=POLICY_VERSION,
+                policy_url="/api/v1/content-policy",
+                classifier=name,
+            )
 
-def unregister_classifier(name: str) -> None:
-    """Stop asking a classifier."""
-    _CLASSIFIERS.pop(name, None)
+    return screen
 
 
 def _fold(text: str) -> str:
@@ -142,13 +149,4 @@ def screen_prompt(prompt: str | None, settings: Settings) -> None:
                 "This prompt asks for something the content policy does not allow; change it and try again.",
                 policy_version=POLICY_VERSION,
                 policy_url="/api/v1/content-policy",
-            )
-    for name, classify in _CLASSIFIERS.items():
-        reason = classify(prompt)
-        if reason:
-            raise PromptRefused(
-                f"This prompt was refused: {reason}",
-                policy_version=POLICY_VERSION,
-                policy_url="/api/v1/content-policy",
-                classifier=name,
             )
