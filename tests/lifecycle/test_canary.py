@@ -28,10 +28,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from sqlalchemy import text
 
 from petportrait.db import make_engine
 from tests.canary import database_text, files_bytes
 from tests.conftest import TEST_KEK, pet_photos
+from tests.jobs.test_skewed_workers import LIBFAKETIME
 from tests.notifications.receivers import HookReceiver, SmtpSink, free_port
 
 TAG = secrets.token_hex(4)
@@ -175,10 +177,15 @@ class Deployment:
                 parts.append(version["Key"].encode() + b"\n" + body)
         return b"\n".join(parts)
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, moved: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command; `moved` ("+31d") runs it under libfaketime with the clock moved that far."""
+        env = dict(self.env)
+        if moved is not None:
+            assert LIBFAKETIME is not None, "libfaketime is not installed (make test installs it)"
+            env.update({"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": moved})
         return subprocess.run(
             [sys.executable, "-m", "petportrait.cli", *args],
-            env=self.env,
+            env=env,
             capture_output=True,
             text=True,
             timeout=300,
@@ -385,6 +392,21 @@ def _walk(dep: Deployment, hooks: HookReceiver, smtp: SmtpSink) -> None:
     for piece in slices:
         assert piece not in stored, "a slice of a deleted item's bytes is still stored"
 
+    # (c) the clock moved past every deadline (the model's 7 days): the sweep deletes what is left, with the
+    # messages that name it, and the check under the same clock finds nothing overdue or left behind
+    moved_sweep = dep.cli("sweep", moved="+31d")
+    assert moved_sweep.returncode == 0, moved_sweep.stderr[-3000:]
+    assert http.get(f"{api}/models/{model_id}", headers=auth).status_code in (404, 410)
+    engine = make_engine(dep.database_url)
+    with engine.connect() as conn:
+        naming = conn.execute(
+            text("SELECT count(*) FROM outbox_messages WHERE kind IN ('model_ready', 'render_ready')")
+        ).scalar()
+    engine.dispose()
+    assert naming == 0, "a message names an item past its deadline"
+    moved_check = dep.cli("retention", "check", "--json", moved="+31d")
+    assert moved_check.returncode == 0, moved_check.stdout[-4000:]
+
     # (b) erasure, the receipt delivered, two sweeps
     gone = http.request("DELETE", f"{api}/me", headers={**auth, "X-Current-Password": PASSWORD})
     assert gone.status_code == 202, gone.text
@@ -406,8 +428,8 @@ def _walk(dep: Deployment, hooks: HookReceiver, smtp: SmtpSink) -> None:
     found: dict[str, list[str]] = {}
     for canary in canaries:
         sources = (("tables", tables), ("logs", logs), ("stored", everything.decode("latin-1")))
-        for where, text in sources:
-            if canary.lower() in text.lower():
+        for where, haystack in sources:
+            if canary.lower() in haystack.lower():
                 found.setdefault(canary, []).append(where)
         holders = [
             str(p.relative_to(dep.data))
