@@ -4,7 +4,8 @@ Each cell shows a photo with its background dimmed and tinted blue (what the mas
 mask's outline in red; under it the photo's name, the share of the photo the mask covers and the seconds it
 took. It writes a PNG (default ``masks.png``) and prints one line per photo.
 
-    .venv/bin/python bench/masks.py [--photos ../shared/data/dreambooth-pets] [--out masks.png] [--segmenter ID]
+    .venv/bin/python bench/masks.py [--photos ../shared/data/dreambooth-pets] [--out masks.png]
+                                    [--segmenter ID]
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ COLUMNS = 6
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "dreambooth-pets")
     parser.add_argument("--out", type=Path, default=Path("masks.png"))
     parser.add_argument("--segmenter", default=None, help="a segmenter hub id or folder (default: GrabCut)")

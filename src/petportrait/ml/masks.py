@@ -1,26 +1,25 @@
 """Subject masks: where the animal is in a photo, as a soft mask in memory; never written anywhere.
 
-The default needs no downloaded weights: OpenCV's GrabCut, seeded from the photo's saliency map (the salient
-middle is probably the animal, a thin border is the background) and, where OpenCV's bundled cat-face cascade
-finds a face, with that face fixed as the animal. A learned segmenter (``PETPORTRAIT__ML__SEGMENTER``: a hub id
-or a folder holding a transformers semantic-segmentation model and its image processor) is loaded with
-``from_pretrained`` and used instead when it is configured.
+The default needs no downloaded weights: OpenCV's GrabCut, seeded from the photo's saliency map (the
+salient middle is probably the animal, a thin border is the background) and, where OpenCV's bundled
+cat-face cascade finds a face, with that face fixed as the animal. A learned segmenter
+(``PETPORTRAIT__ML__SEGMENTER``: a hub id or a folder holding a transformers semantic-segmentation model
+and its image processor) is loaded with ``from_pretrained`` and used instead when it is configured.
 
 A mask is a PIL image of mode ``L`` (0 background, 255 animal) at a working size of at most ``MASK_SIDE``
-pixels on the long side, covering the whole upright photo; ``crop_mask`` cuts it to a crop box at a
-resolution. Masks are derived data: they live in the memory of the process that asked for them.
+pixels on the long side, covering the whole upright photo; ``photos.mask_under_crop`` cuts it to a crop
+box at a resolution. Masks are derived data: they live in the memory of the process that asked for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from petportrait.ml.photos import CropBox, saliency_map
+from petportrait.ml.photos import MaskMaker, saliency_map
 
 MASK_SIDE = 256
 _BORDER = 0.03  # the share of each side taken as sure background
@@ -30,8 +29,6 @@ _CASCADE = "haarcascade_frontalcatface_extended.xml"
 ANIMAL_LABELS = frozenset(
     {"animal", "pet", "cat", "dog", "bird", "rabbit", "horse", "sheep", "cow", "foreground", "subject"}
 )
-
-MaskFunction = Callable[[Image.Image], Image.Image]
 
 
 class SegmenterError(RuntimeError):
@@ -48,7 +45,7 @@ def _cat_faces(image: Image.Image) -> list[tuple[int, int, int, int]]:
     """Cat faces found by OpenCV's bundled cascade, as (x, y, w, h) in ``image``'s pixels."""
     import cv2
 
-    cascade = cv2.CascadeClassifier(str(cv2.data.haarcascades) + _CASCADE)
+    cascade = cv2.CascadeClassifier(str(cv2.data.haarcascades) + _CASCADE)  # type: ignore[attr-defined]
     if cascade.empty():
         return []
     gray = cv2.equalizeHist(np.asarray(image.convert("L")))
@@ -99,7 +96,7 @@ def grabcut_mask(image: Image.Image, *, iterations: int = 5) -> Image.Image:
     background = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
-    cv2.grabCut(pixels, seeds, None, background, foreground_model, iterations, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(pixels, seeds, (0, 0, 0, 0), background, foreground_model, iterations, cv2.GC_INIT_WITH_MASK)
     foreground = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
     foreground = _keep_main_region(foreground, saliency)
     share = float(foreground.mean())
@@ -124,7 +121,7 @@ class LearnedSegmenter:
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
         try:
-            processor = AutoImageProcessor.from_pretrained(source)
+            processor = AutoImageProcessor.from_pretrained(source)  # type: ignore[no-untyped-call]
             model = AutoModelForSemanticSegmentation.from_pretrained(source)
         except (OSError, ValueError, KeyError) as exc:
             raise SegmenterError(
@@ -154,19 +151,11 @@ class LearnedSegmenter:
         return Image.fromarray((resized.clamp(0, 1).numpy() * 255).round().astype(np.uint8), mode="L")
 
 
-def mask_function(segmenter: str | None) -> MaskFunction:
+def mask_function(segmenter: str | None) -> MaskMaker:
     """The mask maker for a ``PETPORTRAIT__ML__SEGMENTER`` value: the learned segmenter, or GrabCut."""
     if segmenter:
         return LearnedSegmenter.from_pretrained(segmenter)
     return grabcut_mask
-
-
-def crop_mask(mask: Image.Image, crop: CropBox, *, photo_size: tuple[int, int], resolution: int) -> np.ndarray:
-    """The part of ``mask`` (whole photo, working size) under ``crop`` at ``resolution``: float32 in [0, 1]."""
-    scale_x, scale_y = mask.width / photo_size[0], mask.height / photo_size[1]
-    box = (crop.left * scale_x, crop.top * scale_y, crop.right * scale_x, crop.bottom * scale_y)
-    cut = mask.resize((resolution, resolution), Image.Resampling.BILINEAR, box=box)
-    return np.asarray(cut, dtype=np.float32) / 255.0
 
 
 def overlay(image: Image.Image, mask: Image.Image, *, side: int = 512) -> Image.Image:
