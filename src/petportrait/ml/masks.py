@@ -13,6 +13,7 @@ box at a resolution. Masks are derived data: they live in the memory of the proc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,10 +152,16 @@ class LearnedSegmenter:
         return Image.fromarray((resized.clamp(0, 1).numpy() * 255).round().astype(np.uint8), mode="L")
 
 
+@functools.lru_cache(maxsize=2)
+def _loaded_segmenter(source: str) -> LearnedSegmenter:
+    return LearnedSegmenter.from_pretrained(source)
+
+
 def mask_function(segmenter: str | None) -> MaskMaker:
-    """The mask maker for a ``PETPORTRAIT__ML__SEGMENTER`` value: the learned segmenter, or GrabCut."""
+    """The mask maker for a ``PETPORTRAIT__ML__SEGMENTER`` value: the learned segmenter (loaded once per
+    process), or GrabCut."""
     if segmenter:
-        return LearnedSegmenter.from_pretrained(segmenter)
+        return _loaded_segmenter(segmenter)
     return grabcut_mask
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import new_id
-from petportrait.errors import NotFound, TooManyRequests
+from petportrait.errors import NotFound, ProblemError, TooManyRequests
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.paging import PageParams, page_query
@@ -265,6 +265,53 @@ def open_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: s
     """The owner's photo and a stream of its bytes."""
     photo = get_photo(session, owner_id=owner_id, photo_id=photo_id)
     return photo, blobs.open(photo.storage_key)
+
+
+def set_photo_masking(session: Session, *, owner_id: str, photo_id: str, masking: bool) -> Photo:
+    """Turn training with the owner's photo's subject mask on or off."""
+    photo = get_photo(session, owner_id=owner_id, photo_id=photo_id)
+    photo.masking = masking
+    session.flush()
+    return photo
+
+
+def photo_mask_overlay(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> bytes:
+    """The owner's photo with its subject mask drawn over it, as PNG bytes made now, in memory; the read of
+    the photo is audited and nothing of the mask is stored."""
+    import io
+
+    from petportrait.ml.masks import SegmenterError, mask_function, overlay
+    from petportrait.ml.photos import PhotoError, load_photo
+    from petportrait.retention import audit
+
+    photo = get_photo(session, owner_id=owner_id, photo_id=photo_id)
+    data = blobs.get_bytes(photo.storage_key)
+    audit.record(
+        session,
+        action="photo.read",
+        actor_id=owner_id,
+        subject_kind="photo",
+        subject_id=photo.id,
+        owner_id=photo.owner_id,
+        purpose="mask_preview",
+    )
+    try:
+        make_mask = mask_function(settings_of(session).ml.segmenter)
+        image = load_photo(data)
+        shown = overlay(image, make_mask(image))
+    except (SegmenterError, PhotoError) as exc:
+        raise ProblemError(str(exc), code="mask_unavailable", status=503, title="Unavailable") from None
+    out = io.BytesIO()
+    shown.save(out, "PNG")
+    return out.getvalue()
+
+
+def masking_of_photos(session: Session, *, pet_id: str, photo_ids: list[str]) -> dict[str, bool]:
+    """Whether each of a pet's photos is trained with its subject mask, by photo id."""
+    rows = session.execute(
+        select(Photo.id, Photo.masking).where(Photo.pet_id == pet_id, Photo.id.in_(photo_ids))
+    )
+    return {photo_id: bool(masking) for photo_id, masking in rows}
 
 
 def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> None:

@@ -137,9 +137,15 @@ def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Jo
             step=p.step, total=p.total, eta_seconds=p.eta_seconds, message=f"Training (loss {p.loss:.4f})"
         )
 
+    masking = pets_service.masking_of_photos(
+        session, pet_id=model.pet_id, photo_ids=[photo_id for photo_id, _ in photos]
+    )
     spec = TrainSpec(
         base_model=resolved.source,
         photos=[PhotoData(photo_id, data) for photo_id, data in photos],
+        mask_background_weight=ctx.settings.ml.mask_background_weight,
+        masked=[masking.get(photo_id, True) for photo_id, _ in photos],
+        segmenter=ctx.settings.ml.segmenter,
         species=model.species,
         token=model.token,
         steps=ctx.settings.ml.train_steps,
