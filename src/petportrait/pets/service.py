@@ -306,6 +306,33 @@ def photo_mask_overlay(session: Session, *, blobs: BlobStore, owner_id: str, pho
     return out.getvalue()
 
 
+def read_photos_for_likeness(
+    session: Session, *, blobs: BlobStore, pet_id: str, photo_ids: list[str]
+) -> list[bytes]:
+    """The live photos a model was trained on, in memory, to score its likeness; each read is audited."""
+    from petportrait.retention import audit
+
+    pet = session.get(Pet, pet_id)
+    if pet is None:
+        return []
+    query = live_photos_query(settings=settings_of(session)).where(
+        Photo.pet_id == pet.id, Photo.id.in_(photo_ids)
+    )
+    read: list[bytes] = []
+    for photo in session.scalars(query.order_by(Photo.id)):
+        read.append(blobs.get_bytes(photo.storage_key))
+        audit.record(
+            session,
+            action="photo.read",
+            actor_id=None,
+            subject_kind="photo",
+            subject_id=photo.id,
+            owner_id=pet.owner_id,
+            purpose="likeness_eval",
+        )
+    return read
+
+
 def masking_of_photos(session: Session, *, pet_id: str, photo_ids: list[str]) -> dict[str, bool]:
     """Whether each of a pet's photos is trained with its subject mask, by photo id."""
     rows = session.execute(
