@@ -170,6 +170,17 @@ def demo(
         typer.echo(str(path))
 
 
+@app.command("base-model")
+def base_model() -> None:
+    """Say which base model this machine uses, and why (the device, its memory, or the setting)."""
+    from petportrait.ml.models import pick_device, resolve_base_model
+
+    settings = cli_settings()
+    device = pick_device(settings.ml.device)
+    resolved = resolve_base_model(settings.ml.base_model, device=device, models_dir=settings.models_dir)
+    typer.echo(f"{resolved.source} ({resolved.family}) on {device}: {resolved.reason}")
+
+
 @app.command("eval")
 def eval_model(
     model_id: Annotated[str, typer.Argument(help="The model's id")],

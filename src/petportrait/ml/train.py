@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -286,6 +286,25 @@ def check_spec(spec: TrainSpec) -> ResolvedTrainSpec:
     if spec.masked is not None and len(spec.masked) != len(spec.photos):
         raise InvalidTrainSpec(f"{len(spec.masked)} mask choices were given for {len(spec.photos)} photos")
     return resolved
+
+
+class MemorySavers(NamedTuple):
+    gradient_checkpointing: bool
+    use_8bit_adam: bool
+
+
+def memory_savers(family: Family, device: str) -> MemorySavers:
+    """TrainSpec fields that diffusers' SDXL DreamBooth-LoRA recipe uses to fit a 16 GB card: gradient
+    checkpointing, and 8-bit Adam where bitsandbytes is installed (both only for SDXL on CUDA)."""
+    if family != "sdxl" or torch.device(device).type != "cuda":
+        return MemorySavers(gradient_checkpointing=False, use_8bit_adam=False)
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        has_bitsandbytes = False
+    else:
+        has_bitsandbytes = True
+    return MemorySavers(gradient_checkpointing=True, use_8bit_adam=has_bitsandbytes)
 
 
 # ----------------------------------------------------------------------------------------------------------

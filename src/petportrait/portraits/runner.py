@@ -88,6 +88,7 @@ class PortraitEngine:
         with self._lock:
             if base_model not in self._renderers:
                 resolved = self.resolve(base_model)
+                log.info("base model %s (%s)", resolved.source, resolved.reason or "configured")
                 self._renderers[base_model] = Renderer(resolved.source, device=self.device)
             return self._renderers[base_model]
 
@@ -105,7 +106,14 @@ def _fence_write(ctx: WorkerContext, session: Session, job: Job) -> None:
 def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat) -> None:
     from petportrait.ml.models import ModelLoadError
     from petportrait.ml.photos import PhotoData
-    from petportrait.ml.train import InvalidTrainSpec, TrainingCancelled, TrainProgress, TrainSpec, train_lora
+    from petportrait.ml.train import (
+        InvalidTrainSpec,
+        TrainingCancelled,
+        TrainProgress,
+        TrainSpec,
+        memory_savers,
+        train_lora,
+    )
 
     model = session.get(PetModel, job.target_id)
     if model is None:
@@ -140,6 +148,7 @@ def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Jo
     masking = pets_service.masking_of_photos(
         session, pet_id=model.pet_id, photo_ids=[photo_id for photo_id, _ in photos]
     )
+    savers = memory_savers(resolved.family, engine.device)  # SDXL on CUDA: the diffusers recipe's savers
     spec = TrainSpec(
         base_model=resolved.source,
         photos=[PhotoData(photo_id, data) for photo_id, data in photos],
@@ -152,6 +161,8 @@ def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Jo
         resolution=ctx.settings.ml.resolution,
         seed=int(hashlib.sha256(model.id.encode()).hexdigest()[:8], 16),
         device=engine.device,
+        gradient_checkpointing=savers.gradient_checkpointing,
+        use_8bit_adam=savers.use_8bit_adam,
     )
     del photos
     try:
