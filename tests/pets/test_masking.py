@@ -97,3 +97,36 @@ def test_masking_can_be_turned_off_per_photo_and_training_honours_it(
     assert (metadata_of_lora["masked_photos"], metadata_of_lora["mask_background_weight"]) == ("2", "0.1")
     _, blobs_after, _ = _stored(services, tmp_path)
     assert sorted(set(blobs_after) - set(blobs_before)) == [model.storage_key]  # the model, nothing else
+
+
+def test_the_photo_page_shows_the_mask_on_request_and_switches_masking(
+    services: Services, client: TestClient
+) -> None:
+    from tests.web.test_pages import page_sign_up
+
+    token = page_sign_up(client, "owner@example.com")
+    created = client.post(
+        "/pets", data={"name": "Rex", "species": "dog", "csrf_token": token}, follow_redirects=False
+    )
+    pet_path = created.headers["location"]
+    photo = pet_photos("dog")[0]
+    client.post(
+        f"{pet_path}/photos",
+        data={"csrf_token": token},
+        files=[("files", (photo.name, photo.read_bytes(), "image/jpeg"))],
+    )
+    with services.session_factory() as session:
+        photo_id = session.scalars(select(text("id")).select_from(text("photos"))).one()
+    page = client.get(pet_path).text
+    assert f'<img src="/api/v1/photos/{photo_id}/mask"' in page and 'loading="lazy"' in page
+    assert "Train without the mask" in page
+    shown = client.get(f"/api/v1/photos/{photo_id}/mask")  # what the browser fetches when the mask is opened
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    switched = client.post(
+        f"/photos/{photo_id}/masking", data={"csrf_token": token, "masking": "off"}, follow_redirects=False
+    )
+    assert switched.status_code == 303
+    page = client.get(pet_path).text
+    assert "Mask (off)" in page and "Train with the mask" in page
+    refused = client.post(f"/photos/{photo_id}/masking", data={"masking": "off"})
+    assert refused.status_code == 403
