@@ -150,11 +150,11 @@ def test_the_eval_path_scores_a_trained_model_and_keeps_the_scores_on_it(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from petportrait.jobs import runner
     from petportrait.portraits.likeness import evaluate_model
     from petportrait.portraits.models import PetModel
     from petportrait.web.app import Services, create_app
     from tests.conftest import sign_up
+    from tests.notifications.test_flow import run_jobs
 
     assert isinstance(services, Services)
     ml = services.settings.ml
@@ -165,14 +165,7 @@ def test_the_eval_path_scores_a_trained_model_and_keeps_the_scores_on_it(
         files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos_of("dog")[:2]]
         assert client.post(f"/api/v1/pets/{pet['id']}/photos", files=files, headers=alice).status_code == 201
         trained = client.post(f"/api/v1/pets/{pet['id']}/models", headers=alice).json()
-        ctx = runner.WorkerContext(
-            settings=services.settings,
-            session_factory=services.session_factory,
-            blobs=services.blobs,
-            handlers=services.registry.job_handlers,
-            worker_id="test-worker",
-        )
-        assert runner.run_job(ctx, trained["job"]["id"]) == "succeeded"
+        run_jobs(services, tmp_path, trained["job"]["id"])
         ml.likeness_dino, ml.likeness_clip = map(str, tiny_embedders)
         with services.session_factory() as session:
             score = evaluate_model(

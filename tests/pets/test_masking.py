@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select, text
 
-from petportrait.jobs import runner
 from petportrait.ml.train import read_lora_metadata
 from petportrait.models import metadata
 from petportrait.portraits.models import PetModel
 from petportrait.web.app import Services
 from tests.conftest import pet_photos, sign_up
+from tests.notifications.test_flow import run_jobs
 
 
 def _stored(services: Services, data_dir: Path) -> tuple[dict[str, int], list[str], list[str]]:
@@ -81,14 +81,7 @@ def test_masking_can_be_turned_off_per_photo_and_training_honours_it(
 
     trained = client.post(f"/api/v1/pets/{pet_id}/models", headers=alice).json()
     _, blobs_before, _ = _stored(services, tmp_path)
-    ctx = runner.WorkerContext(
-        settings=services.settings,
-        session_factory=services.session_factory,
-        blobs=services.blobs,
-        handlers=services.registry.job_handlers,
-        worker_id="test-worker",
-    )
-    assert runner.run_job(ctx, trained["job"]["id"]) == "succeeded"
+    run_jobs(services, tmp_path, trained["job"]["id"])
     with services.session_factory() as session:
         model = session.scalars(select(PetModel)).one()
         lora = services.blobs.get_bytes(model.storage_key)
