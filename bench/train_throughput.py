@@ -6,7 +6,8 @@ batch (Pillow equivalents of its Resize, CenterCrop, ToTensor, Normalize), token
 VAE-encode the batch, run the text encoder, then the UNet forward and backward, the loss, gradient clipping
 and an AdamW step, and read the loss for the log. It gets the same model, LoRA targets, rank, optimizer,
 min-SNR weighting, precision (bf16 autocast on CUDA), batch and photos as ``train_lora``, and peft's LoRA
-layers and AdamW as the script has them; ``train_lora`` differs in caching the photo latents and prompt
+layers and AdamW as the script has them; ``train_lora`` trains with subject masks (the service's default,
+background weight 0.1; ``--no-masks`` for the plain loss) and differs in caching the photo latents and prompt
 embeddings, and (in float32) in merging each LoRA update into its layer's weight and fusing AdamW and the
 gradient clipping over all parameters.
 
@@ -266,6 +267,7 @@ def spec_for(source: str, photos: list[Path], args: argparse.Namespace) -> Train
         learning_rate=args.learning_rate,
         seed=0,
         device=args.device,
+        mask_background_weight=None if args.no_masks else args.background,
     )
 
 
@@ -285,6 +287,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--photos", type=Path, default=DATA / "dog")
     parser.add_argument("--no-standalone", action="store_true", help="skip the standalone train_lora run")
+    parser.add_argument("--background", type=float, default=0.1, help="masked loss: background weight")
+    parser.add_argument("--no-masks", action="store_true", help="train_lora with the plain loss")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -300,6 +304,7 @@ def main() -> None:
             f"batch {args.batch}, "
             f"rank {args.rank}, {args.steps} measured steps after {args.warmup} warm-up, "
             f"photos {args.photos}, "
+            f"masks {'off' if args.no_masks else f'on (background weight {args.background})'}, "
             f"{torch.get_num_threads()} threads"
         )
         times = lockstep(source, photos, args)

@@ -1,4 +1,4 @@
-"""The command line: serve | worker | migrate | admin | demo | portrait (and more as the service grows)."""
+"""The command line: serve | worker | migrate | admin | demo | portrait | eval (more as the service grows)."""
 
 from __future__ import annotations
 
@@ -212,6 +212,54 @@ def demo(
     )
     for path in paths:
         typer.echo(str(path))
+
+
+@app.command("base-model")
+def base_model() -> None:
+    """Say which base model this machine uses, and why (the device, its memory, or the setting)."""
+    from petportrait.ml.models import pick_device, resolve_base_model
+
+    settings = cli_settings()
+    device = pick_device(settings.ml.device)
+    resolved = resolve_base_model(settings.ml.base_model, device=device, models_dir=settings.models_dir)
+    typer.echo(f"{resolved.source} ({resolved.family}) on {device}: {resolved.reason}")
+
+
+@app.command("eval")
+def eval_model(
+    model_id: Annotated[str, typer.Argument(help="The model's id")],
+    per_prompt: Annotated[int, typer.Option(help="Renders per prompt (DreamBench: 4)")] = 4,
+    prompts: Annotated[int | None, typer.Option(help="Use the first N of DreamBench's 25 prompts")] = None,
+    steps: Annotated[int, typer.Option(help="Sampling steps per render")] = 50,
+    seed: Annotated[int, typer.Option(help="First seed")] = 0,
+) -> None:
+    """Score a model's likeness (DreamBench: DINO, CLIP-I, CLIP-T) and keep the scores on the model."""
+    import json
+
+    from petportrait.cli_retention import _services
+    from petportrait.errors import ProblemError
+    from petportrait.ml.likeness import LikenessUnavailable
+    from petportrait.portraits.likeness import evaluate_model
+
+    with _services() as services, services.session_factory() as session:
+        try:
+            score = evaluate_model(
+                session,
+                blobs=services.blobs,
+                settings=services.settings,
+                model_id=model_id,
+                per_prompt=per_prompt,
+                prompt_count=prompts,
+                steps=steps,
+                seed=seed,
+            )
+        except LikenessUnavailable as exc:
+            typer.echo(f"likeness: absent: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except ProblemError as exc:
+            typer.echo(f"error: {exc.detail}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(json.dumps(score, sort_keys=True))
 
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

@@ -86,6 +86,13 @@ class MLSettings(BaseModel):
     device: str | None = None
     train_steps: int | None = None
     resolution: int | None = None
+    # Subject masks in training: the loss weight of background pixels (0 to 1); None trains unmasked.
+    mask_background_weight: float | None = Field(default=0.1, ge=0.0, le=1.0)
+    # A semantic-segmentation model (hub id or folder) for the masks; None: GrabCut, which needs no weights.
+    segmenter: str | None = None
+    # Embedding models for the likeness score (hub ids or folders); none: the score is absent, saying why.
+    likeness_dino: str | None = None
+    likeness_clip: str | None = None
 
 
 class RetentionSettings(BaseModel):

@@ -18,6 +18,11 @@ from petportrait.ml.preview import PREVIEW_MODEL_ID, ensure_preview_model, is_pr
 Family = Literal["sd15", "sdxl"]
 
 DEFAULT_CUDA_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+# SDXL is the default on a CUDA device with at least this much memory: diffusers' SDXL DreamBooth-LoRA
+# recipe (bf16, gradient checkpointing, 8-bit Adam where bitsandbytes is installed) trains at 1024 px on a
+# 16 GB card, which reports a little under 16 GiB.
+SDXL_MIN_CUDA_BYTES = 15 * 1024**3
 BASE_MODEL_ENV = "PETPORTRAIT__ML__BASE_MODEL"
 
 _SDXL_CLASSES = {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"}
@@ -39,6 +44,7 @@ class ResolvedModel:
     source: str
     is_preview: bool
     family: Family
+    reason: str = ""  # why this model: configured, or the device and its memory
 
 
 def load_error(source: str, reason: str) -> ModelLoadError:
@@ -116,22 +122,61 @@ def native_size(source: str) -> int:
     return NATIVE_SIZE[family_of(source)]
 
 
-def resolve_base_model(configured: str | None, *, device: str, models_dir: Path) -> ResolvedModel:
-    """The base model: the configured hub id or folder, else SD 1.5 on CUDA or MPS, else the preview."""
+def cuda_memory(device: str) -> int | None:
+    """The total memory of a CUDA device in bytes; None where there is no such device."""
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        return None
+    index = torch.device(device).index or 0
+    return int(torch.cuda.get_device_properties(index).total_memory)
+
+
+def default_base_model(device: str, *, memory_bytes: int | None) -> tuple[str, Family, str]:
+    """The base model for a device when none is configured: (hub id, family, the reason, for a person)."""
+    hint = f"set {BASE_MODEL_ENV} to choose another"
+    if (
+        torch.device(device).type == "cuda"
+        and memory_bytes is not None
+        and memory_bytes >= SDXL_MIN_CUDA_BYTES
+    ):
+        gib = memory_bytes / 1024**3
+        return DEFAULT_SDXL_MODEL, "sdxl", f"SDXL: the CUDA device has {gib:.0f} GiB (SDXL needs 15); {hint}"
+    if memory_bytes is not None:
+        gib = memory_bytes / 1024**3
+        reason = f"SD 1.5: the CUDA device has {gib:.0f} GiB, under the 15 GiB SDXL needs; {hint}"
+    else:
+        reason = f"SD 1.5: SDXL is chosen only on a CUDA device with 15 GiB or more; {hint}"
+    return DEFAULT_CUDA_MODEL, "sd15", reason
+
+
+def resolve_base_model(
+    configured: str | None, *, device: str, models_dir: Path, memory_bytes: int | None = None
+) -> ResolvedModel:
+    """The base model: the configured hub id or folder; else on CUDA SDXL where the device's memory allows
+    (``memory_bytes``, read from the device when not given) and SD 1.5 otherwise, SD 1.5 on MPS, and the
+    preview model on the CPU. ``reason`` says which and why."""
     if configured == PREVIEW_MODEL_ID or (not configured and torch.device(device).type == "cpu"):
         folder = ensure_preview_model(models_dir)
-        return ResolvedModel(source=str(folder), is_preview=True, family="sd15")
+        why = (
+            "configured" if configured else f"the preview model: no GPU (set {BASE_MODEL_ENV} to choose one)"
+        )
+        return ResolvedModel(source=str(folder), is_preview=True, family="sd15", reason=why)
     if not configured:
-        return ResolvedModel(source=DEFAULT_CUDA_MODEL, is_preview=False, family="sd15")
+        memory = memory_bytes if memory_bytes is not None else cuda_memory(device)
+        source, family, why = default_base_model(device, memory_bytes=memory)
+        return ResolvedModel(source=source, is_preview=False, family=family, reason=why)
     folder = Path(configured).expanduser()
     if folder.is_dir():
         if not (folder / "model_index.json").is_file():
             raise load_error(configured, f"the folder {folder} has no model_index.json")
         source = str(folder.resolve())
-        return ResolvedModel(source=source, is_preview=is_preview_model(folder), family=family_of(source))
+        return ResolvedModel(
+            source=source, is_preview=is_preview_model(folder), family=family_of(source), reason="configured"
+        )
     if _looks_like_path(configured) or folder.exists():
         raise load_error(configured, f"the folder {folder} does not exist")
-    return ResolvedModel(source=configured, is_preview=False, family=family_of(configured))
+    return ResolvedModel(
+        source=configured, is_preview=False, family=family_of(configured), reason="configured"
+    )
 
 
 def _dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +82,12 @@ class PreparedPhoto:
     crop: CropBox
     image: Image.Image
     flipped: bool = False
+    # The subject mask under the crop, (resolution, resolution) in [0, 1]; None where the photo is not masked.
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+
+# Makes a subject mask of a whole photo (mode L, any size); ``petportrait.ml.masks`` has the makers.
+MaskMaker = Callable[[Image.Image], Image.Image]
 
 
 def file_sha256(path: Path) -> str:
@@ -153,13 +159,14 @@ def saliency_map(image: Image.Image) -> np.ndarray:
     return saliency / total
 
 
-def choose_square_crop(image: Image.Image) -> CropBox:
-    """The largest square of ``image``, slid along the long side to hold the most saliency."""
+def choose_square_crop(image: Image.Image, *, weights: np.ndarray | None = None) -> CropBox:
+    """The largest square of ``image``, slid along the long side to hold the most saliency (or ``weights``,
+    a map of the whole photo at any size, such as its subject mask)."""
     width, height = image.size
     side = min(width, height)
     if width == height:
         return CropBox(0, 0, side, side)
-    saliency = saliency_map(image)
+    saliency = saliency_map(image) if weights is None else weights
     # Saliency mass along the long axis, in full-resolution pixel units.
     profile = saliency.sum(axis=0) if width > height else saliency.sum(axis=1)
     long_side = max(width, height)
@@ -184,15 +191,25 @@ def check_crop_box(box: CropBox, size: tuple[int, int], name: str) -> None:
         raise PhotoError(f"the crop box {box.as_tuple()} for {name} is {box.width}x{box.height}, not square")
 
 
-def prepare_photo(source: PhotoSource, *, resolution: int, crop_box: CropBox | None = None) -> PreparedPhoto:
-    """Read one photo, crop it square (``crop_box`` if given, else by saliency), resize to ``resolution``."""
+def prepare_photo(
+    source: PhotoSource,
+    *,
+    resolution: int,
+    crop_box: CropBox | None = None,
+    mask_maker: MaskMaker | None = None,
+) -> PreparedPhoto:
+    """Read one photo, crop it square (``crop_box`` if given, else by its subject mask when ``mask_maker`` is
+    given, else by saliency), resize to ``resolution``; with ``mask_maker`` the mask under the crop comes
+    too."""
     photo = photo_data(source)
     image = load_photo(photo)
+    mask = mask_maker(image) if mask_maker is not None else None
     if crop_box is not None:
         check_crop_box(crop_box, image.size, photo.name)
         crop = crop_box
     else:
-        crop = choose_square_crop(image)
+        weights = None if mask is None else np.asarray(mask, dtype=np.float64) + 1e-6
+        crop = choose_square_crop(image, weights=weights)
     if min(crop.width, crop.height) < MIN_CROP_SIDE:
         raise PhotoError(
             f"the photo {photo.name} gives a {crop.width}x{crop.height} crop; "
@@ -200,7 +217,18 @@ def prepare_photo(source: PhotoSource, *, resolution: int, crop_box: CropBox | N
         )
     resized = image.resize((resolution, resolution), Image.Resampling.LANCZOS, box=crop.as_tuple())
     digest = hashlib.sha256(photo.data).hexdigest()
-    return PreparedPhoto(source=photo.name, sha256=digest, crop=crop, image=resized)
+    cut = None if mask is None else mask_under_crop(mask, crop, photo_size=image.size, resolution=resolution)
+    return PreparedPhoto(source=photo.name, sha256=digest, crop=crop, image=resized, mask=cut)
+
+
+def mask_under_crop(
+    mask: Image.Image, crop: CropBox, *, photo_size: tuple[int, int], resolution: int
+) -> np.ndarray:
+    """The part of ``mask`` (of the whole photo, any size) under ``crop`` at ``resolution``, in [0, 1]."""
+    scale_x, scale_y = mask.width / photo_size[0], mask.height / photo_size[1]
+    box = (crop.left * scale_x, crop.top * scale_y, crop.right * scale_x, crop.bottom * scale_y)
+    cut = mask.convert("L").resize((resolution, resolution), Image.Resampling.BILINEAR, box=box)
+    return np.asarray(cut, dtype=np.float32) / 255.0
 
 
 def prepare_photos(
@@ -209,18 +237,28 @@ def prepare_photos(
     resolution: int,
     crop_boxes: Sequence[CropBox | None] | None = None,
     hflip: bool = False,
+    mask_makers: Sequence[MaskMaker | None] | None = None,
 ) -> list[PreparedPhoto]:
-    """Prepare every photo, in order; with ``hflip`` each is followed by its mirror image."""
+    """Prepare every photo, in order; with ``hflip`` each is followed by its mirror image. ``mask_makers``
+    (one per photo, None for a photo not masked) gives each photo its subject mask."""
     if crop_boxes is not None and len(crop_boxes) != len(paths):
         raise PhotoError(f"{len(crop_boxes)} crop boxes were given for {len(paths)} photos")
+    if mask_makers is not None and len(mask_makers) != len(paths):
+        raise PhotoError(f"{len(mask_makers)} mask choices were given for {len(paths)} photos")
     boxes = crop_boxes if crop_boxes is not None else [None] * len(paths)
+    makers = mask_makers if mask_makers is not None else [None] * len(paths)
     prepared: list[PreparedPhoto] = []
-    for path, box in zip(paths, boxes, strict=True):
-        photo = prepare_photo(path, resolution=resolution, crop_box=box)
+    for path, box, maker in zip(paths, boxes, makers, strict=True):
+        photo = prepare_photo(path, resolution=resolution, crop_box=box, mask_maker=maker)
         prepared.append(photo)
         if hflip:
             mirrored = photo.image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            prepared.append(PreparedPhoto(photo.source, photo.sha256, photo.crop, mirrored, flipped=True))
+            mirror_mask = None if photo.mask is None else np.ascontiguousarray(photo.mask[:, ::-1])
+            prepared.append(
+                PreparedPhoto(
+                    photo.source, photo.sha256, photo.crop, mirrored, flipped=True, mask=mirror_mask
+                )
+            )
     return prepared
 
 

@@ -17,6 +17,7 @@ writes a file only where the caller names one (``output_path``, for the command 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -26,14 +27,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from petportrait.ml.masks import SegmenterError, mask_function
 from petportrait.ml.models import Family, family_of, load_component
 from petportrait.ml.photos import (
     CropBox,
+    MaskMaker,
     PhotoError,
     PhotoSource,
     PreparedPhoto,
@@ -113,6 +116,11 @@ class TrainSpec:
     use_8bit_adam: bool = False  # needs bitsandbytes and CUDA
     crop_boxes: Sequence[CropBox | None] | None = None  # one per photo; None entries are cropped by saliency
     hflip: bool = False  # add mirror images (off: a pet's markings are asymmetric)
+    # Subject masks: None trains with the plain loss; a number is the loss weight of background pixels (0 to
+    # 1; the animal's pixels weigh 1), and each photo's mask (made in memory) also chooses its crop.
+    mask_background_weight: float | None = None
+    masked: Sequence[bool] | None = None  # one per photo: False trains that photo unmasked; None: all masked
+    segmenter: str | None = None  # a segmentation model's hub id or folder; None: GrabCut (no weights)
 
 
 @dataclass(frozen=True)
@@ -272,7 +280,31 @@ def check_spec(spec: TrainSpec) -> ResolvedTrainSpec:
         raise InvalidTrainSpec(f"prior_loss_weight must be zero or more, got {spec.prior_loss_weight}")
     if spec.snr_gamma is not None and not spec.snr_gamma > 0:
         raise InvalidTrainSpec(f"snr_gamma must be positive or None, got {spec.snr_gamma}")
+    weight = spec.mask_background_weight
+    if weight is not None and not (math.isfinite(weight) and 0 <= weight <= 1):
+        raise InvalidTrainSpec(f"mask_background_weight must be from 0 to 1 or None, got {weight}")
+    if spec.masked is not None and len(spec.masked) != len(spec.photos):
+        raise InvalidTrainSpec(f"{len(spec.masked)} mask choices were given for {len(spec.photos)} photos")
     return resolved
+
+
+class MemorySavers(NamedTuple):
+    gradient_checkpointing: bool
+    use_8bit_adam: bool
+
+
+def memory_savers(family: Family, device: str) -> MemorySavers:
+    """TrainSpec fields that diffusers' SDXL DreamBooth-LoRA recipe uses to fit a 16 GB card: gradient
+    checkpointing, and 8-bit Adam where bitsandbytes is installed (both only for SDXL on CUDA)."""
+    if family != "sdxl" or torch.device(device).type != "cuda":
+        return MemorySavers(gradient_checkpointing=False, use_8bit_adam=False)
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        has_bitsandbytes = False
+    else:
+        has_bitsandbytes = True
+    return MemorySavers(gradient_checkpointing=True, use_8bit_adam=has_bitsandbytes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -360,8 +392,13 @@ def denoising_loss(
     *,
     time_ids: torch.Tensor | None = None,
     snr_gamma: float | None = None,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-example diffusion loss of ``unet`` on ``latents`` noised with ``noise`` at ``timesteps``: (N,)."""
+    """Per-example diffusion loss of ``unet`` on ``latents`` noised with ``noise`` at ``timesteps``: (N,).
+
+    ``pixel_weights`` (N, 1, h, w) weighs each latent pixel's squared error before the mean (the masked loss:
+    1 on the animal, the background weight elsewhere); all ones gives the plain loss exactly.
+    """
     count = latents.shape[0]
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     if noise_scheduler.config.prediction_type == "v_prediction":
@@ -377,7 +414,10 @@ def denoising_loss(
         encoder_hidden_states=prompt.hidden_states.expand(count, -1, -1),
         added_cond_kwargs=added_cond,
     ).sample
-    loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    squared = F.mse_loss(prediction.float(), target.float(), reduction="none")
+    if pixel_weights is not None:
+        squared = squared * pixel_weights
+    loss = squared.mean(dim=(1, 2, 3))
     if snr_gamma is not None:
         loss = loss * snr_weights(noise_scheduler, timesteps, snr_gamma)
     return loss
@@ -443,7 +483,7 @@ def render_class_latents(
 
 
 def lora_metadata(
-    resolved: ResolvedTrainSpec, photos: Sequence[PreparedPhoto], steps_done: int
+    resolved: ResolvedTrainSpec, photos: Sequence[PreparedPhoto], steps_done: int, *, masked_photos: int = 0
 ) -> dict[str, str]:
     """What a LoRA file says about itself (no timestamps, so a repeated run writes the same bytes)."""
     spec = resolved.spec
@@ -466,8 +506,30 @@ def lora_metadata(
         "prior_preservation": "true" if spec.prior_preservation else "false",
         "snr_gamma": "none" if spec.snr_gamma is None else str(spec.snr_gamma),
         "target_modules": ",".join(LORA_TARGET_MODULES),
+        "mask_background_weight": "none"
+        if spec.mask_background_weight is None
+        else str(spec.mask_background_weight),
+        "masked_photos": str(masked_photos),
         "photo_sha256": json.dumps(hashes),
     }
+
+
+def latent_pixel_weights(
+    photos: Sequence[PreparedPhoto], *, latent_size: tuple[int, int], background_weight: float
+) -> torch.Tensor | None:
+    """Each photo's loss weights at the latents' size, (N, 1, h, w): 1 on the animal, ``background_weight``
+    on the background (a soft mask between); an unmasked photo weighs 1 everywhere. None if none is masked."""
+    if all(photo.mask is None for photo in photos):
+        return None
+    side = photos[0].image.height
+    masks = torch.stack(
+        [
+            torch.ones(side, side) if photo.mask is None else torch.from_numpy(photo.mask).float()
+            for photo in photos
+        ]
+    )[:, None]
+    small = F.interpolate(masks, size=latent_size, mode="area")
+    return background_weight + (1.0 - background_weight) * small
 
 
 def _merged_lora_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -581,13 +643,22 @@ def train_lora(
     device = spec.device
     on_cuda = torch.device(device).type == "cuda"
     weight_dtype = torch.bfloat16 if resolved.mixed_precision == "bf16" else torch.float32
-    # 1. Photos: square crops at the training resolution, in memory.
+    # 1. Photos: square crops at the training resolution, in memory, with their subject masks if asked.
+    mask_makers: list[MaskMaker | None] | None = None
+    if spec.mask_background_weight is not None:
+        try:
+            maker = mask_function(spec.segmenter)
+        except SegmenterError as exc:
+            raise InvalidTrainSpec(str(exc)) from None
+        switches = list(spec.masked) if spec.masked is not None else [True] * len(spec.photos)
+        mask_makers = [maker if on else None for on in switches]
     try:
         photos = prepare_photos(
             list(spec.photos),
             resolution=resolved.resolution,
             crop_boxes=spec.crop_boxes,
             hflip=spec.hflip,
+            mask_makers=mask_makers,
         )
     except PhotoError as exc:
         raise InvalidTrainSpec(str(exc)) from None
@@ -607,6 +678,15 @@ def train_lora(
     instance_mean, instance_std = encode_images(
         components.vae, images_to_tensor([p.image for p in photos]), device=device
     )
+    instance_weights = latent_pixel_weights(
+        photos,
+        latent_size=(instance_mean.shape[2], instance_mean.shape[3]),
+        background_weight=spec.mask_background_weight or 0.0,
+    )
+    if instance_weights is not None:
+        instance_weights = instance_weights.to(device)
+    masked_photos = sum(1 for photo in photos if photo.mask is not None and not photo.flipped)
+    photos = [dataclasses.replace(photo, mask=None) for photo in photos]  # masks end here, in memory
     instance_prompt = encode_prompt(components, resolved.instance_prompt, device=device)
     class_latents: torch.Tensor | None = None
     class_prompt: PromptEmbedding | None = None
@@ -698,6 +778,7 @@ def train_lora(
                 instance_prompt,
                 time_ids=time_ids,
                 snr_gamma=spec.snr_gamma,
+                pixel_weights=None if instance_weights is None else instance_weights[indices],
             ).mean()
             if class_latents is not None and class_prompt is not None:
                 picks = torch.randint(0, class_latents.shape[0], (spec.batch_size,), generator=generator)
@@ -730,7 +811,7 @@ def train_lora(
             progress(TrainProgress(step=step + 1, total=resolved.steps, loss=value, eta_seconds=eta))
 
     # 6. The LoRA with its metadata, in memory; a file only where one was asked.
-    metadata = lora_metadata(resolved, photos, resolved.steps)
+    metadata = lora_metadata(resolved, photos, resolved.steps, masked_photos=masked_photos)
     data = lora_bytes(unet, rank=resolved.rank, alpha=resolved.alpha, metadata=metadata)
     output = Path(spec.output_path) if spec.output_path is not None else None
     if output is not None:

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from petportrait.db import Base, IdMixin
@@ -51,5 +51,7 @@ class Photo(IdMixin, Base):
     phash: Mapped[str] = mapped_column(String(16))
     # SHA-256 of the bytes as uploaded (before sanitising): a byte-identical re-upload is refused undecoded.
     source_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Train with this photo's subject mask (made in memory, never stored); the person may turn it off.
+    masking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     uploaded_at: Mapped[datetime]
     expires_at: Mapped[datetime]

@@ -48,6 +48,12 @@ class PhotoOut(BaseModel):
     uploaded_at: datetime
     expires_at: datetime
     content_url: str
+    masking: bool = True  # trained with its subject mask (shown over the photo at mask_url)
+    mask_url: str = ""
+
+
+class PhotoMaskingUpdate(BaseModel):
+    masking: bool
 
 
 class UploadResult(BaseModel):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from petportrait.clock import utcnow
 from petportrait.db import new_id
-from petportrait.errors import NotFound, TooManyRequests
+from petportrait.errors import NotFound, ProblemError, TooManyRequests
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job
 from petportrait.paging import PageParams, page_query
@@ -273,6 +273,85 @@ def open_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: s
     return photo, blobs.open(photo.storage_key)
 
 
+def _read_audited(
+    session: Session,
+    *,
+    blobs: BlobStore,
+    photo: Photo,
+    actor_id: str | None,
+    purpose: str,
+    details: dict[str, Any] | None = None,
+) -> bytes:
+    """A photo's bytes, with the read written to the audit log under ``purpose``."""
+    from petportrait.retention import audit
+
+    data = blobs.get_bytes(photo.storage_key)
+    audit.record(
+        session,
+        action="photo.read",
+        actor_id=actor_id,
+        subject_kind="photo",
+        subject_id=photo.id,
+        owner_id=photo.owner_id,
+        purpose=purpose,
+        details=details,
+    )
+    return data
+
+
+def set_photo_masking(session: Session, *, owner_id: str, photo_id: str, masking: bool) -> Photo:
+    """Turn training with the owner's photo's subject mask on or off."""
+    photo = get_photo(session, owner_id=owner_id, photo_id=photo_id)
+    photo.masking = masking
+    session.flush()
+    return photo
+
+
+def photo_mask_overlay(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> bytes:
+    """The owner's photo with its subject mask drawn over it, as PNG bytes made now, in memory; the read of
+    the photo is audited and nothing of the mask is stored."""
+    import io
+
+    from petportrait.ml.masks import SegmenterError, mask_function, overlay
+    from petportrait.ml.photos import PhotoError, load_photo
+
+    photo = get_photo(session, owner_id=owner_id, photo_id=photo_id)
+    data = _read_audited(session, blobs=blobs, photo=photo, actor_id=owner_id, purpose="mask_preview")
+    try:
+        make_mask = mask_function(settings_of(session).ml.segmenter)
+        image = load_photo(data)
+        shown = overlay(image, make_mask(image))
+    except (SegmenterError, PhotoError) as exc:
+        raise ProblemError(str(exc), code="mask_unavailable", status=503, title="Unavailable") from None
+    out = io.BytesIO()
+    shown.save(out, "PNG")
+    return out.getvalue()
+
+
+def read_photos_for_likeness(
+    session: Session, *, blobs: BlobStore, pet_id: str, photo_ids: list[str]
+) -> list[bytes]:
+    """The live photos a model was trained on, in memory, to score its likeness; each read is audited."""
+    pet = session.get(Pet, pet_id)
+    if pet is None:
+        return []
+    query = live_photos_query(settings=settings_of(session)).where(
+        Photo.pet_id == pet.id, Photo.id.in_(photo_ids)
+    )
+    return [
+        _read_audited(session, blobs=blobs, photo=photo, actor_id=None, purpose="likeness_eval")
+        for photo in session.scalars(query.order_by(Photo.id))
+    ]
+
+
+def masking_of_photos(session: Session, *, pet_id: str, photo_ids: list[str]) -> dict[str, bool]:
+    """Whether each of a pet's photos is trained with its subject mask, by photo id."""
+    rows = session.execute(
+        select(Photo.id, Photo.masking).where(Photo.pet_id == pet_id, Photo.id.in_(photo_ids))
+    )
+    return {photo_id: bool(masking) for photo_id, masking in rows}
+
+
 def delete_photo(session: Session, *, blobs: BlobStore, owner_id: str, photo_id: str) -> None:
     """Delete the owner's photo now: blob first, then a tombstone and receipt (409 under a legal hold)."""
     tombstones.delete_now(
@@ -332,8 +411,6 @@ def read_photos_for_training(
     This is the only path by which photo bytes reach a training job (the data policy's purpose limit):
     a job whose owner is not the pet's owner is refused.
     """
-    from petportrait.retention import audit
-
     pet = session.get(Pet, pet_id)
     if pet is None or pet.owner_id != job_owner_id:
         raise PermissionError(f"job {job_id} may not read photos of pet {pet_id}: not its owner's")
@@ -347,16 +424,8 @@ def read_photos_for_training(
     )
     read: list[tuple[str, bytes]] = []
     for photo in photos:
-        data = blobs.get_bytes(photo.storage_key)
-        audit.record(
-            session,
-            action="photo.read",
-            actor_id=None,
-            subject_kind="photo",
-            subject_id=photo.id,
-            owner_id=pet.owner_id,
-            purpose="training",
-            details={"job_id": job_id},
+        data = _read_audited(
+            session, blobs=blobs, photo=photo, actor_id=None, purpose="training", details={"job_id": job_id}
         )
         read.append((photo.id, data))
     session.commit()

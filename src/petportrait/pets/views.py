@@ -15,7 +15,14 @@ from petportrait.multipart import CappedUploadRoute
 from petportrait.paging import Page
 from petportrait.pets import service
 from petportrait.pets.models import Pet, Photo, Species
-from petportrait.pets.schemas import PetCreate, PetOut, PhotoOut, UploadOut, UploadResult
+from petportrait.pets.schemas import (
+    PetCreate,
+    PetOut,
+    PhotoMaskingUpdate,
+    PhotoOut,
+    UploadOut,
+    UploadResult,
+)
 from petportrait.ratelimit import LimiterDep
 from petportrait.retention import audit
 
@@ -41,6 +48,8 @@ def photo_out(photo: Photo) -> PhotoOut:
         uploaded_at=photo.uploaded_at,
         expires_at=photo.expires_at,
         content_url=f"/api/v1/photos/{photo.id}/content",
+        masking=photo.masking is not False,
+        mask_url=f"/api/v1/photos/{photo.id}/mask",
     )
 
 
@@ -180,6 +189,22 @@ def photo_content(
         media_type=photo.content_type,
         headers={"Content-Length": str(photo.size), "Cache-Control": "private, no-store"},
     )
+
+
+@router.patch("/photos/{photo_id}", response_model=PhotoOut)
+def update_photo(photo_id: str, body: PhotoMaskingUpdate, user: CurrentUser, session: SessionDep) -> PhotoOut:
+    """Turn training with the photo's subject mask on or off (``{"masking": false}``)."""
+    photo = service.set_photo_masking(session, owner_id=user.id, photo_id=photo_id, masking=body.masking)
+    session.commit()
+    return photo_out(photo)
+
+
+@router.get("/photos/{photo_id}/mask", response_class=Response)
+def photo_mask(photo_id: str, user: CurrentUser, session: SessionDep, blobs: BlobsDep) -> Response:
+    """The photo with its subject mask over it (background dimmed), a PNG made on request and never stored."""
+    png = service.photo_mask_overlay(session, blobs=blobs, owner_id=user.id, photo_id=photo_id)
+    session.commit()  # the read of the photo is on record
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
 
 @router.delete("/photos/{photo_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -55,6 +55,8 @@ class PetModel(IdMixin, Base):
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     final_loss: Mapped[float | None] = mapped_column(default=None)
+    # DreamBench's scores of the model (``petportrait eval``): dino, clip_i, clip_t...; None: not measured.
+    likeness: Mapped[dict[str, float | int] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime]
     trained_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)

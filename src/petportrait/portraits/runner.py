@@ -88,6 +88,7 @@ class PortraitEngine:
         with self._lock:
             if base_model not in self._renderers:
                 resolved = self.resolve(base_model)
+                log.info("base model %s (%s)", resolved.source, resolved.reason or "configured")
                 self._renderers[base_model] = Renderer(resolved.source, device=self.device)
             return self._renderers[base_model]
 
@@ -108,7 +109,14 @@ _PURPOSE_LIMIT = "purpose_limit"  # a training job pointed at another account's 
 def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Job, beat: Beat) -> None:
     from petportrait.ml.models import ModelLoadError
     from petportrait.ml.photos import PhotoData
-    from petportrait.ml.train import InvalidTrainSpec, TrainingCancelled, TrainProgress, TrainSpec, train_lora
+    from petportrait.ml.train import (
+        InvalidTrainSpec,
+        TrainingCancelled,
+        TrainProgress,
+        TrainSpec,
+        memory_savers,
+        train_lora,
+    )
 
     model = session.get(PetModel, job.target_id)
     if model is None:
@@ -147,15 +155,24 @@ def _train(ctx: WorkerContext, engine: PortraitEngine, session: Session, job: Jo
             step=p.step, total=p.total, eta_seconds=p.eta_seconds, message=f"Training (loss {p.loss:.4f})"
         )
 
+    masking = pets_service.masking_of_photos(
+        session, pet_id=model.pet_id, photo_ids=[photo_id for photo_id, _ in photos]
+    )
+    savers = memory_savers(resolved.family, engine.device)  # SDXL on CUDA: the diffusers recipe's savers
     spec = TrainSpec(
         base_model=resolved.source,
         photos=[PhotoData(photo_id, data) for photo_id, data in photos],
+        mask_background_weight=ctx.settings.ml.mask_background_weight,
+        masked=[masking.get(photo_id, True) for photo_id, _ in photos],
+        segmenter=ctx.settings.ml.segmenter,
         species=model.species,
         token=model.token,
         steps=ctx.settings.ml.train_steps,
         resolution=ctx.settings.ml.resolution,
         seed=int(hashlib.sha256(model.id.encode()).hexdigest()[:8], 16),
         device=engine.device,
+        gradient_checkpointing=savers.gradient_checkpointing,
+        use_8bit_adam=savers.use_8bit_adam,
     )
     del photos
     try:

@@ -30,6 +30,8 @@ class ModelOut(BaseModel):
     trained_at: datetime | None
     expires_at: datetime | None
     job_id: str | None = None
+    # DreamBench's DINO, CLIP-I and CLIP-T scores once `petportrait eval` measured them; null: not measured
+    likeness: dict[str, float | int] | None = None
 
 
 class TrainOut(BaseModel):

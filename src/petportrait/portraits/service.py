@@ -18,7 +18,7 @@ from petportrait.clock import utcnow
 from petportrait.errors import Conflict, Gone, InvalidInput, NotFound
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import FINAL_STATES, Job, JobState
-from petportrait.ml.models import DEFAULT_CUDA_MODEL, native_size, pick_device
+from petportrait.ml.models import NATIVE_SIZE, cuda_memory, default_base_model, native_size, pick_device
 from petportrait.ml.preview import PREVIEW_MODEL_ID, PREVIEW_RESOLUTION
 from petportrait.paging import PageParams, page_query
 from petportrait.pets import service as pets_service
@@ -42,21 +42,27 @@ class BaseModelChoice:
     source: str
     is_preview: bool
     resolution: int
+    reason: str = "configured"  # why this model, for a person
 
 
-def base_model_choice(settings: Settings) -> BaseModelChoice:
-    """The base model new trainings use: configured, SD 1.5 on a GPU, else the offline preview model."""
+def base_model_choice(settings: Settings, *, memory_bytes: int | None = None) -> BaseModelChoice:
+    """The base model new trainings use: configured; on a GPU SDXL where its memory allows (``memory_bytes``,
+    read from the device when not given), else SD 1.5; else the offline preview model."""
     configured = settings.ml.base_model
     if configured and configured != PREVIEW_MODEL_ID:
         resolution = settings.ml.resolution or native_size(configured)
         return BaseModelChoice(source=configured, is_preview=False, resolution=resolution)
     device = pick_device(settings.ml.device)
     if not configured and not device.startswith("cpu"):
-        return BaseModelChoice(
-            source=DEFAULT_CUDA_MODEL, is_preview=False, resolution=settings.ml.resolution or 512
-        )
+        memory = memory_bytes if memory_bytes is not None else cuda_memory(device)
+        source, family, reason = default_base_model(device, memory_bytes=memory)
+        resolution = settings.ml.resolution or NATIVE_SIZE[family]
+        return BaseModelChoice(source=source, is_preview=False, resolution=resolution, reason=reason)
     return BaseModelChoice(
-        source=PREVIEW_MODEL_ID, is_preview=True, resolution=settings.ml.resolution or PREVIEW_RESOLUTION
+        source=PREVIEW_MODEL_ID,
+        is_preview=True,
+        resolution=settings.ml.resolution or PREVIEW_RESOLUTION,
+        reason="configured" if configured else "the preview model: no GPU",
     )
 
 

@@ -40,6 +40,7 @@ def model_out(session: Session, model: PetModel) -> ModelOut:
         trained_at=model.trained_at,
         expires_at=model.expires_at,
         job_id=job.id if job is not None else None,
+        likeness=model.likeness,
     )
 
 

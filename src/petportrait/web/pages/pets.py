@@ -245,6 +245,17 @@ def delete_photo(photo_id: str, page: FormPage) -> Response:
     return page.redirect(f"/pets/{pet_id}" if pet_id else "/pets")
 
 
+@router.post("/photos/{photo_id}/masking")
+def photo_masking(photo_id: str, page: FormPage, masking: Annotated[str, Form()] = "on") -> Response:
+    """Turn training with a photo's subject mask on or off."""
+    photo = pets_service.set_photo_masking(
+        page.session, owner_id=page.user.id, photo_id=photo_id, masking=masking == "on"
+    )
+    pet_id = photo.pet_id
+    page.session.commit()
+    return page.redirect(f"/pets/{pet_id}#photo-{photo_id}")
+
+
 @router.post("/pets/{pet_id}/train")
 def train(pet_id: str, page: FormPage) -> Response:
     """Start training the pet's model from its photos; the pet page shows its progress."""
