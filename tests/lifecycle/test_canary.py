@@ -43,6 +43,7 @@ PET = f"Canarypet{TAG}"
 PROMPT = f"a canaryprompt{TAG} portrait of {{pet}}"
 HOLD_REASON = f"Canary hold reason {TAG}, 12 Quay Street"
 ADMIN_EMAIL = f"canary.admin.{TAG}@example.com"
+CANARY_REDIS = "redis://127.0.0.1:6379/9"  # no other test uses database 9
 
 
 class _RefuseOnce:
@@ -260,13 +261,15 @@ def fleet(request: pytest.FixtureRequest) -> Iterator[Fleet | None]:
         aws_secret_access_key="testing",
         config=Config(s3={"addressing_style": "path"}),
     )
+    # a Redis database of its own, emptied: `retention check` names every key of a deployment's Redis
+    redis.Redis.from_url(CANARY_REDIS).flushdb()
     bucket = f"canary-{TAG}"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     try:
         yield Fleet(
             database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-            redis_url="redis://127.0.0.1:6379/0",
+            redis_url=CANARY_REDIS,
             s3=s3,
             bucket=bucket,
             endpoint=endpoint,

@@ -82,6 +82,15 @@ INFRASTRUCTURE = (
         owner="lifecycle",
     ),
     Store(
+        name="folder:style-examples",
+        medium="folder",
+        location="style-examples",
+        holds="no personal data: each style's example images, made from the preview model's stock subject",
+        source="none",
+        ends="kept while the deployment is; made again when missing",
+        owner="lifecycle",
+    ),
+    Store(
         name="folder:scratch",
         medium="folder",
         location="scratch",
