@@ -31,7 +31,7 @@ import redis
 from sqlalchemy import text
 
 from petportrait.db import make_engine
-from tests.canary import database_text, files_bytes
+from tests.canary import database_text, files_bytes, tables_holding
 from tests.conftest import TEST_KEK, pet_photos
 from tests.jobs.test_skewed_workers import LIBFAKETIME
 from tests.notifications.receivers import HookReceiver, SmtpSink, free_port
@@ -434,6 +434,10 @@ def _walk(dep: Deployment, hooks: HookReceiver, smtp: SmtpSink) -> None:
         for where, haystack in sources:
             if canary.lower() in haystack.lower():
                 found.setdefault(canary, []).append(where)
+        if canary.lower() in tables.lower():
+            engine = make_engine(dep.database_url)
+            found[canary].append(f"columns: {tables_holding(engine, canary)}")
+            engine.dispose()
         holders = [
             str(p.relative_to(dep.data))
             for p in dep.data.rglob("*")
