@@ -150,8 +150,20 @@ def test_another_holder_waits_for_the_lease_until_it_expires(services: Services,
     assert report.ran and report.total_purged == 3
     with services.session_factory() as session:
         lease = session.get(Lease, sweeper.SWEEP_LEASE)
-        assert lease is not None and lease.holder == "me" and lease.last_run_at == died + ttl
+        assert lease is not None and lease.holder == leases.FREE and lease.last_run_at == died + ttl
         assert session.scalar(select(func.count()).select_from(SweepRun)) == 1
+
+
+def test_a_sweep_under_a_clock_run_ahead_leaves_the_lease_free_for_the_right_clock(
+    services: Services, now: datetime
+) -> None:
+    """A process whose clock is a month ahead (a moved clock, a bad host) sweeps and ends: a process with
+    the right clock can sweep at once, not only when the wrong clock's month has passed."""
+    add_household(services, at=now)
+    ahead = sweep(services, now + 40 * DAY, holder="ahead")
+    assert ahead.ran
+    right = sweep(services, now + timedelta(minutes=1), holder="me")
+    assert right.ran and right.reconciled
 
 
 def test_concurrent_sweepers_delete_each_item_once(services: Services, now: datetime) -> None:

@@ -18,6 +18,9 @@ from petportrait.db import session_scope
 from petportrait.jobs.dbclock import coordination_now
 from petportrait.jobs.models import Lease
 
+FREE = ""
+"""The holder of a released lease: free to take at once."""
+
 
 def take(
     session_factory: sessionmaker[Session],
@@ -32,7 +35,9 @@ def take(
         now = now or coordination_now(session)
         result = session.execute(
             update(Lease)
-            .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at <= now))
+            .where(
+                Lease.name == name, or_(Lease.holder == holder, Lease.holder == FREE, Lease.expires_at <= now)
+            )
             .values(holder=holder, expires_at=now + ttl)
             .execution_options(synchronize_session=False)
         )
@@ -56,10 +61,12 @@ def release(
     now: datetime | None = None,
     ran: bool = False,
 ) -> None:
-    """Give the lease back so another process can take it at once (noting the run when `ran`)."""
+    """Give the lease back so another process can take it at once (noting the run when `ran`), whatever
+    either clock says: a released lease has no holder (a process whose clock ran ahead must not leave a
+    lease that looks held until its own future)."""
     with session_scope(session_factory) as session:
         now = now or coordination_now(session)
-        values: dict[str, datetime] = {"expires_at": now}
+        values: dict[str, datetime | str] = {"expires_at": now, "holder": FREE}
         if ran:
             values["last_run_at"] = now
         session.execute(

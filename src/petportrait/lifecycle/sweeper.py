@@ -502,7 +502,10 @@ def _clear_erased_accounts(session_factory: sessionmaker[Session], *, report: Sw
 def _reconcile_due(session_factory: sessionmaker[Session], *, now: datetime, every: timedelta) -> bool:
     with session_factory() as session:
         mark = session.get(Lease, RECONCILE_MARK)
-        return mark is None or mark.last_run_at is None or mark.last_run_at <= now - every
+        if mark is None or mark.last_run_at is None:
+            return True
+        # a run noted by a process whose clock ran ahead is not taken to be in the future
+        return mark.last_run_at <= now - every or mark.last_run_at > now
 
 
 def _mark_reconciled(session_factory: sessionmaker[Session], *, holder: str, now: datetime) -> None:
