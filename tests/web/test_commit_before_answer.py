@@ -25,6 +25,7 @@ def test_a_created_pet_is_committed_before_the_answer_starts(services: Services)
 
         await app(scope, receive, watching_send)
 
+    probe.state = app.state  # type: ignore[attr-defined]  # what the sign-up helper reads the outbox through
     with TestClient(probe) as client:  # type: ignore[arg-type]
         headers = sign_up(client, "commit@example.com")
         response = client.post("/api/v1/pets", json={"name": "Nova", "species": "cat"}, headers=headers)
