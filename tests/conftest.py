@@ -86,9 +86,13 @@ def _forget_recorded_kek(_postgres_engine: Engine | None) -> None:
     """On PostgreSQL every test shares one database, but each test's data folder is a deployment of its
     own with a key-encryption key of its own: forget the KEK an earlier test recorded, or the start-up
     check (retention.kek) would rightly refuse this one's. SQLite databases live in the data folder."""
-    if _postgres_engine is None:
-        return
-    with _postgres_engine.begin() as conn:
+    if _postgres_engine is not None:
+        forget_recorded_kek(_postgres_engine)
+
+
+def forget_recorded_kek(engine: Engine) -> None:
+    """Forget the key-encryption key recorded in a shared PostgreSQL database (a new deployment starts)."""
+    with engine.begin() as conn:
         if conn.execute(text("SELECT to_regclass('kek_checks')")).scalar() is not None:
             conn.execute(text("DELETE FROM kek_checks"))
 

