@@ -81,7 +81,7 @@ def events(stack: Stack, headers: dict[str, str], job_id: str) -> list[tuple[str
 
 
 def test_whole_flow_upload_train_render_download(stack: Stack) -> None:
-    stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="20")  # long enough for progress between start and end
+    stack.start_worker(PETPORTRAIT__ML__TRAIN_STEPS="60")  # long enough for progress between start and end
     try:
         _whole_flow(stack)
     finally:
