@@ -149,3 +149,41 @@ def test_each_planted_residue_is_named(services: Services, now: datetime, plant:
             )
     found = _problems(services, redis_keys=keys)
     assert list(found) == [problem], found
+
+
+def test_erasure_deletes_the_accounts_emailed_links_and_the_check_names_one_left(
+    services: Services, now: datetime
+) -> None:
+    """Verification and reset links end with the account at erasure; one left behind is named."""
+    from petportrait.accounts.models import EmailToken
+    from petportrait.lifecycle.service import erase_account
+
+    with session_scope(services.session_factory) as session:
+        user = add_user(session, "links.canary@example.com", at=now)
+        for purpose in ("verify", "reset"):
+            session.add(
+                EmailToken(
+                    user_id=user.id,
+                    purpose=purpose,
+                    token_hash=new_id() + new_id(),
+                    created_at=now,
+                    expires_at=now + timedelta(hours=1),
+                )
+            )
+        user_id = user.id
+    with session_scope(services.session_factory) as session:
+        erase_account(session, user_id=user_id, actor_id=None)
+    with services.session_factory() as session:
+        assert session.query(EmailToken).filter_by(user_id=user_id).count() == 0
+    assert "erased_residue" not in _problems(services)
+    with session_scope(services.session_factory) as session:  # a path that forgot them
+        session.add(
+            EmailToken(
+                user_id=user_id,
+                purpose="reset",
+                token_hash=new_id() + new_id(),
+                created_at=now,
+                expires_at=now + timedelta(hours=1),
+            )
+        )
+    assert _problems(services).get("erased_residue") == ["email_tokens"]

@@ -38,8 +38,9 @@ def register(registry: Registry) -> None:
     registry.add_table_rule(
         "email_tokens",
         "single-use links (verification, password reset), stored as SHA-256 only; deleted a day after they "
-        "were used or expired, and with the account",
+        "were used or expired, and with the account at erasure",
         owner="accounts",
+        owner_column="user_id",
     )
     registry.add_table_rule(
         "api_tokens",

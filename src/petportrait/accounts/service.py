@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from petportrait.accounts import addresses, email_links
-from petportrait.accounts.models import ApiToken, EmailPurpose, Role, User
+from petportrait.accounts.models import ApiToken, EmailPurpose, EmailToken, Role, User
 from petportrait.clock import utcnow
 from petportrait.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from petportrait.paging import PageParams, page_query
@@ -282,6 +282,10 @@ def scrub_for_erasure(session: Session, *, user_id: str, now: datetime) -> str:
     if user.deleted_at is not None:
         raise Conflict("This account has already been deleted.", code="account_deleted")
     address = user.email
+    # its emailed links (hashes, but of links that would still work) end with the account, now
+    session.execute(
+        delete(EmailToken).where(EmailToken.user_id == user.id).execution_options(synchronize_session=False)
+    )
     user.deleted_at = now
     user.email = f"deleted-{user.id}@erased.invalid"
     user.display_name = None
